@@ -1,0 +1,107 @@
+package cladnet
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Certificate binds a node's peer ID to a CLADNet for a validity window. It is
+// signed by the CLADNet owner key, like a Nebula host certificate.
+type Certificate struct {
+	CladnetID string    `json:"cladnetId"`
+	PeerID    string    `json:"peerId"`
+	HostName  string    `json:"hostName"`
+	NotBefore time.Time `json:"notBefore"`
+	NotAfter  time.Time `json:"notAfter"`
+	Groups    []string  `json:"groups,omitempty"`
+	// Signature is the owner's Ed25519 signature over the other fields.
+	Signature string `json:"signature"`
+}
+
+// Errors a certificate check can return; callers may test with errors.Is.
+var (
+	ErrBadSignature   = errors.New("certificate signature does not verify against the CLADNet owner key")
+	ErrForeignCladnet = errors.New("certificate belongs to another CLADNet")
+	ErrExpired        = errors.New("certificate is expired")
+	ErrNotYetValid    = errors.New("certificate is not yet valid")
+	ErrWrongPeer      = errors.New("certificate was issued to another peer")
+)
+
+const certDomain = "cbnode-cert-v1\n"
+
+// signedBytes is the canonical byte string the owner signs: a domain tag and
+// the JSON of every field but the signature (encoding/json orders fields by
+// declaration, so this is deterministic).
+func (c *Certificate) signedBytes() []byte {
+	body := *c
+	body.Signature = ""
+	b, _ := json.Marshal(body) // cannot fail: only strings, times and slices
+	return append([]byte(certDomain), b...)
+}
+
+// SignCertificate issues a certificate for peer p, valid from now for ttl.
+func SignCertificate(owner ed25519.PrivateKey, spec *Spec, p peer.ID, host string, groups []string, now time.Time, ttl time.Duration) (*Certificate, error) {
+	if ttl <= 0 {
+		return nil, fmt.Errorf("sign certificate: ttl %s must be positive", ttl)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("sign certificate: peer ID: %w", err)
+	}
+	if host == "" {
+		return nil, errors.New("sign certificate: empty host name")
+	}
+	c := &Certificate{
+		CladnetID: spec.ID,
+		PeerID:    p.String(),
+		HostName:  host,
+		NotBefore: now.UTC().Add(-time.Minute).Truncate(time.Second), // tolerate clock skew
+		NotAfter:  now.UTC().Add(ttl).Truncate(time.Second),
+		Groups:    groups,
+	}
+	c.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(owner, c.signedBytes()))
+	return c, nil
+}
+
+// Verify checks the certificate against the CLADNet owner key, the CLADNet ID,
+// the peer it is presented by, and the time now.
+func (c *Certificate) Verify(spec *Spec, from peer.ID, now time.Time) error {
+	if c == nil {
+		return errors.New("no certificate")
+	}
+	if c.CladnetID != spec.ID {
+		return fmt.Errorf("%w (%s, not %s)", ErrForeignCladnet, c.CladnetID, spec.ID)
+	}
+	pub, err := spec.OwnerPublicKey()
+	if err != nil {
+		return err
+	}
+	sig, err := base64.StdEncoding.DecodeString(c.Signature)
+	if err != nil || !ed25519.Verify(pub, c.signedBytes(), sig) {
+		return ErrBadSignature
+	}
+	if from != "" && c.PeerID != from.String() {
+		return fmt.Errorf("%w: issued to %s, presented by %s", ErrWrongPeer, c.PeerID, from)
+	}
+	if now.Before(c.NotBefore) {
+		return fmt.Errorf("%w: valid from %s", ErrNotYetValid, c.NotBefore.Format(time.RFC3339))
+	}
+	if !now.Before(c.NotAfter) {
+		return fmt.Errorf("%w: expired at %s", ErrExpired, c.NotAfter.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// Peer returns the certificate's peer ID.
+func (c *Certificate) Peer() (peer.ID, error) {
+	p, err := peer.Decode(c.PeerID)
+	if err != nil {
+		return "", fmt.Errorf("certificate peer ID %q: %w", c.PeerID, err)
+	}
+	return p, nil
+}

@@ -1,0 +1,64 @@
+package node
+
+import (
+	"net/netip"
+
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+)
+
+// overlayGater refuses to dial or accept connections over addresses inside a
+// CLADNet range: the overlay must never carry its own underlay (no
+// VPN-over-VPN recursion).
+type overlayGater struct {
+	blocked []netip.Prefix
+}
+
+func (g *overlayGater) isBlocked(a ma.Multiaddr) bool {
+	if len(g.blocked) == 0 {
+		return false
+	}
+	ip, err := manet.ToIP(a)
+	if err != nil {
+		return false // not an IP address (e.g. a relay circuit): judged by its parts
+	}
+	addr, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return false
+	}
+	addr = addr.Unmap()
+	for _, p := range g.blocked {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *overlayGater) InterceptPeerDial(peer.ID) bool { return true }
+func (g *overlayGater) InterceptAddrDial(_ peer.ID, a ma.Multiaddr) bool {
+	return !g.isBlocked(a)
+}
+func (g *overlayGater) InterceptAccept(cm network.ConnMultiaddrs) bool {
+	return !g.isBlocked(cm.RemoteMultiaddr())
+}
+func (g *overlayGater) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
+	return true
+}
+func (g *overlayGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}
+
+// filterAddrs drops addresses inside blocked ranges.
+func (g *overlayGater) filterAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
+	out := addrs[:0:0]
+	for _, a := range addrs {
+		if !g.isBlocked(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}

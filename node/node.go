@@ -1,0 +1,243 @@
+// Package node builds cbnode's libp2p host: identity, transports (TCP with
+// Noise first and yamux, QUIC-v1), the private Kademlia DHT, gossipsub, the
+// connection manager and gater. It knows nothing about CLADNets beyond the
+// address ranges it must never carry.
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	record "github.com/libp2p/go-libp2p-record"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// DHTPrefix is the private DHT's protocol prefix: cbnode never speaks to the
+// public IPFS DHT.
+const DHTPrefix = "/cbnode"
+
+// DefaultPort is the listen port for both TCP and QUIC.
+const DefaultPort = 7460
+
+// Config configures a Node.
+type Config struct {
+	Key       crypto.PrivKey
+	ListenIPs []string // default 0.0.0.0
+	Port      int      // TCP and UDP (QUIC) port; 0 picks random ones
+	Bootstrap []peer.AddrInfo
+	// Server runs the DHT in server mode (bootstrap nodes); members use
+	// auto-server mode.
+	Server bool
+	// PubSub starts gossipsub (members only).
+	PubSub bool
+	// Blocked ranges are never advertised, dialled or accepted (the CLADNet ranges).
+	Blocked []netip.Prefix
+	// Validators are registered as namespaced DHT record validators.
+	Validators map[string]record.Validator
+	// Extra libp2p options (relay, hole punching, tests).
+	Extra  []libp2p.Option
+	Logger *slog.Logger
+}
+
+// Node is a running libp2p host with its DHT and, for members, gossipsub.
+type Node struct {
+	Host   host.Host
+	DHT    *dht.IpfsDHT
+	PubSub *pubsub.PubSub
+
+	cfg    Config
+	log    *slog.Logger
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New starts a node. Close it to release the host and goroutines.
+func New(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Key == nil {
+		return nil, fmt.Errorf("node: no identity key")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	ips := cfg.ListenIPs
+	if len(ips) == 0 {
+		ips = []string{"0.0.0.0"}
+	}
+	var listen []string
+	for _, ip := range ips {
+		a, err := netip.ParseAddr(ip)
+		if err != nil {
+			return nil, fmt.Errorf("listen address %q: %w", ip, err)
+		}
+		fam := "ip4"
+		if a.Is6() {
+			fam = "ip6"
+		}
+		listen = append(listen,
+			fmt.Sprintf("/%s/%s/tcp/%d", fam, a, cfg.Port),
+			fmt.Sprintf("/%s/%s/udp/%d/quic-v1", fam, a, cfg.Port))
+	}
+	cm, err := connmgr.NewConnManager(100, 400, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("connection manager: %w", err)
+	}
+	g := &overlayGater{blocked: cfg.Blocked}
+	opts := []libp2p.Option{
+		libp2p.Identity(cfg.Key),
+		libp2p.ListenAddrStrings(listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		// Noise first: the default negotiates TLS first on TCP.
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(tls.ID, tls.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ConnectionManager(cm),
+		libp2p.ConnectionGater(g),
+		libp2p.AddrsFactory(g.filterAddrs),
+		libp2p.DisableMetrics(), // no process-global Prometheus registry
+	}
+	opts = append(opts, cfg.Extra...)
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("libp2p host: %w", err)
+	}
+	mode := dht.ModeAutoServer
+	if cfg.Server {
+		mode = dht.ModeServer
+	}
+	dopts := []dht.Option{
+		dht.ProtocolPrefix(DHTPrefix),
+		dht.Mode(mode),
+		dht.BootstrapPeers(cfg.Bootstrap...),
+	}
+	for ns, v := range cfg.Validators {
+		dopts = append(dopts, dht.NamespacedValidator(ns, v))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	d, err := dht.New(h, dopts...)
+	if err != nil {
+		cancel()
+		h.Close()
+		return nil, fmt.Errorf("dht: %w", err)
+	}
+	n := &Node{Host: h, DHT: d, cfg: cfg, log: log, cancel: cancel}
+	if cfg.PubSub {
+		ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithPeerExchange(true), pubsub.WithFloodPublish(true))
+		if err != nil {
+			n.Close()
+			return nil, fmt.Errorf("gossipsub: %w", err)
+		}
+		n.PubSub = ps
+	}
+	if err := d.Bootstrap(ctx); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("dht bootstrap: %w", err)
+	}
+	n.wg.Add(1)
+	go n.keepBootstrapped(ctx)
+	return n, nil
+}
+
+// keepBootstrapped connects to the bootstrap peers at start and whenever the
+// node has lost them all (e.g. after the underlay address changed).
+func (n *Node) keepBootstrapped(ctx context.Context) {
+	defer n.wg.Done()
+	if len(n.cfg.Bootstrap) == 0 {
+		return
+	}
+	wait := 200 * time.Millisecond
+	for {
+		connected := 0
+		for _, bp := range n.cfg.Bootstrap {
+			if n.Host.Network().Connectedness(bp.ID) == network.Connected {
+				connected++
+			}
+		}
+		if connected == 0 {
+			var wg sync.WaitGroup
+			for _, bp := range n.cfg.Bootstrap {
+				wg.Add(1)
+				go func(bp peer.AddrInfo) {
+					defer wg.Done()
+					cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					defer cancel()
+					if err := n.Host.Connect(cctx, bp); err != nil && ctx.Err() == nil {
+						n.log.Debug("bootstrap connect failed", "peer", bp.ID, "err", err)
+					}
+				}(bp)
+			}
+			wg.Wait()
+			if ctx.Err() == nil {
+				_ = n.DHT.Bootstrap(ctx)
+				n.DHT.RefreshRoutingTable()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if wait < 5*time.Second {
+			wait *= 2
+		}
+	}
+}
+
+// Addrs returns the node's full multiaddrs (with /p2p/ID).
+func (n *Node) Addrs() []ma.Multiaddr {
+	addrs, _ := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.Host.ID(), Addrs: n.Host.Addrs()})
+	return addrs
+}
+
+// Close stops the node.
+func (n *Node) Close() error {
+	n.cancel()
+	var err error
+	if n.DHT != nil {
+		err = n.DHT.Close()
+	}
+	if cerr := n.Host.Close(); err == nil {
+		err = cerr
+	}
+	n.wg.Wait()
+	return err
+}
+
+// ParseBootstrap parses bootstrap multiaddrs (each with /p2p/ID), merging
+// addresses of the same peer.
+func ParseBootstrap(addrs []string) ([]peer.AddrInfo, error) {
+	var mas []ma.Multiaddr
+	for _, s := range addrs {
+		if s == "" {
+			continue
+		}
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap address %q: %w", s, err)
+		}
+		mas = append(mas, a)
+	}
+	infos, err := peer.AddrInfosFromP2pAddrs(mas...)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap addresses (each needs /p2p/<peer-id>): %w", err)
+	}
+	return infos, nil
+}

@@ -1,0 +1,163 @@
+// Package overlay runs a node's life in a CLADNet: membership over gossipsub
+// (this file and members.go, membership.go), and the data plane (forward/,
+// tun/).
+package overlay
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cloud-barista/cbnode/cladnet"
+	"github.com/cloud-barista/cbnode/cost"
+)
+
+// Announcement kinds.
+const (
+	KindAnnounce = "announce"
+	KindLeave    = "leave"
+)
+
+// Peer states, as cb-network named them.
+const (
+	StateConfiguring = "configuring"
+	StateTunneling   = "tunneling"
+	StateClosing     = "closing"
+	StateReleased    = "released"
+	StateFailed      = "failed"
+)
+
+// MaxAnnouncementSize bounds an announcement on the wire.
+const MaxAnnouncementSize = 16 << 10
+
+// Announcement is what a member tells the CLADNet about itself. It is signed
+// by the member's node key, so it verifies on its own wherever it travels.
+type Announcement struct {
+	Kind      string               `json:"kind"`
+	PeerID    string               `json:"peerId"`
+	Cert      *cladnet.Certificate `json:"cert"`
+	HostName  string               `json:"hostName"`
+	OverlayIP string               `json:"ip,omitempty"`
+	Addrs     []string             `json:"addrs,omitempty"`
+	Cloud     cost.CloudInfo       `json:"details"`
+	State     string               `json:"state"`
+	Seq       uint64               `json:"seq"`
+	Time      time.Time            `json:"time"`
+	Signature []byte               `json:"sig,omitempty"`
+}
+
+const annDomain = "cbnode-announce-v1\n"
+
+func (a *Announcement) signedBytes() ([]byte, error) {
+	body := *a
+	body.Signature = nil
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(annDomain), b...), nil
+}
+
+// Sign signs the announcement with the node key.
+func (a *Announcement) Sign(k crypto.PrivKey) error {
+	b, err := a.signedBytes()
+	if err != nil {
+		return fmt.Errorf("sign announcement: %w", err)
+	}
+	sig, err := k.Sign(b)
+	if err != nil {
+		return fmt.Errorf("sign announcement: %w", err)
+	}
+	a.Signature = sig
+	return nil
+}
+
+// Marshal encodes a signed announcement.
+func (a *Announcement) Marshal() ([]byte, error) { return json.Marshal(a) }
+
+// Rejection reasons, also the keys of the rejected-announcements counter.
+const (
+	RejectSize      = "oversized"
+	RejectMalformed = "malformed"
+	RejectSender    = "sender_mismatch"
+	RejectCert      = "bad_certificate"
+	RejectSignature = "bad_signature"
+	RejectField     = "bad_field"
+)
+
+// ValidationError says why an announcement was refused.
+type ValidationError struct {
+	Reason string
+	Err    error
+}
+
+func (e *ValidationError) Error() string { return e.Reason + ": " + e.Err.Error() }
+func (e *ValidationError) Unwrap() error { return e.Err }
+
+func reject(reason string, format string, args ...any) error {
+	return &ValidationError{Reason: reason, Err: fmt.Errorf(format, args...)}
+}
+
+// ParseAnnouncement decodes and fully verifies an announcement received from
+// peer `from` (the gossip message's signed origin): size, shape, node
+// signature, and certificate against the CLADNet owner key at time now.
+func ParseAnnouncement(data []byte, from peer.ID, spec *cladnet.Spec, now time.Time) (*Announcement, error) {
+	if len(data) > MaxAnnouncementSize {
+		return nil, reject(RejectSize, "%d bytes, limit %d", len(data), MaxAnnouncementSize)
+	}
+	var a Announcement
+	if err := json.Unmarshal(data, &a); err != nil {
+		return nil, reject(RejectMalformed, "%v", err)
+	}
+	pid, err := peer.Decode(a.PeerID)
+	if err != nil {
+		return nil, reject(RejectMalformed, "peer ID %q: %v", a.PeerID, err)
+	}
+	if pid != from {
+		return nil, reject(RejectSender, "announcement for %s published by %s", pid, from)
+	}
+	if a.Kind != KindAnnounce && a.Kind != KindLeave {
+		return nil, reject(RejectField, "kind %q", a.Kind)
+	}
+	if err := a.Cert.Verify(spec, pid, now); err != nil {
+		return nil, reject(RejectCert, "%v", err)
+	}
+	pub, err := pid.ExtractPublicKey()
+	if err != nil {
+		return nil, reject(RejectSignature, "peer ID carries no public key: %v", err)
+	}
+	b, err := a.signedBytes()
+	if err != nil {
+		return nil, reject(RejectMalformed, "%v", err)
+	}
+	if ok, err := pub.Verify(b, a.Signature); err != nil || !ok {
+		return nil, reject(RejectSignature, "signature does not verify")
+	}
+	if a.HostName != a.Cert.HostName {
+		return nil, reject(RejectField, "host name %q differs from the certificate's %q", a.HostName, a.Cert.HostName)
+	}
+	if a.OverlayIP != "" {
+		ip, err := netip.ParseAddr(a.OverlayIP)
+		if err != nil {
+			return nil, reject(RejectField, "overlay IP %q: %v", a.OverlayIP, err)
+		}
+		if p, err := spec.Prefix(); err == nil && !p.Contains(ip) {
+			return nil, reject(RejectField, "overlay IP %s outside CLADNet range %s", ip, p)
+		}
+	}
+	if len(a.Addrs) > 64 {
+		return nil, reject(RejectField, "%d addresses, limit 64", len(a.Addrs))
+	}
+	if err := a.Cloud.Validate(); err != nil {
+		return nil, reject(RejectField, "%v", err)
+	}
+	return &a, nil
+}
+
+// errStale marks an announcement older than what we hold.
+var errStale = errors.New("stale announcement")

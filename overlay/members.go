@@ -1,0 +1,132 @@
+package overlay
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Member is one row of the members table.
+type Member struct {
+	Ann       *Announcement
+	ID        peer.ID
+	FirstSeen time.Time
+	LastSeen  time.Time
+	Self      bool
+}
+
+// table is the members table: the newest valid announcement of each live
+// member. Safe for concurrent use.
+type table struct {
+	mu      sync.RWMutex
+	members map[peer.ID]*Member
+	// left remembers the sequence number of each leave, so a delayed older
+	// announcement cannot bring a departed member back.
+	left map[peer.ID]uint64
+}
+
+func newTable() *table {
+	return &table{members: map[peer.ID]*Member{}, left: map[peer.ID]uint64{}}
+}
+
+// apply records an announcement; it reports whether the table changed in a
+// way others care about (a join, a leave, or different contents).
+func (t *table) apply(id peer.ID, a *Announcement, now time.Time, self bool) (changed bool, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if seq, ok := t.left[id]; ok && a.Seq <= seq {
+		return false, errStale
+	}
+	m, ok := t.members[id]
+	if ok && a.Seq <= m.Ann.Seq {
+		if a.Seq == m.Ann.Seq {
+			m.LastSeen = now
+		}
+		return false, errStale
+	}
+	if a.Kind == KindLeave {
+		t.left[id] = a.Seq
+		delete(t.members, id)
+		return ok, nil
+	}
+	delete(t.left, id)
+	if !ok {
+		t.members[id] = &Member{Ann: a, ID: id, FirstSeen: now, LastSeen: now, Self: self}
+		return true, nil
+	}
+	changed = !sameContent(m.Ann, a)
+	m.Ann, m.LastSeen = a, now
+	return changed, nil
+}
+
+// sameContent compares what matters to consumers, ignoring seq and time.
+func sameContent(a, b *Announcement) bool {
+	if a.OverlayIP != b.OverlayIP || a.State != b.State || a.HostName != b.HostName || len(a.Addrs) != len(b.Addrs) {
+		return false
+	}
+	for i := range a.Addrs {
+		if a.Addrs[i] != b.Addrs[i] {
+			return false
+		}
+	}
+	ac, bc := a.Cloud, b.Cloud
+	if len(ac.PrivateIPs) != len(bc.PrivateIPs) {
+		return false
+	}
+	for i := range ac.PrivateIPs {
+		if ac.PrivateIPs[i] != bc.PrivateIPs[i] {
+			return false
+		}
+	}
+	ac.PrivateIPs, bc.PrivateIPs = nil, nil
+	return ac.ProviderName == bc.ProviderName && ac.RegionID == bc.RegionID &&
+		ac.AvailabilityZoneID == bc.AvailabilityZoneID && ac.VirtualNetworkID == bc.VirtualNetworkID &&
+		ac.SubnetID == bc.SubnetID && ac.PublicIP == bc.PublicIP
+}
+
+// expire drops members not heard from since cutoff, and members whose
+// certificate has expired; it returns the dropped IDs.
+func (t *table) expire(cutoff, now time.Time) []peer.ID {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var gone []peer.ID
+	for id, m := range t.members {
+		if m.Self {
+			continue
+		}
+		if m.LastSeen.Before(cutoff) || !now.Before(m.Ann.Cert.NotAfter) {
+			delete(t.members, id)
+			gone = append(gone, id)
+		}
+	}
+	return gone
+}
+
+func (t *table) get(id peer.ID) (Member, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	m, ok := t.members[id]
+	if !ok {
+		return Member{}, false
+	}
+	return *m, true
+}
+
+// list returns a copy of the table sorted by host name, then peer ID.
+func (t *table) list() []Member {
+	t.mu.RLock()
+	out := make([]Member, 0, len(t.members))
+	for _, m := range t.members {
+		out = append(out, *m)
+	}
+	t.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Ann.HostName != out[j].Ann.HostName {
+			return out[i].Ann.HostName < out[j].Ann.HostName
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}

@@ -1,0 +1,563 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/cloud-barista/cbnode/cladnet"
+	"github.com/cloud-barista/cbnode/cost"
+	"github.com/cloud-barista/cbnode/node"
+)
+
+// Defaults for membership timing.
+const (
+	DefaultHeartbeat        = 10 * time.Second
+	DefaultMissedHeartbeats = 3
+)
+
+// MembershipConfig configures a node's membership in one CLADNet.
+type MembershipConfig struct {
+	Spec *cladnet.Spec
+	Cert *cladnet.Certificate
+	Key  crypto.PrivKey
+	Node *node.Node
+	// Heartbeat is how often the node re-announces itself; a member unheard
+	// for MissedHeartbeats heartbeats is dropped.
+	Heartbeat        time.Duration
+	MissedHeartbeats int
+	Cloud            cost.CloudInfo
+	Logger           *slog.Logger
+}
+
+// Membership keeps the members table of one CLADNet over gossipsub and finds
+// fellow members through the DHT rendezvous keyed by the CLADNet ID.
+type Membership struct {
+	cfg   MembershipConfig
+	log   *slog.Logger
+	self  peer.ID
+	topic *pubsub.Topic
+	sub   *pubsub.Subscription
+	tab   *table
+
+	mu        sync.Mutex // guards the local announcement fields below
+	seq       uint64
+	overlayIP netip.Addr
+	state     string
+	cloud     cost.CloudInfo
+
+	publishNow chan struct{}
+	rejected   sync.Map // reason → *atomic.Uint64
+	warned     sync.Map // peer.ID → struct{}: first rejection logged at warn
+
+	watchMu  sync.Mutex
+	watchers map[chan struct{}]struct{}
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// TopicName is the gossipsub topic of a CLADNet's membership.
+func TopicName(cladnetID string) string { return "/cbnode/cladnet/" + cladnetID + "/members" }
+
+// RendezvousKey is the DHT rendezvous under which members advertise.
+func RendezvousKey(cladnetID string) string { return "cbnode/cladnet/" + cladnetID }
+
+// StartMembership joins the CLADNet's topic and starts announcing.
+func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, error) {
+	if cfg.Node == nil || cfg.Node.PubSub == nil {
+		return nil, errors.New("membership: node has no gossipsub")
+	}
+	if err := cfg.Cert.Verify(cfg.Spec, cfg.Node.Host.ID(), time.Now()); err != nil {
+		return nil, fmt.Errorf("membership: own certificate: %w", err)
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.MissedHeartbeats <= 0 {
+		cfg.MissedHeartbeats = DefaultMissedHeartbeats
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	m := &Membership{
+		cfg:        cfg,
+		log:        log,
+		self:       cfg.Node.Host.ID(),
+		tab:        newTable(),
+		state:      StateConfiguring,
+		cloud:      cfg.Cloud,
+		publishNow: make(chan struct{}, 1),
+		watchers:   map[chan struct{}]struct{}{},
+	}
+	ps := cfg.Node.PubSub
+	name := TopicName(cfg.Spec.ID)
+	if err := ps.RegisterTopicValidator(name, m.validate); err != nil {
+		return nil, fmt.Errorf("membership: validator: %w", err)
+	}
+	topic, err := ps.Join(name)
+	if err != nil {
+		return nil, fmt.Errorf("membership: join topic: %w", err)
+	}
+	sub, err := topic.Subscribe()
+	if err != nil {
+		topic.Close()
+		return nil, fmt.Errorf("membership: subscribe: %w", err)
+	}
+	evts, err := topic.EventHandler()
+	if err != nil {
+		sub.Cancel()
+		topic.Close()
+		return nil, fmt.Errorf("membership: topic events: %w", err)
+	}
+	addrSub, err := cfg.Node.Host.EventBus().Subscribe(new(event.EvtLocalAddressesUpdated))
+	if err != nil {
+		evts.Cancel()
+		sub.Cancel()
+		topic.Close()
+		return nil, fmt.Errorf("membership: address events: %w", err)
+	}
+	m.topic, m.sub = topic, sub
+	ctx, m.cancel = context.WithCancel(ctx)
+	m.wg.Add(5)
+	go m.receive(ctx)
+	go m.announceLoop(ctx)
+	go m.expireLoop(ctx)
+	go m.discoverLoop(ctx)
+	go m.eventLoop(ctx, evts, addrSub)
+	return m, nil
+}
+
+// validate is the gossipsub validator: only verified announcements of this
+// CLADNet's members travel on.
+func (m *Membership) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	from := msg.GetFrom()
+	a, err := ParseAnnouncement(msg.Data, from, m.cfg.Spec, time.Now())
+	if err != nil {
+		reason := RejectMalformed
+		var ve *ValidationError
+		if errors.As(err, &ve) {
+			reason = ve.Reason
+		}
+		m.countReject(reason)
+		if _, seen := m.warned.LoadOrStore(from, struct{}{}); !seen {
+			m.log.Warn("rejected announcement", "from", from, "reason", err)
+		} else {
+			m.log.Debug("rejected announcement", "from", from, "reason", err)
+		}
+		return pubsub.ValidationReject
+	}
+	msg.ValidatorData = a
+	return pubsub.ValidationAccept
+}
+
+func (m *Membership) countReject(reason string) {
+	c, _ := m.rejected.LoadOrStore(reason, new(atomic.Uint64))
+	c.(*atomic.Uint64).Add(1)
+}
+
+// Rejected returns how many announcements were refused, by reason.
+func (m *Membership) Rejected() map[string]uint64 {
+	out := map[string]uint64{}
+	m.rejected.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return out
+}
+
+func (m *Membership) receive(ctx context.Context) {
+	defer m.wg.Done()
+	for {
+		msg, err := m.sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		a, ok := msg.ValidatorData.(*Announcement)
+		if !ok {
+			continue
+		}
+		m.apply(ctx, a)
+	}
+}
+
+func (m *Membership) apply(ctx context.Context, a *Announcement) {
+	id, err := peer.Decode(a.PeerID)
+	if err != nil {
+		return
+	}
+	self := id == m.self
+	changed, err := m.tab.apply(id, a, time.Now(), self)
+	if err != nil || !changed {
+		return
+	}
+	if !self {
+		if a.Kind == KindLeave {
+			m.cfg.Node.Host.ConnManager().Unprotect(id, "cbnode-member")
+			m.log.Info("member left", "host", a.HostName, "peer", id)
+		} else {
+			m.cfg.Node.Host.ConnManager().Protect(id, "cbnode-member")
+			m.connect(ctx, id, a.Addrs)
+		}
+	}
+	m.notify()
+}
+
+// connect dials a member at the addresses it announced, unless connected.
+func (m *Membership) connect(ctx context.Context, id peer.ID, addrs []string) {
+	h := m.cfg.Node.Host
+	if h.Network().Connectedness(id) == network.Connected {
+		return
+	}
+	info := peer.AddrInfo{ID: id}
+	for _, s := range addrs {
+		if a, err := ma.NewMultiaddr(s); err == nil {
+			info.Addrs = append(info.Addrs, a)
+		}
+	}
+	go func() {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := h.Connect(cctx, info); err != nil && ctx.Err() == nil {
+			m.log.Debug("connect to member failed", "peer", id, "err", err)
+		}
+	}()
+}
+
+// announcement builds and signs the node's current announcement.
+func (m *Membership) announcement(kind string) (*Announcement, error) {
+	m.mu.Lock()
+	// Sequence numbers start from the clock, so a restarted node's
+	// announcements supersede those of its previous run.
+	seq := uint64(time.Now().UnixNano())
+	if seq <= m.seq {
+		seq = m.seq + 1
+	}
+	m.seq = seq
+	a := &Announcement{
+		Kind:     kind,
+		PeerID:   m.self.String(),
+		Cert:     m.cfg.Cert,
+		HostName: m.cfg.Cert.HostName,
+		Cloud:    m.cloud,
+		State:    m.state,
+		Seq:      seq,
+		Time:     time.Now().UTC(),
+	}
+	if m.overlayIP.IsValid() {
+		a.OverlayIP = m.overlayIP.String()
+	}
+	m.mu.Unlock()
+	for _, addr := range m.cfg.Node.Host.Addrs() {
+		a.Addrs = append(a.Addrs, addr.String())
+	}
+	if len(a.Addrs) > 64 {
+		a.Addrs = a.Addrs[:64]
+	}
+	if err := a.Sign(m.cfg.Key); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (m *Membership) publish(ctx context.Context, kind string) error {
+	a, err := m.announcement(kind)
+	if err != nil {
+		return err
+	}
+	b, err := a.Marshal()
+	if err != nil {
+		return fmt.Errorf("encode announcement: %w", err)
+	}
+	if err := m.topic.Publish(ctx, b); err != nil {
+		return fmt.Errorf("publish announcement: %w", err)
+	}
+	return nil
+}
+
+// Republish asks for an announcement now (coalesced with pending ones).
+func (m *Membership) Republish() {
+	select {
+	case m.publishNow <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Membership) announceLoop(ctx context.Context) {
+	defer m.wg.Done()
+	for {
+		if err := m.publish(ctx, KindAnnounce); err != nil && ctx.Err() == nil {
+			m.log.Warn("announce failed", "err", err)
+		}
+		// ±10 % jitter keeps a large CLADNet's heartbeats from aligning.
+		hb := m.cfg.Heartbeat
+		d := hb - hb/10 + time.Duration(rand.Int64N(int64(hb/5)+1))
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case <-m.publishNow:
+			t.Stop()
+			// Coalesce bursts (several peers joining at once).
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			select {
+			case <-m.publishNow:
+			default:
+			}
+		}
+	}
+}
+
+func (m *Membership) expireLoop(ctx context.Context) {
+	defer m.wg.Done()
+	tick := time.NewTicker(m.cfg.Heartbeat / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		cutoff := now.Add(-time.Duration(m.cfg.MissedHeartbeats) * m.cfg.Heartbeat)
+		gone := m.tab.expire(cutoff, now)
+		for _, id := range gone {
+			m.cfg.Node.Host.ConnManager().Unprotect(id, "cbnode-member")
+			m.log.Info("member dropped after missed heartbeats", "peer", id)
+		}
+		if len(gone) > 0 {
+			m.notify()
+		}
+	}
+}
+
+// discoverLoop advertises this node under the CLADNet's rendezvous key in the
+// DHT and connects to the others found there, often at first, then calmly.
+func (m *Membership) discoverLoop(ctx context.Context) {
+	defer m.wg.Done()
+	d := drouting.NewRoutingDiscovery(m.cfg.Node.DHT)
+	ns := RendezvousKey(m.cfg.Spec.ID)
+	wait := 500 * time.Millisecond
+	var nextAdvertise time.Time
+	for {
+		if time.Now().After(nextAdvertise) {
+			actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			ttl, err := d.Advertise(actx, ns)
+			cancel()
+			if err != nil {
+				nextAdvertise = time.Now().Add(wait)
+				m.log.Debug("rendezvous advertise failed", "err", err)
+			} else {
+				nextAdvertise = time.Now().Add(ttl / 2)
+			}
+		}
+		fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		peers, err := d.FindPeers(fctx, ns)
+		if err == nil {
+			for p := range peers {
+				if p.ID == m.self || len(p.Addrs) == 0 {
+					continue
+				}
+				if m.cfg.Node.Host.Network().Connectedness(p.ID) != network.Connected {
+					if err := m.cfg.Node.Host.Connect(fctx, p); err != nil {
+						m.log.Debug("connect to rendezvous peer failed", "peer", p.ID, "err", err)
+					}
+				}
+			}
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		// Look often until the first fellow member shows up, then calmly.
+		if len(m.tab.list()) > 1 && wait < 30*time.Second {
+			wait *= 2
+		}
+	}
+}
+
+// eventLoop re-announces when a peer joins the topic (so newcomers see us at
+// once) and when our own addresses change.
+func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandler, addrSub event.Subscription) {
+	defer m.wg.Done()
+	defer evts.Cancel()
+	defer addrSub.Close()
+	go func() {
+		for {
+			ev, err := evts.NextPeerEvent(ctx)
+			if err != nil {
+				return
+			}
+			if ev.Type == pubsub.PeerJoin {
+				m.Republish()
+			}
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-addrSub.Out():
+			if !ok {
+				return
+			}
+			m.Republish()
+		}
+	}
+}
+
+// Members returns the members table, self included, sorted by host name.
+func (m *Membership) Members() []Member { return m.tab.list() }
+
+// Member returns one member by peer ID.
+func (m *Membership) Member(id peer.ID) (Member, bool) { return m.tab.get(id) }
+
+// Lookup finds a member by peer ID, host name or overlay IP.
+func (m *Membership) Lookup(key string) (Member, bool) {
+	if id, err := peer.Decode(key); err == nil {
+		if mem, ok := m.tab.get(id); ok {
+			return mem, true
+		}
+	}
+	for _, mem := range m.tab.list() {
+		if mem.Ann.HostName == key || (mem.Ann.OverlayIP != "" && mem.Ann.OverlayIP == key) {
+			return mem, true
+		}
+	}
+	return Member{}, false
+}
+
+// IsMember reports whether p is a verified, live member.
+func (m *Membership) IsMember(p peer.ID) bool {
+	_, ok := m.tab.get(p)
+	return ok
+}
+
+// Self returns this node's peer ID.
+func (m *Membership) Self() peer.ID { return m.self }
+
+// Spec returns the CLADNet spec.
+func (m *Membership) Spec() *cladnet.Spec { return m.cfg.Spec }
+
+// SetOverlayIP sets the address announced (invalid addr: none) and re-announces.
+func (m *Membership) SetOverlayIP(ip netip.Addr) {
+	m.mu.Lock()
+	m.overlayIP = ip
+	m.mu.Unlock()
+	m.Republish()
+}
+
+// SetState sets the announced state and re-announces.
+func (m *Membership) SetState(s string) {
+	m.mu.Lock()
+	m.state = s
+	m.mu.Unlock()
+	m.Republish()
+}
+
+// SetCloud replaces this node's cloud information and re-announces.
+func (m *Membership) SetCloud(c cost.CloudInfo) error {
+	c.Normalize()
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.cloud = c
+	m.mu.Unlock()
+	m.Republish()
+	return nil
+}
+
+// Cloud returns this node's cloud information.
+func (m *Membership) Cloud() cost.CloudInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cloud
+}
+
+// Watch returns a channel that receives a value after every change of the
+// members table (coalesced), and a function to stop watching.
+func (m *Membership) Watch() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	m.watchMu.Lock()
+	m.watchers[ch] = struct{}{}
+	m.watchMu.Unlock()
+	return ch, func() {
+		m.watchMu.Lock()
+		delete(m.watchers, ch)
+		m.watchMu.Unlock()
+	}
+}
+
+func (m *Membership) notify() {
+	m.watchMu.Lock()
+	defer m.watchMu.Unlock()
+	for ch := range m.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Leave announces a graceful departure and stops the membership. It waits
+// briefly so the leave reaches the directly connected members.
+func (m *Membership) Leave(ctx context.Context) error {
+	if m.closed.Swap(true) {
+		return nil
+	}
+	m.stopLoops() // no heartbeat may follow the leave
+	err := m.publish(ctx, KindLeave)
+	if err == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	m.closeTopic()
+	return err
+}
+
+// Close stops the membership without announcing a leave.
+func (m *Membership) Close() {
+	if m.closed.Swap(true) {
+		return
+	}
+	m.stopLoops()
+	m.closeTopic()
+}
+
+func (m *Membership) stopLoops() {
+	m.cancel()
+	m.wg.Wait()
+}
+
+func (m *Membership) closeTopic() {
+	m.sub.Cancel()
+	m.topic.Close()
+	_ = m.cfg.Node.PubSub.UnregisterTopicValidator(m.topic.String())
+}
