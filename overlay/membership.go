@@ -354,46 +354,57 @@ func (m *Membership) expireLoop(ctx context.Context) {
 }
 
 // discoverLoop advertises this node under the CLADNet's rendezvous key in the
-// DHT and connects to the others found there, often at first, then calmly.
+// DHT and connects to the others found there: often until the first fellow
+// member shows up, then calmly. Advertising and finding run side by side, so
+// a slow provide does not delay finding.
 func (m *Membership) discoverLoop(ctx context.Context) {
 	defer m.wg.Done()
 	d := drouting.NewRoutingDiscovery(m.cfg.Node.DHT)
 	ns := RendezvousKey(m.cfg.Spec.ID)
-	wait := 500 * time.Millisecond
-	var nextAdvertise time.Time
-	for {
-		if time.Now().After(nextAdvertise) {
-			actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		retry := 500 * time.Millisecond
+		for {
+			actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			ttl, err := d.Advertise(actx, ns)
 			cancel()
+			next := ttl / 2
 			if err != nil {
-				nextAdvertise = time.Now().Add(wait)
 				m.log.Debug("rendezvous advertise failed", "err", err)
-			} else {
-				nextAdvertise = time.Now().Add(ttl / 2)
+				next = retry
+				retry = min(2*retry, 30*time.Second)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(next):
 			}
 		}
+	}()
+	wait := 300 * time.Millisecond
+	for {
 		fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		peers, err := d.FindPeers(fctx, ns)
 		if err == nil {
 			for p := range peers {
-				if p.ID == m.self || len(p.Addrs) == 0 {
+				if p.ID == m.self || len(p.Addrs) == 0 || m.cfg.Node.Host.Network().Connectedness(p.ID) == network.Connected {
 					continue
 				}
-				if m.cfg.Node.Host.Network().Connectedness(p.ID) != network.Connected {
+				go func(p peer.AddrInfo) {
 					if err := m.cfg.Node.Host.Connect(fctx, p); err != nil {
 						m.log.Debug("connect to rendezvous peer failed", "peer", p.ID, "err", err)
 					}
-				}
+				}(p)
 			}
 		}
-		cancel()
 		select {
 		case <-ctx.Done():
+			cancel()
 			return
 		case <-time.After(wait):
 		}
-		// Look often until the first fellow member shows up, then calmly.
+		cancel()
 		if len(m.tab.list()) > 1 && wait < 30*time.Second {
 			wait *= 2
 		}

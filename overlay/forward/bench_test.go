@@ -1,0 +1,207 @@
+package forward
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// benchWindow is how many packets the benchmark source keeps in flight
+// (below the default queue length, so nothing is dropped).
+const (
+	benchWindow = 512
+	creditChunk = 64
+	benchSize   = 1400
+)
+
+// creditLink paces a benchmark source by its sink, like a congestion-
+// controlled sender: the source may run benchWindow packets ahead.
+type creditLink struct {
+	credits chan int
+	closed  chan struct{}
+}
+
+func newCreditLink() *creditLink {
+	l := &creditLink{credits: make(chan int, benchWindow), closed: make(chan struct{})}
+	l.credits <- benchWindow
+	return l
+}
+
+// benchSource is a Device whose Read yields copies of one packet as fast
+// as credits allow, without allocating.
+type benchSource struct {
+	link  *creditLink
+	pkt   []byte
+	avail int
+}
+
+func (s *benchSource) MTU() int                    { return benchSize }
+func (s *benchSource) Write(p []byte) (int, error) { return len(p), nil } // keepalives only
+func (s *benchSource) Read(buf []byte) (int, error) {
+	for s.avail == 0 {
+		select {
+		case n := <-s.link.credits:
+			s.avail += n
+		case <-s.link.closed:
+			return 0, net.ErrClosed
+		}
+	}
+	s.avail--
+	return copy(buf, s.pkt), nil
+}
+
+// benchSink is a Device counting delivered packets and returning credits.
+type benchSink struct {
+	link   *creditLink
+	n      atomic.Int64
+	target int64
+	done   chan struct{}
+}
+
+func (s *benchSink) MTU() int { return benchSize }
+func (s *benchSink) Read([]byte) (int, error) {
+	<-s.link.closed
+	return 0, net.ErrClosed
+}
+func (s *benchSink) Write(p []byte) (int, error) {
+	n := s.n.Add(1)
+	if n%creditChunk == 0 {
+		s.link.credits <- creditChunk
+	}
+	if n == s.target {
+		close(s.done)
+	}
+	return len(p), nil
+}
+
+// BenchmarkForward measures one 1400-byte packet end to end: device read
+// on A, routing, queue, batched write over an in-memory pipe, framing and
+// validation on B, device write on B.
+func BenchmarkForward(b *testing.B) {
+	ipA, ipB := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	link := newCreditLink()
+	src := &benchSource{link: link, pkt: ipv4Packet(ipA, ipB, benchSize, 0)}
+	sink := &benchSink{link: link, target: int64(b.N), done: make(chan struct{})}
+
+	fn := newFakeNet()
+	ea := New(src, fn.dialer("A"), Options{})
+	eb := New(sink, fn.dialer("B"), Options{})
+	fn.add("A", ea)
+	fn.add("B", eb)
+	ea.SetLocal(ipA)
+	eb.SetLocal(ipB)
+	ea.SetRoutes(map[netip.Addr]peer.ID{ipB: "B"})
+	eb.SetRoutes(map[netip.Addr]peer.ID{ipA: "A"})
+	runs := make(chan error, 2)
+
+	b.SetBytes(benchSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	go func() { runs <- ea.Run(context.Background()) }()
+	go func() { runs <- eb.Run(context.Background()) }()
+	<-sink.done
+	b.StopTimer()
+
+	st, _ := ea.Stats("B")
+	if st.TxWrites > 0 {
+		b.ReportMetric(float64(st.TxPackets)/float64(st.TxWrites), "pkts/write")
+	}
+	if len(st.Drops) != 0 {
+		b.Fatalf("drops: %v", st.Drops)
+	}
+	ea.Close()
+	eb.Close()
+	close(link.closed)
+	<-runs
+	<-runs
+	fn.wg.Wait()
+}
+
+// countingStream is a Stream that discards writes and returns one credit
+// per frame written.
+type countingStream struct {
+	link      *creditLink
+	frameSize int
+	frames    atomic.Int64
+	target    int64
+	done      chan struct{}
+	closed    chan struct{}
+}
+
+func (s *countingStream) Read([]byte) (int, error) { <-s.closed; return 0, net.ErrClosed }
+func (s *countingStream) Close() error             { return nil }
+func (s *countingStream) Write(b []byte) (int, error) {
+	k := int64(len(b) / s.frameSize)
+	if k > 0 {
+		s.link.credits <- int(k)
+		if n := s.frames.Add(k); n >= s.target && n-k < s.target {
+			close(s.done)
+		}
+	}
+	return len(b), nil
+}
+
+type streamDialer struct{ s Stream }
+
+func (d streamDialer) OpenStream(context.Context, peer.ID) (Stream, PathInfo, error) {
+	return d.s, PathInfo{Transport: "bench"}, nil
+}
+
+// BenchmarkSendPath measures the send half alone: device read, lookup,
+// queue, coalescing writer; the stream discards the batches.
+func BenchmarkSendPath(b *testing.B) {
+	ipA, ipB := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	link := newCreditLink()
+	src := &benchSource{link: link, pkt: ipv4Packet(ipA, ipB, benchSize, 0)}
+	cs := &countingStream{link: link, frameSize: HeaderLen + benchSize, target: int64(b.N),
+		done: make(chan struct{}), closed: make(chan struct{})}
+	e := New(src, streamDialer{cs}, Options{})
+	e.SetLocal(ipA)
+	e.SetRoutes(map[netip.Addr]peer.ID{ipB: "B"})
+	run := make(chan error, 1)
+
+	b.SetBytes(benchSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	go func() { run <- e.Run(context.Background()) }()
+	<-cs.done
+	b.StopTimer()
+
+	st, _ := e.Stats("B")
+	if st.TxWrites > 0 {
+		b.ReportMetric(float64(st.TxPackets)/float64(st.TxWrites), "pkts/write")
+	}
+	e.Close()
+	close(link.closed)
+	close(cs.closed)
+	<-run
+}
+
+// BenchmarkRoute measures the per-packet routing decision (snapshot load,
+// map lookup, enqueue) with 256 peers in the table.
+func BenchmarkRoute(b *testing.B) {
+	e := New(discardDev{}, nil, Options{})
+	rt := &routeTable{byIP: map[netip.Addr]*peerState{}, peers: map[peer.ID]*peerState{}}
+	var target *peerState
+	for i := range 256 {
+		id := peer.ID(rune('a' + i))
+		ps := e.newPeer(id)
+		rt.byIP[netip.AddrFrom4([4]byte{10, 0, 1, byte(i)})] = ps
+		rt.peers[id] = ps
+		target = ps
+	}
+	e.routes.Store(rt)
+	pkt := ipv4Packet(netip.MustParseAddr("10.0.0.1"), netip.AddrFrom4([4]byte{10, 0, 1, 255}), benchSize, 0)
+	b.SetBytes(benchSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		p := e.pool.get()
+		e.forward(p, copy(p.buf[HeaderLen:], pkt))
+		e.pool.put(<-target.queue)
+	}
+}

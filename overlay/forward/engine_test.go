@@ -1,0 +1,588 @@
+package forward
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+func TestRoutesToRightPeer(t *testing.T) {
+	nodes, _ := newMesh(t, 4, Options{})
+	a := nodes[0]
+	for round := range 5 {
+		for i, dst := range nodes[1:] {
+			a.dev.inject(t, ipv4Packet(a.ip, dst.ip, 100+i, uint32(round*10+i)))
+		}
+	}
+	for i, dst := range nodes[1:] {
+		for round := range 5 {
+			p := dst.dev.recv(t)
+			if got := ipv4Dst(p); got != dst.ip {
+				t.Fatalf("%s got packet for %s", dst.id, got)
+			}
+			if got := ipv4Src(p); got != a.ip {
+				t.Fatalf("%s got packet from %s", dst.id, got)
+			}
+			if got, want := pktSeq(p), uint32(round*10+i); got != want {
+				t.Fatalf("%s: seq %d, want %d", dst.id, got, want)
+			}
+		}
+		dst.dev.expectNone(t, 10*time.Millisecond)
+		eventually(t, time.Second, "tx counters", func() bool { return mustStats(t, a.e, dst.id).TxPackets == 5 })
+		if s := mustStats(t, dst.e, a.id); s.RxPackets != 5 {
+			t.Errorf("rx at %s = %d, want 5", dst.id, s.RxPackets)
+		}
+	}
+
+	// No route, and packets to self.
+	a.dev.inject(t, ipv4Packet(a.ip, netip.MustParseAddr("10.99.9.9"), 60, 0))
+	a.dev.inject(t, ipv4Packet(a.ip, a.ip, 60, 0))
+	eventually(t, time.Second, "no_route drop", func() bool {
+		return a.e.EngineStats().Drops["no_route"] == 1
+	})
+	a.dev.expectNone(t, 10*time.Millisecond)
+}
+
+func TestInOrder10000(t *testing.T) {
+	const total = 10000
+	nodes, _ := newMesh(t, 2, Options{})
+	a, b := nodes[0], nodes[1]
+
+	var received atomic.Int64
+	errc := make(chan error, 1)
+	go func() {
+		for i := range total {
+			select {
+			case p := <-b.dev.out:
+				if got := pktSeq(p); got != uint32(i) {
+					errc <- &seqError{got: got, want: uint32(i)}
+					return
+				}
+				received.Add(1)
+			case <-time.After(5 * time.Second):
+				errc <- context.DeadlineExceeded
+				return
+			}
+		}
+		errc <- nil
+	}()
+	for i := range total {
+		// Keep fewer packets in flight than the queue holds, like a
+		// congestion-controlled sender would.
+		for int64(i)-received.Load() > 512 {
+			time.Sleep(50 * time.Microsecond)
+		}
+		a.dev.inject(t, ipv4Packet(a.ip, b.ip, 64+i%1300, uint32(i)))
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("after %d packets: %v", received.Load(), err)
+	}
+	eventually(t, time.Second, "tx counters", func() bool { return mustStats(t, a.e, b.id).TxPackets == total })
+	s := mustStats(t, a.e, b.id)
+	if len(s.Drops) != 0 {
+		t.Fatalf("tx stats = %+v", s)
+	}
+	t.Logf("%d packets in %d writes (%.1f packets/write)", s.TxPackets, s.TxWrites,
+		float64(s.TxPackets)/float64(s.TxWrites))
+}
+
+type seqError struct{ got, want uint32 }
+
+func (e *seqError) Error() string { return "out of order" }
+
+// rawPeer attaches a hand-driven inbound stream from peer `from` to e.
+func rawPeer(t *testing.T, e *Engine, from peer.ID) (net.Conn, chan struct{}) {
+	t.Helper()
+	c1, c2 := net.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.HandleStream(from, c2, PathInfo{Remote: "/raw"})
+	}()
+	t.Cleanup(func() { c1.Close(); <-done })
+	return c1, done
+}
+
+func TestReceiveValidation(t *testing.T) {
+	nodes, _ := newMesh(t, 3, Options{})
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	conn, done := rawPeer(t, b.e, a.id)
+	write := func(f []byte) {
+		t.Helper()
+		if _, err := conn.Write(f); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+	drops := func(r string) func() bool {
+		return func() bool { return mustStats(t, b.e, a.id).Drops[r] == 1 }
+	}
+
+	// Valid packet is delivered.
+	write(frameBytes(FrameData, ipv4Packet(a.ip, b.ip, 80, 1)))
+	if p := b.dev.recv(t); pktSeq(p) != 1 {
+		t.Fatalf("unexpected packet")
+	}
+
+	// Forged inner source (C's address on A's stream): spoofed.
+	write(frameBytes(FrameData, ipv4Packet(c.ip, b.ip, 80, 2)))
+	eventually(t, time.Second, "spoofed", drops("spoofed"))
+
+	// Zero-length data frame.
+	write(frameBytes(FrameData, nil))
+	eventually(t, time.Second, "bad_length", drops("bad_length"))
+
+	// Bad headers: IPv6 version, IHL < 5, total length mismatch, IHL > total.
+	bad := [][]byte{}
+	p := ipv4Packet(a.ip, b.ip, 80, 3)
+	p[0] = 0x65
+	bad = append(bad, p)
+	p = ipv4Packet(a.ip, b.ip, 80, 3)
+	p[0] = 0x44
+	bad = append(bad, p)
+	p = ipv4Packet(a.ip, b.ip, 80, 3)
+	p[3]++
+	bad = append(bad, p)
+	p = ipv4Packet(a.ip, b.ip, 24, 3)
+	p[0] = 0x4f // IHL 60 > total 24
+	bad = append(bad, p)
+	bad = append(bad, []byte{0x45, 0, 0, 3}) // shorter than a header
+	for _, p := range bad {
+		write(frameBytes(FrameData, p))
+	}
+	eventually(t, time.Second, "bad_header", func() bool {
+		return mustStats(t, b.e, a.id).Drops["bad_header"] == uint64(len(bad))
+	})
+
+	// Unknown frame type: skipped, stream stays usable.
+	write(frameBytes(FrameType(9), []byte("hello")))
+	eventually(t, time.Second, "bad_type", drops("bad_type"))
+	write(frameBytes(FrameKeepalive, nil))
+	write(frameBytes(FrameData, ipv4Packet(a.ip, b.ip, 80, 4)))
+	if p := b.dev.recv(t); pktSeq(p) != 4 {
+		t.Fatalf("unexpected packet")
+	}
+	b.dev.expectNone(t, 10*time.Millisecond)
+
+	s := mustStats(t, b.e, a.id)
+	if s.RxPackets != 2 || s.KeepalivesRecv == 0 {
+		t.Fatalf("stats = %+v", s)
+	}
+
+	// Over-long length: framing is lost, the stream is closed.
+	hdr := make([]byte, HeaderLen)
+	putHeader(hdr, FrameData, b.e.maxPayload+1)
+	write(hdr)
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("stream not closed after over-long frame")
+	}
+	if got := mustStats(t, b.e, a.id).Drops["bad_length"]; got != 2 {
+		t.Fatalf("bad_length = %d, want 2", got)
+	}
+
+	// A peer not in the routing table gets nothing delivered.
+	conn2, _ := rawPeer(t, b.e, peer.ID("stranger"))
+	if _, err := conn2.Write(frameBytes(FrameData, ipv4Packet(a.ip, b.ip, 80, 5))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "unknown_peer", func() bool {
+		return b.e.EngineStats().Drops["unknown_peer"] == 1
+	})
+	b.dev.expectNone(t, 10*time.Millisecond)
+}
+
+func TestQueueFullDrops(t *testing.T) {
+	const qlen = 16
+	nodes, _ := newMesh(t, 2, Options{QueueLen: qlen})
+	a, b := nodes[0], nodes[1]
+
+	// Gate A's stream to B, then make the writer block inside Write.
+	a.dialer.gated.Store(true)
+	a.e.Rehome(b.id)
+	eventually(t, time.Second, "rehome", func() bool { return mustStats(t, a.e, b.id).Rehomes == 1 })
+	a.dev.inject(t, ipv4Packet(a.ip, b.ip, 100, 0))
+	<-a.dialer.entered
+
+	for i := 1; i <= 100; i++ {
+		a.dev.inject(t, ipv4Packet(a.ip, b.ip, 100, uint32(i)))
+	}
+	eventually(t, 2*time.Second, "queue_full drops", func() bool {
+		return mustStats(t, a.e, b.id).Drops["queue_full"] == 100-qlen
+	})
+	if s := mustStats(t, a.e, b.id); s.QueueLen != qlen {
+		t.Fatalf("queue length = %d, want %d", s.QueueLen, qlen)
+	}
+
+	close(a.dialer.gate)
+	for i := 0; i <= qlen; i++ {
+		if p := b.dev.recv(t); pktSeq(p) != uint32(i) {
+			t.Fatalf("got seq %d, want %d", pktSeq(p), i)
+		}
+	}
+	b.dev.expectNone(t, 20*time.Millisecond)
+}
+
+func TestCoalescing(t *testing.T) {
+	const n = 500
+	nodes, _ := newMesh(t, 2, Options{})
+	a, b := nodes[0], nodes[1]
+	a.dialer.gated.Store(true)
+	a.e.Rehome(b.id)
+	eventually(t, time.Second, "rehome", func() bool { return mustStats(t, a.e, b.id).Rehomes == 1 })
+	fs := a.dialer.last()
+	a.dev.inject(t, ipv4Packet(a.ip, b.ip, 200, 0))
+	<-a.dialer.entered
+	for i := 1; i < n; i++ {
+		a.dev.inject(t, ipv4Packet(a.ip, b.ip, 200, uint32(i)))
+	}
+	eventually(t, 2*time.Second, "queued", func() bool { return mustStats(t, a.e, b.id).QueueLen == n-1 })
+	close(a.dialer.gate)
+	for i := range n {
+		if p := b.dev.recv(t); pktSeq(p) != uint32(i) {
+			t.Fatalf("got seq %d, want %d", pktSeq(p), i)
+		}
+	}
+	writes := fs.writes.Load()
+	t.Logf("%d packets in %d stream writes", n, writes)
+	if writes > 3 {
+		t.Fatalf("%d packets took %d writes; want coalescing into <= 3", n, writes)
+	}
+}
+
+func TestReconnectAfterBrokenStream(t *testing.T) {
+	nodes, _ := newMesh(t, 2, Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	a, b := nodes[0], nodes[1]
+	seq := uint32(0)
+	send := func(k int) {
+		for range k {
+			a.dev.inject(t, ipv4Packet(a.ip, b.ip, 120, seq))
+			seq++
+		}
+	}
+	recvAll := func(k int) {
+		t.Helper()
+		for range k {
+			b.dev.recv(t)
+		}
+	}
+	send(10)
+	recvAll(10)
+
+	// Break the stream: the next write fails, the writer redials and the
+	// failed batch is resent on the new stream.
+	a.dialer.last().Close()
+	send(10)
+	recvAll(10)
+	eventually(t, 2*time.Second, "reconnect", func() bool { return mustStats(t, a.e, b.id).Reconnects >= 1 })
+
+	// Outage: dials fail; packets stay queued and are delivered afterwards.
+	a.dialer.fail.Store(true)
+	a.dialer.last().Close()
+	send(10)
+	eventually(t, 2*time.Second, "dial failures", func() bool { return mustStats(t, a.e, b.id).DialFailures >= 2 })
+	if s := mustStats(t, a.e, b.id); s.StreamUp {
+		t.Fatalf("stream reported up during outage: %+v", s)
+	}
+	a.dialer.fail.Store(false)
+	recvAll(10)
+	eventually(t, time.Second, "tx counters", func() bool { return mustStats(t, a.e, b.id).TxPackets == 30 })
+	s := mustStats(t, a.e, b.id)
+	if !s.StreamUp || s.Reconnects < 2 || len(s.Drops) != 0 {
+		t.Fatalf("stats after outage = %+v", s)
+	}
+}
+
+func TestRehomeWithoutLoss(t *testing.T) {
+	nodes, _ := newMesh(t, 2, Options{})
+	a, b := nodes[0], nodes[1]
+	for i := range 100 {
+		a.dev.inject(t, ipv4Packet(a.ip, b.ip, 300, uint32(i)))
+	}
+	for range 100 {
+		b.dev.recv(t)
+	}
+	before := mustStats(t, a.e, b.id)
+	old := a.dialer.last()
+
+	a.e.Rehome(b.id)
+	eventually(t, time.Second, "rehome", func() bool { return mustStats(t, a.e, b.id).Rehomes == 1 })
+	after := mustStats(t, a.e, b.id)
+	if after.Path.Remote == before.Path.Remote || !after.StreamUp {
+		t.Fatalf("path did not change: %+v -> %+v", before.Path, after.Path)
+	}
+	if _, err := old.Write([]byte{0}); err == nil {
+		t.Fatal("old stream still open after rehome")
+	}
+	for i := 100; i < 200; i++ {
+		a.dev.inject(t, ipv4Packet(a.ip, b.ip, 300, uint32(i)))
+	}
+	for i := 100; i < 200; i++ {
+		if p := b.dev.recv(t); pktSeq(p) != uint32(i) {
+			t.Fatalf("seq %d, want %d", pktSeq(p), i)
+		}
+	}
+	eventually(t, time.Second, "tx counters", func() bool { return mustStats(t, a.e, b.id).TxPackets == 200 })
+	s := mustStats(t, a.e, b.id)
+	if s.Reconnects != 0 || len(s.Drops) != 0 {
+		t.Fatalf("stats = %+v", s)
+	}
+	if rs := mustStats(t, b.e, a.id); rs.RxPackets != 200 {
+		t.Fatalf("rx = %d", rs.RxPackets)
+	}
+}
+
+func TestSetRoutesSwapDuringTraffic(t *testing.T) {
+	nodes, _ := newMesh(t, 3, Options{})
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	psB := a.e.routes.Load().peers[b.id]
+	extra := netip.MustParseAddr("10.99.1.2")
+	full := map[netip.Addr]peer.ID{b.ip: b.id, c.ip: c.id}
+	alt := map[netip.Addr]peer.ID{b.ip: b.id, c.ip: c.id, extra: b.id}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { // traffic A -> B, C
+		defer wg.Done()
+		for i := uint32(0); ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			a.dev.in <- ipv4Packet(a.ip, b.ip, 200, i)
+			a.dev.in <- ipv4Packet(a.ip, c.ip, 200, i)
+		}
+	}()
+	for _, n := range []*node{b, c} { // sinks
+		go func(n *node) {
+			defer wg.Done()
+			for {
+				select {
+				case <-n.dev.out:
+				case <-stop:
+					return
+				}
+			}
+		}(n)
+	}
+	for i := range 300 {
+		if i%2 == 0 {
+			a.e.SetRoutes(alt)
+		} else {
+			a.e.SetRoutes(full)
+		}
+		_ = a.e.AllStats()
+		if i%50 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	if got := a.e.routes.Load().peers[b.id]; got != psB {
+		t.Fatal("peer state for B was replaced by SetRoutes")
+	}
+	s := mustStats(t, a.e, b.id)
+	if s.TxPackets == 0 || s.Reconnects != 0 || a.dialer.opened.Load() != 2 {
+		t.Fatalf("B stats %+v, streams opened %d", s, a.dialer.opened.Load())
+	}
+
+	// Removing C stops its writer and closes its stream.
+	cStream := a.dialer.lastTo(c.id)
+	a.e.SetRoutes(map[netip.Addr]peer.ID{b.ip: b.id})
+	if _, ok := a.e.Stats(c.id); ok {
+		t.Fatal("C still has stats after removal")
+	}
+	eventually(t, time.Second, "C stream closed", func() bool {
+		_, err := cStream.Write(nil)
+		return err != nil
+	})
+	noRoute := a.e.EngineStats().Drops["no_route"]
+	a.dev.inject(t, ipv4Packet(a.ip, c.ip, 100, 0))
+	eventually(t, time.Second, "no_route for removed peer", func() bool {
+		return a.e.EngineStats().Drops["no_route"] == noRoute+1
+	})
+}
+
+func TestPing(t *testing.T) {
+	nodes, _ := newMesh(t, 2, Options{})
+	a, b := nodes[0], nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for range 3 {
+		rtt, path, err := a.e.Ping(ctx, b.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rtt <= 0 || path.Transport != "memory" {
+			t.Fatalf("rtt=%v path=%+v", rtt, path)
+		}
+		t.Logf("rtt %v via %s", rtt, path.Remote)
+	}
+	if _, _, err := a.e.Ping(ctx, peer.ID("nobody")); err == nil {
+		t.Fatal("ping to unknown peer succeeded")
+	}
+	// No reply (dials fail): the context bounds the wait.
+	a.dialer.fail.Store(true)
+	a.dialer.last().Close()
+	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if _, _, err := a.e.Ping(short, b.id); err == nil {
+		t.Fatal("ping without a stream succeeded")
+	}
+	a.dialer.fail.Store(false)
+}
+
+func TestKeepalive(t *testing.T) {
+	nodes, _ := newMesh(t, 2, Options{KeepaliveInterval: 20 * time.Millisecond})
+	a, b := nodes[0], nodes[1]
+	eventually(t, 2*time.Second, "keepalives", func() bool {
+		return mustStats(t, a.e, b.id).KeepalivesSent >= 5 && mustStats(t, b.e, a.id).KeepalivesRecv >= 5
+	})
+	s := mustStats(t, a.e, b.id)
+	if s.TxPackets != 0 || s.Reconnects != 0 || s.PathDead || s.LastRecv.IsZero() {
+		t.Fatalf("idle stats = %+v", s)
+	}
+}
+
+func TestDeadPathReopens(t *testing.T) {
+	nodes, _ := newMesh(t, 2, Options{KeepaliveInterval: 10 * time.Millisecond})
+	a, b := nodes[0], nodes[1]
+	// B stops sending to A: A hears nothing and must reopen its stream.
+	b.e.SetRoutes(nil)
+	eventually(t, 3*time.Second, "dead path reconnects", func() bool {
+		return mustStats(t, a.e, b.id).Reconnects >= 2
+	})
+	if !a.e.PathDead(b.id) {
+		t.Fatal("PathDead = false for a silent peer")
+	}
+	if !a.e.PathDead(peer.ID("nobody")) {
+		t.Fatal("PathDead = false for an unknown peer")
+	}
+	// B routes to A again: keepalives flow and the path recovers.
+	b.e.SetRoutes(map[netip.Addr]peer.ID{a.ip: a.id})
+	eventually(t, 3*time.Second, "path alive", func() bool { return !a.e.PathDead(b.id) })
+}
+
+func TestCloseStopsGoroutines(t *testing.T) {
+	baseline := runtime.NumGoroutine()
+	fn := newFakeNet()
+	var engines []*Engine
+	var devs []*fakeDev
+	runs := make(chan error, 3)
+	ips := []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3")}
+	ids := []peer.ID{"a", "b", "c"}
+	for i := range 3 {
+		d := newFakeDev(1400)
+		e := New(d, fn.dialer(ids[i]), Options{KeepaliveInterval: 10 * time.Millisecond})
+		fn.add(ids[i], e)
+		e.SetLocal(ips[i])
+		engines, devs = append(engines, e), append(devs, d)
+	}
+	for i, e := range engines {
+		routes := map[netip.Addr]peer.ID{}
+		for j := range 3 {
+			if j != i {
+				routes[ips[j]] = ids[j]
+			}
+		}
+		e.SetRoutes(routes)
+		go func() { runs <- e.Run(context.Background()) }()
+	}
+	for i := range 50 {
+		devs[0].inject(t, ipv4Packet(ips[0], ips[1+i%2], 100, uint32(i)))
+	}
+	eventually(t, 2*time.Second, "delivery", func() bool { return devs[1].writes.Load()+devs[2].writes.Load() == 50 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	if _, _, err := engines[1].Ping(ctx, ids[2]); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for i, e := range engines {
+		e.Close()
+		e.Close() // idempotent
+		devs[i].Close()
+	}
+	for range engines {
+		if err := <-runs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	fn.wg.Wait()
+	waitGoroutines(t, baseline)
+	// Using a closed engine is harmless.
+	engines[0].SetRoutes(map[netip.Addr]peer.ID{ips[1]: ids[1]})
+	engines[0].HandleStream(ids[1], nopStream{}, PathInfo{})
+	engines[0].Rehome(ids[1])
+	if _, _, err := engines[0].Ping(context.Background(), ids[1]); err == nil {
+		t.Fatal("Ping on a closed engine succeeded")
+	}
+}
+
+type nopStream struct{}
+
+func (nopStream) Read([]byte) (int, error)    { return 0, net.ErrClosed }
+func (nopStream) Write(b []byte) (int, error) { return len(b), nil }
+func (nopStream) Close() error                { return nil }
+
+func TestRunReturnsDeviceError(t *testing.T) {
+	d := newFakeDev(1400)
+	e := New(d, newFakeNet().dialer("x"), Options{})
+	defer e.Close()
+	done := make(chan error, 1)
+	go func() { done <- e.Run(context.Background()) }()
+	time.Sleep(5 * time.Millisecond)
+	if err := e.Run(context.Background()); err != ErrAlreadyRunning {
+		t.Fatalf("second Run: %v", err)
+	}
+	d.Close()
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "read device") {
+		t.Fatalf("Run = %v, want wrapped device error", err)
+	}
+}
+
+func TestStatsJSON(t *testing.T) {
+	nodes, _ := newMesh(t, 2, Options{})
+	a, b := nodes[0], nodes[1]
+	a.dev.inject(t, ipv4Packet(a.ip, b.ip, 100, 0))
+	b.dev.recv(t)
+	var m map[peer.ID]PeerStats = b.e.AllStats() // plain map semantics
+	if len(m) != 1 {
+		t.Fatalf("AllStats = %v", m)
+	}
+	raw, err := json.Marshal(b.e.AllStats())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var decoded map[string]map[string]any
+	if err := json.Unmarshal(raw, &decoded); err != nil {
+		t.Fatal(err)
+	}
+	s, ok := decoded[a.id.String()]
+	if !ok || len(decoded) != 1 {
+		t.Fatalf("decoded %s", raw)
+	}
+	for _, k := range []string{"peer", "txPackets", "txBytes", "rxPackets", "rxBytes", "reconnects", "path", "streamUp", "lastRecv"} {
+		if _, ok := s[k]; !ok {
+			t.Errorf("missing %q in %s", k, raw)
+		}
+	}
+	if s["rxPackets"] != 1.0 {
+		t.Errorf("rxPackets = %v", s["rxPackets"])
+	}
+	if _, err := json.Marshal(a.e.EngineStats()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,78 @@
+package forward
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultQueueLen          = 1024
+	DefaultBatchBytes        = 256 << 10
+	DefaultKeepaliveInterval = 2 * time.Second
+	DefaultMinBackoff        = 100 * time.Millisecond
+	DefaultMaxBackoff        = 5 * time.Second
+	DefaultDialTimeout       = 10 * time.Second
+	// DefaultMTU is used when Device.MTU reports a non-positive value.
+	DefaultMTU = 1420
+	// readBufferSize is the bufio.Reader size of each inbound stream.
+	readBufferSize = 64 << 10
+)
+
+// Options tunes an Engine. The zero value selects the defaults.
+type Options struct {
+	// QueueLen bounds each peer's send queue, in frames (default 1024).
+	QueueLen int
+	// BatchBytes is the size of a writer's coalescing buffer; frames queued
+	// together are written to the stream in one Write of at most this many
+	// bytes (default 256 KiB, minimum one maximum-size frame).
+	BatchBytes int
+	// KeepaliveInterval: a writer that sent nothing for this long sends a
+	// Keepalive frame (default 2 s).
+	KeepaliveInterval time.Duration
+	// DeadAfter: if nothing was received from a peer for this long while
+	// we have a stream to it, the writer reopens its stream (default 3x
+	// KeepaliveInterval). Also used as the write timeout on streams that
+	// support write deadlines.
+	DeadAfter time.Duration
+	// MinBackoff and MaxBackoff bound the exponential backoff between
+	// failed dials / writes (defaults 100 ms and 5 s).
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+	// DialTimeout bounds one Dialer.OpenStream call (default 10 s).
+	DialTimeout time.Duration
+	// Logger receives debug/info events (stream up/down, protocol errors).
+	// Nil discards them.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.QueueLen <= 0 {
+		o.QueueLen = DefaultQueueLen
+	}
+	if o.BatchBytes <= 0 {
+		o.BatchBytes = DefaultBatchBytes
+	}
+	if o.KeepaliveInterval <= 0 {
+		o.KeepaliveInterval = DefaultKeepaliveInterval
+	}
+	if o.DeadAfter <= 0 {
+		o.DeadAfter = 3 * o.KeepaliveInterval
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = DefaultMinBackoff
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = DefaultMaxBackoff
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = o.MinBackoff
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}

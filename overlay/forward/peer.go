@@ -1,0 +1,436 @@
+package forward
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// peerState is everything the engine keeps per routed peer. It lives as
+// long as the peer is present in the routing snapshot, across any number
+// of SetRoutes swaps.
+type peerState struct {
+	id      peer.ID
+	e       *Engine
+	queue   chan *packet  // bounded send queue of encoded frames
+	rehome  chan struct{} // cap 1: coalesced Rehome requests
+	ctx     context.Context
+	cancel  context.CancelFunc
+	created int64 // engine nanotime at creation
+	c       peerCounters
+}
+
+func (e *Engine) newPeer(id peer.ID) *peerState {
+	ctx, cancel := context.WithCancel(e.ctx)
+	return &peerState{
+		id:      id,
+		e:       e,
+		queue:   make(chan *packet, e.opts.QueueLen),
+		rehome:  make(chan struct{}, 1),
+		ctx:     ctx,
+		cancel:  cancel,
+		created: e.nanotime(),
+	}
+}
+
+// enqueue hands pkt to the peer's writer without blocking. If the queue is
+// full the packet is dropped and counted. It takes ownership of pkt.
+func (ps *peerState) enqueue(pkt *packet) bool {
+	select {
+	case ps.queue <- pkt:
+		return true
+	default:
+		ps.c.drops.add(DropQueueFull)
+		ps.e.pool.put(pkt)
+		return false
+	}
+}
+
+// sendControl queues a control frame carrying a copy of payload.
+func (ps *peerState) sendControl(t FrameType, payload []byte) bool {
+	pkt := ps.e.pool.get()
+	putHeader(pkt.buf, t, len(payload))
+	pkt.n = HeaderLen + copy(pkt.buf[HeaderLen:], payload)
+	return ps.enqueue(pkt)
+}
+
+// stop asks the writer to exit; it closes its stream and discards the queue.
+func (ps *peerState) stop() { ps.cancel() }
+
+// pathDead reports whether nothing was received for DeadAfter.
+func (ps *peerState) pathDead(now time.Time) bool {
+	ref := ps.c.lastRecv.Load()
+	if ref == 0 {
+		ref = ps.created
+	}
+	return ps.e.nanotimeAt(now)-ref >= int64(ps.e.opts.DeadAfter)
+}
+
+// Rehome tells p's writer that a better connection exists: the writer
+// opens a new stream in the background while it keeps writing to the old
+// one, switches writes to the new stream between two batches and then
+// closes the old stream, so nothing but frames already in flight on the
+// old stream's connection can be lost. If no stream is up, the writer
+// retries immediately instead of waiting out its backoff. Unknown peers
+// are ignored; requests are coalesced.
+func (e *Engine) Rehome(p peer.ID) {
+	ps := e.routes.Load().peers[p]
+	if ps == nil {
+		return
+	}
+	select {
+	case ps.rehome <- struct{}{}:
+	default:
+	}
+}
+
+// deadliner is implemented by streams supporting write deadlines.
+type deadliner interface {
+	SetWriteDeadline(time.Time) error
+}
+
+// writer is the state of a peer's single writer goroutine. Invariant: when
+// the writer is waiting for work with a stream up, buf is empty; buf is
+// only non-empty between batches if a write failed, in which case the
+// batch is retried on the next stream.
+type writer struct {
+	ps   *peerState
+	e    *Engine
+	opts *Options
+
+	s        Stream
+	dl       deadliner   // s as a deadliner, or nil
+	unwatch  func() bool // stops the AfterFunc that closes s on shutdown
+	deadline time.Time   // write deadline currently set on s
+	openedAt int64       // nanotime s was opened
+	lastSend int64       // nanotime of the last successful write
+
+	dialing   bool            // a rehome dial is in flight
+	dialRes   chan dialResult // its result (cap 1)
+	lost      bool            // the previous stream failed: the next open is a reconnect
+	needSleep bool // back off before the next dial
+	backoff   time.Duration
+	timer     *time.Timer
+
+	buf                                    []byte // coalescing buffer, cap = BatchBytes
+	maxFrame                               int
+	batchPkts, batchBytes, batchKA, batchP uint64
+}
+
+// run is the peer's writer goroutine.
+func (ps *peerState) run() {
+	e := ps.e
+	defer e.wg.Done()
+	w := &writer{
+		ps:       ps,
+		e:        e,
+		opts:     &e.opts,
+		backoff:  e.opts.MinBackoff,
+		buf:      make([]byte, 0, e.opts.BatchBytes),
+		dialRes:  make(chan dialResult, 1),
+		maxFrame: HeaderLen + e.maxPayload,
+	}
+	defer w.shutdown()
+
+	tickEvery := max(e.opts.KeepaliveInterval/2, time.Millisecond)
+	tick := time.NewTicker(tickEvery)
+	defer tick.Stop()
+	ctx := ps.ctx
+	for ctx.Err() == nil {
+		if w.s == nil {
+			if w.dialing { // a rehome dial is already under way: use it
+				select {
+				case r := <-w.dialRes:
+					w.adopt(ctx, r)
+				case <-ctx.Done():
+					return
+				}
+				continue
+			}
+			if w.needSleep && !w.sleep(ctx) {
+				return
+			}
+			w.connect(ctx)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case pkt := <-ps.queue:
+			w.add(pkt)
+			w.fillAndFlush()
+		case <-ps.rehome:
+			w.rehome(ctx)
+		case r := <-w.dialRes:
+			w.adopt(ctx, r)
+		case <-tick.C:
+			w.housekeeping(tickEvery)
+		}
+	}
+}
+
+// add appends pkt's frame to the batch and recycles pkt. The caller
+// guarantees room for one maximum-size frame.
+func (w *writer) add(pkt *packet) {
+	f := pkt.frame()
+	w.buf = append(w.buf, f...)
+	switch FrameType(f[0]) {
+	case FrameData:
+		w.batchPkts++
+		w.batchBytes += uint64(len(f) - HeaderLen)
+	case FrameProbe:
+		w.batchP++
+	}
+	w.e.pool.put(pkt)
+}
+
+// fillAndFlush moves everything already queued into the batch until the
+// queue is empty or the batch is full, then writes the batch with a single
+// Write. Returning to the select after each batch keeps the writer
+// responsive to rehome, housekeeping and shutdown under sustained load.
+func (w *writer) fillAndFlush() {
+	q := w.ps.queue
+fill:
+	for cap(w.buf)-len(w.buf) >= w.maxFrame {
+		select {
+		case pkt := <-q:
+			w.add(pkt)
+		default:
+			break fill
+		}
+	}
+	w.flush()
+}
+
+// flush writes the batch. On failure the stream is dropped and the batch
+// kept for the next stream.
+func (w *writer) flush() bool {
+	if len(w.buf) == 0 {
+		return true
+	}
+	now := w.e.nanotime()
+	if w.dl != nil {
+		// Refresh the deadline only when half of it is used up: setting a
+		// deadline may allocate (timers), so not once per batch.
+		wall := w.e.epoch.Add(time.Duration(now))
+		if w.deadline.Sub(wall) < w.opts.DeadAfter/2 {
+			w.deadline = wall.Add(w.opts.DeadAfter)
+			_ = w.dl.SetWriteDeadline(w.deadline)
+		}
+	}
+	if _, err := w.s.Write(w.buf); err != nil {
+		w.e.log.Debug("stream write failed", "peer", w.ps.id, "bytes", len(w.buf), "err", err)
+		w.dropStream()
+		w.needSleep = true
+		return false
+	}
+	c := &w.ps.c
+	c.txWrites.Add(1)
+	if w.batchPkts != 0 {
+		c.txPackets.Add(w.batchPkts)
+		c.txBytes.Add(w.batchBytes)
+	}
+	if w.batchKA != 0 {
+		c.keepalivesSent.Add(w.batchKA)
+	}
+	if w.batchP != 0 {
+		c.probesSent.Add(w.batchP)
+	}
+	w.buf = w.buf[:0]
+	w.batchPkts, w.batchBytes, w.batchKA, w.batchP = 0, 0, 0, 0
+	w.lastSend = now
+	w.backoff = w.opts.MinBackoff
+	return true
+}
+
+// housekeeping runs on every tick: dead-path detection and keepalives.
+func (w *writer) housekeeping(tickEvery time.Duration) {
+	now := w.e.nanotime()
+	ref := max(w.ps.c.lastRecv.Load(), w.openedAt)
+	if now-ref >= int64(w.opts.DeadAfter) {
+		w.e.log.Info("path dead, reopening stream", "peer", w.ps.id,
+			"silent", time.Duration(now-ref))
+		w.dropStream() // reconnect at once, no backoff
+		return
+	}
+	if now-w.lastSend >= int64(w.opts.KeepaliveInterval-tickEvery/2) {
+		w.buf = appendKeepalive(w.buf)
+		w.batchKA++
+		w.flush()
+	}
+}
+
+// dial opens a stream to the peer with the dial timeout.
+func (w *writer) dial(ctx context.Context) (Stream, PathInfo, error) {
+	dctx, cancel := context.WithTimeout(ctx, w.opts.DialTimeout)
+	defer cancel()
+	s, path, err := w.e.dialer.OpenStream(dctx, w.ps.id)
+	if err != nil {
+		return nil, PathInfo{}, fmt.Errorf("open stream to %s: %w", w.ps.id, err)
+	}
+	if s == nil {
+		return nil, PathInfo{}, fmt.Errorf("open stream to %s: dialer returned nil stream", w.ps.id)
+	}
+	return s, path, nil
+}
+
+// connect tries once to open a stream; on failure it arms the backoff.
+func (w *writer) connect(ctx context.Context) {
+	s, path, err := w.dial(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.ps.c.dialFailures.Add(1)
+			w.e.log.Debug("dial failed", "peer", w.ps.id, "backoff", w.backoff, "err", err)
+		}
+		w.needSleep = true
+		return
+	}
+	w.attach(ctx, s, path)
+	if w.lost {
+		w.lost = false
+		w.ps.c.reconnects.Add(1)
+	}
+	w.needSleep = false
+	w.flush() // a batch kept from a failed write, if any
+}
+
+// attach makes s the active stream.
+func (w *writer) attach(ctx context.Context, s Stream, path PathInfo) {
+	now := w.e.nanotime()
+	w.s = s
+	w.unwatch = context.AfterFunc(ctx, func() { _ = s.Close() })
+	w.dl, _ = s.(deadliner)
+	w.deadline = time.Time{}
+	w.openedAt = now
+	w.lastSend = now
+	w.ps.c.path.Store(&path)
+	w.e.log.Debug("stream up", "peer", w.ps.id, "remote", path.Remote,
+		"transport", path.Transport, "relayed", path.Relayed)
+}
+
+// dropStream closes the active stream after a failure; the next stream
+// opened counts as a reconnect.
+func (w *writer) dropStream() {
+	if w.s == nil {
+		return
+	}
+	w.unwatch()
+	_ = w.s.Close()
+	w.s, w.dl, w.unwatch = nil, nil, nil
+	w.ps.c.path.Store(nil)
+	w.lost = true
+}
+
+// dialResult is the outcome of an asynchronous (rehome) dial.
+type dialResult struct {
+	s    Stream
+	path PathInfo
+	err  error
+}
+
+// rehome starts opening a replacement stream in the background, so the
+// writer keeps draining the queue onto the current stream meanwhile. The
+// switch happens in adopt, between two batches. At most one such dial is
+// in flight; further requests are coalesced into it.
+func (w *writer) rehome(ctx context.Context) {
+	if w.dialing {
+		return
+	}
+	if w.s == nil {
+		// Outage: a better connection exists, so skip the backoff.
+		w.needSleep = false
+		w.backoff = w.opts.MinBackoff
+		return
+	}
+	w.dialing = true
+	w.e.wg.Add(1) // the writer holds a count, so this cannot race Close's Wait
+	go func() {
+		defer w.e.wg.Done()
+		s, path, err := w.dial(ctx)
+		w.dialRes <- dialResult{s, path, err} // cap 1: never blocks
+	}()
+}
+
+// adopt switches to the stream produced by a background dial: it becomes
+// the active stream and the old one is closed after everything written to
+// it (the writer invariant guarantees no partial batch). If the dial failed
+// the current stream is kept.
+func (w *writer) adopt(ctx context.Context, r dialResult) {
+	w.dialing = false
+	if r.err != nil {
+		if ctx.Err() == nil {
+			w.ps.c.dialFailures.Add(1)
+			w.e.log.Debug("rehome dial failed, keeping current stream", "peer", w.ps.id, "err", r.err)
+		}
+		return
+	}
+	if w.s == nil {
+		// The old stream failed while dialing: this is the reconnect.
+		w.attach(ctx, r.s, r.path)
+		if w.lost {
+			w.lost = false
+			w.ps.c.reconnects.Add(1)
+		}
+		w.needSleep = false
+		w.flush()
+		return
+	}
+	old, unwatch := w.s, w.unwatch
+	w.attach(ctx, r.s, r.path)
+	unwatch()
+	_ = old.Close() // half-close: frames already written still reach the peer
+	w.ps.c.rehomes.Add(1)
+}
+
+// sleep waits out the backoff (with ±10% jitter) and doubles it. A Rehome
+// request cuts it short. It returns false if ctx is done.
+func (w *writer) sleep(ctx context.Context) bool {
+	d := w.backoff
+	if j := int64(d / 5); j > 0 {
+		d += time.Duration(rand.Int64N(j)) - d/10
+	}
+	w.backoff = min(2*w.backoff, w.opts.MaxBackoff)
+	if w.timer == nil {
+		w.timer = time.NewTimer(d)
+	} else {
+		w.timer.Reset(d)
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-w.timer.C:
+	case <-w.ps.rehome:
+		w.backoff = w.opts.MinBackoff
+	}
+	w.needSleep = false
+	return true
+}
+
+// shutdown closes the stream and recycles whatever is still queued.
+func (w *writer) shutdown() {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	if w.dialing { // ctx is done, so the dial returns promptly
+		if r := <-w.dialRes; r.s != nil {
+			_ = r.s.Close()
+		}
+	}
+	if w.s != nil {
+		w.unwatch()
+		_ = w.s.Close()
+		w.s = nil
+	}
+	w.ps.c.path.Store(nil)
+	for {
+		select {
+		case pkt := <-w.ps.queue:
+			w.e.pool.put(pkt)
+		default:
+			return
+		}
+	}
+}
