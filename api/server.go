@@ -1,0 +1,247 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/cloud-barista/cbnode/cost"
+	"github.com/cloud-barista/cbnode/ipam"
+)
+
+// DefaultAddr is where the local API listens.
+const DefaultAddr = "127.0.0.1:7470"
+
+// Backend is what a running node offers the API.
+type Backend interface {
+	Status() Status
+	Peers() []Peer
+	// Peer finds a member by peer ID (hostId), host name or overlay IP.
+	Peer(hostID string) (Peer, bool)
+	// SetDetails updates this node's own cloud information.
+	SetDetails(hostID string, c cost.CloudInfo) (Peer, error)
+	Ping(ctx context.Context, target string) (PingResult, error)
+}
+
+// Errors a Backend returns to pick the HTTP status.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrForbidden = errors.New("forbidden")
+	ErrBadInput  = errors.New("bad input")
+)
+
+// Server serves the local API.
+type Server struct {
+	b   Backend
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// NewServer builds the handler set; b may be nil for a node without a
+// CLADNet (only /health and the address-space calculator then work).
+func NewServer(b Backend, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{b: b, log: log, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "healthy", "version": Version})
+	})
+	s.mux.HandleFunc("POST /v1/cladnet/availableIPv4AddressSpaces", s.addressSpaces)
+	s.mux.HandleFunc("GET /v1/status", s.withBackend(s.status))
+	s.mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer", s.withBackend(s.peers))
+	s.mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer/{hostId}", s.withBackend(s.peer))
+	s.mux.HandleFunc("PUT /v1/cladnet/{cladnetId}/peer/{hostId}/details", s.withBackend(s.details))
+	s.mux.HandleFunc("POST /v1/ping", s.withBackend(s.ping))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Serve listens on addr until ctx ends.
+func (s *Server) Serve(ctx context.Context, addr string) (net.Addr, <-chan error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("local API on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan error, 1)
+	go func() {
+		err := srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		done <- err
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	return ln.Addr(), done, nil
+}
+
+func (s *Server) withBackend(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.b == nil {
+			writeErr(w, http.StatusServiceUnavailable, errors.New("this node has not joined a CLADNet"))
+			return
+		}
+		if id := r.PathValue("cladnetId"); id != "" {
+			st := s.b.Status()
+			if id != st.CladnetID && id != st.Cladnet {
+				writeErr(w, http.StatusNotFound, fmt.Errorf("CLADNet %q is not joined by this node (it is in %s, %s)", id, st.Cladnet, st.CladnetID))
+				return
+			}
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.b.Status())
+}
+
+func (s *Server) peers(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.b.Peers())
+}
+
+func (s *Server) peer(w http.ResponseWriter, r *http.Request) {
+	p, ok := s.b.Peer(r.PathValue("hostId"))
+	if !ok {
+		writeErr(w, http.StatusNotFound, fmt.Errorf("peer %q is not a member", r.PathValue("hostId")))
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) details(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		CloudInformation *cost.CloudInfo `json:"cloudInformation"`
+	}
+	if err := decode(r, &body); err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
+	}
+	if body.CloudInformation == nil {
+		writeErr(w, http.StatusBadRequest, errors.New(`body needs {"cloudInformation": {...}}`))
+		return
+	}
+	p, err := s.b.SetDetails(r.PathValue("hostId"), *body.CloudInformation)
+	if err != nil {
+		writeErr(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Target string `json:"target"`
+	}
+	if err := decode(r, &body); err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	res, err := s.b.Ping(ctx, body.Target)
+	if err != nil {
+		writeErr(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) addressSpaces(w http.ResponseWriter, r *http.Request) {
+	var req AddressSpaceRequest
+	if err := decode(r, &req); err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
+	}
+	res, err := ComputeAddressSpaces(req)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// ComputeAddressSpaces answers an address-space request (also used by the CLI).
+func ComputeAddressSpaces(req AddressSpaceRequest) (AddressSpaces, error) {
+	used, err := ipam.ParsePrefixes(req.IPv4CIDRs)
+	if err != nil {
+		return AddressSpaces{}, err
+	}
+	if req.Hosts == 0 {
+		req.Hosts = len(used) + 1 // cb-network sized by the number of VMs
+	}
+	rec, err := ipam.Recommend(used, req.Hosts)
+	if err != nil {
+		return AddressSpaces{}, err
+	}
+	res := AddressSpaces{Recommended: rec.String(), Hosts: req.Hosts, Headroom: ipam.DefaultHeadroom,
+		Space10s: []string{}, Space172s: []string{}, Space192s: []string{}}
+	for _, fs := range ipam.FreeSpaces(used) {
+		var list []string
+		for _, p := range fs.Free {
+			list = append(list, p.String())
+		}
+		if list == nil {
+			list = []string{}
+		}
+		switch fs.Block.Addr().As4()[0] {
+		case 10:
+			res.Space10s = list
+		case 172:
+			res.Space172s = list
+		case 192:
+			res.Space192s = list
+		}
+	}
+	return res, nil
+}
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden
+	case errors.Is(err, ErrBadInput):
+		return http.StatusBadRequest
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("bad JSON body: %w", err)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, Error{Error: err.Error()})
+}

@@ -1,0 +1,91 @@
+// Package api is cbnode's local HTTP API (on 127.0.0.1:7470 by default): the
+// server, the JSON types it speaks, and the small client the CLI uses.
+// Field names follow cb-network's REST API where it had them.
+package api
+
+import (
+	"time"
+
+	"github.com/cloud-barista/cbnode/cost"
+)
+
+// Version is cbnode's version string, set by the linker (-X).
+var Version = "dev"
+
+// Status is GET /v1/status.
+type Status struct {
+	PeerID    string            `json:"peerId"`
+	HostName  string            `json:"hostName"`
+	CladnetID string            `json:"cladnetId"`
+	Cladnet   string            `json:"cladnetName"`
+	CIDR      string            `json:"ipv4AddressSpace"`
+	RuleType  string            `json:"ruleType"`
+	IP        string            `json:"ip,omitempty"`
+	IPv4CIDR  string            `json:"ipv4Cidr,omitempty"`
+	IPAMState string            `json:"ipamState,omitempty"`
+	State     string            `json:"state"`
+	Addrs     []string          `json:"addrs"`
+	Members   int               `json:"members"`
+	Started   time.Time         `json:"started"`
+	Uptime    string            `json:"uptime"`
+	Version   string            `json:"version"`
+	CertUntil time.Time         `json:"certNotAfter"`
+	Device    string            `json:"device,omitempty"`
+	Rejected  map[string]uint64 `json:"rejectedAnnouncements,omitempty"`
+}
+
+// Peer is one member as GET /v1/cladnet/{cladnetId}/peer lists it. The
+// cb-network fields come first; hostId is the member's peer ID.
+type Peer struct {
+	CladnetID           string         `json:"cladnetId"`
+	HostID              string         `json:"hostId"`
+	HostName            string         `json:"hostName"`
+	HostPrivateIPv4CIDR string         `json:"hostPrivateIpv4Cidr,omitempty"`
+	HostPrivateIP       string         `json:"hostPrivateIp,omitempty"`
+	HostPublicIP        string         `json:"hostPublicIp,omitempty"`
+	IPv4CIDR            string         `json:"ipv4Cidr,omitempty"`
+	IP                  string         `json:"ip,omitempty"`
+	State               string         `json:"state"`
+	Details             cost.CloudInfo `json:"details"`
+
+	Self      bool      `json:"self"`
+	Addrs     []string  `json:"addrs,omitempty"`
+	Groups    []string  `json:"groups,omitempty"`
+	FirstSeen time.Time `json:"firstSeen"`
+	LastSeen  time.Time `json:"lastSeen"`
+	CertUntil time.Time `json:"certNotAfter"`
+	// Link is the data plane's view of the peer (counters, path), if any.
+	Link any `json:"link,omitempty"`
+}
+
+// PingResult is POST /v1/ping.
+type PingResult struct {
+	Target    string  `json:"target"`
+	HostName  string  `json:"hostName"`
+	IP        string  `json:"ip"`
+	RTTms     float64 `json:"rttMs"`
+	Relayed   bool    `json:"relayed"`
+	Remote    string  `json:"remote"`
+	Transport string  `json:"transport"`
+}
+
+// AddressSpaceRequest is the body of POST /v1/cladnet/availableIPv4AddressSpaces.
+type AddressSpaceRequest struct {
+	IPv4CIDRs []string `json:"ipv4CIDRs"`
+	Hosts     int      `json:"hosts"`
+}
+
+// AddressSpaces is its answer, in cb-network's field names.
+type AddressSpaces struct {
+	Recommended string   `json:"recommendedIPv4PrivateAddressSpace"`
+	Space10s    []string `json:"addressSpace10s"`
+	Space172s   []string `json:"addressSpace172s"`
+	Space192s   []string `json:"addressSpace192s"`
+	Hosts       int      `json:"hosts"`
+	Headroom    float64  `json:"headroom"`
+}
+
+// Error is every error body.
+type Error struct {
+	Error string `json:"error"`
+}

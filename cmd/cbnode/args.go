@@ -1,0 +1,77 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// interspersed rewrites args so flags may follow positional arguments
+// ("cbnode join lab --token T"): urfave/cli v2 stops parsing flags at the
+// first positional argument. It finds the (sub)command, then moves that
+// command's flags, with their values, before its positional arguments.
+func interspersed(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	out := []string{args[0]}
+	rest := args[1:]
+	cmds := app.Commands
+	var cmd *cli.Command
+	// Walk the command path: leading words naming (sub)commands; global
+	// flags before the command stay where they are.
+	for len(rest) > 0 {
+		var next *cli.Command
+		if !strings.HasPrefix(rest[0], "-") {
+			for _, c := range cmds {
+				if c.HasName(rest[0]) {
+					next = c
+					break
+				}
+			}
+		}
+		if next == nil {
+			break
+		}
+		out = append(out, rest[0])
+		rest = rest[1:]
+		cmd, cmds = next, next.Subcommands
+	}
+	if cmd == nil || len(cmd.Subcommands) > 0 {
+		return append(out, rest...)
+	}
+	takesValue := map[string]bool{}
+	for _, f := range cmd.Flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	var flags, pos []string
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		if a == "--" {
+			pos = append(pos, rest[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if takesValue[name] && i+1 < len(rest) {
+			flags = append(flags, rest[i+1])
+			i++
+		}
+	}
+	out = append(out, flags...)
+	if len(pos) > 0 {
+		out = append(out, "--")
+		out = append(out, pos...)
+	}
+	return out
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/urfave/cli/v2"
+
+	"github.com/cloud-barista/cbnode/api"
+	"github.com/cloud-barista/cbnode/cladnet"
+	"github.com/cloud-barista/cbnode/internal/atomicfile"
+)
+
+var dirFlag = &cli.StringFlag{
+	Name:    "dir",
+	Usage:   "directory holding the operator's CLADNets (owner keys: keep it safe)",
+	Value:   "./cladnets",
+	EnvVars: []string{"CBNODE_CLADNET_DIR"},
+}
+
+func cladnetCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "cladnet",
+		Usage: "operator tools: create a CLADNet, issue join tokens",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "create a CLADNet: a fresh owner key and its spec",
+				ArgsUsage: "NAME",
+				Description: `Creates DIR/NAME/owner.key (0600, the key that signs every node certificate)
+and DIR/NAME/spec.json. The CLADNet ID derives from the owner key.
+--cidr auto picks a range that overlaps none of the --subnet ranges (the VMs'
+underlay subnets) and holds --hosts nodes with room to double.`,
+				Flags: []cli.Flag{
+					dirFlag,
+					&cli.StringFlag{Name: "cidr", Usage: "overlay IPv4 range, or 'auto'", Value: cladnet.DefaultCIDR, EnvVars: []string{"CBNODE_CIDR"}},
+					&cli.StringSliceFlag{Name: "subnet", Usage: "underlay subnet in use by members (with --cidr auto; repeatable)", EnvVars: []string{"CBNODE_SUBNET"}},
+					&cli.IntFlag{Name: "hosts", Usage: "expected number of nodes (with --cidr auto)", Value: 0, EnvVars: []string{"CBNODE_HOSTS"}},
+					&cli.StringFlag{Name: "rule-type", Usage: "path rule: basic or cost-prioritized", Value: cladnet.RuleBasic, EnvVars: []string{"CBNODE_RULE_TYPE"}},
+					&cli.StringFlag{Name: "description", Usage: "free text", EnvVars: []string{"CBNODE_DESCRIPTION"}},
+				},
+				Action: cladnetCreate,
+			},
+			{
+				Name:      "issue",
+				Usage:     "issue a join token for one VM",
+				ArgsUsage: "NAME",
+				Description: `Prints (or writes with --out, 0600) a join token: a fresh node key, a node
+certificate signed by the owner key, the CLADNet spec and the bootstrap
+addresses. With --peer-id, the certificate is for a node that made its own key
+('cbnode key' on the VM), and the token carries no key.`,
+				Flags: []cli.Flag{
+					dirFlag,
+					&cli.StringFlag{Name: "host", Usage: "host name of the VM (default: node-<peer id suffix>)", EnvVars: []string{"CBNODE_HOST"}},
+					&cli.DurationFlag{Name: "ttl", Usage: "certificate validity", Value: 365 * 24 * time.Hour, EnvVars: []string{"CBNODE_TTL"}},
+					&cli.StringSliceFlag{Name: "bootstrap", Usage: "bootstrap multiaddr with /p2p/ID (repeatable)", EnvVars: []string{"CBNODE_BOOTSTRAP"}},
+					&cli.StringSliceFlag{Name: "group", Usage: "group to put in the certificate (repeatable)", EnvVars: []string{"CBNODE_GROUPS"}},
+					&cli.StringFlag{Name: "peer-id", Usage: "sign for this existing node key instead of making one", EnvVars: []string{"CBNODE_PEER_ID"}},
+					&cli.StringFlag{Name: "out", Usage: "write the token to this file (0600) instead of stdout"},
+				},
+				Action: cladnetIssue,
+			},
+			{
+				Name:      "show",
+				Usage:     "print a CLADNet's spec as JSON",
+				ArgsUsage: "NAME",
+				Flags:     []cli.Flag{dirFlag},
+				Action: func(c *cli.Context) error {
+					o, err := loadOwner(c)
+					if err != nil {
+						return err
+					}
+					return printJSON(o.Spec)
+				},
+			},
+		},
+	}
+}
+
+func oneArg(c *cli.Context, what string) (string, error) {
+	if c.NArg() != 1 {
+		return "", fmt.Errorf("%s: need exactly one %s (see '%s --help')", c.Command.FullName(), what, c.Command.HelpName)
+	}
+	return c.Args().First(), nil
+}
+
+func loadOwner(c *cli.Context) (*cladnet.Owner, error) {
+	name, err := oneArg(c, "CLADNet NAME")
+	if err != nil {
+		return nil, err
+	}
+	return cladnet.Load(c.String("dir"), name)
+}
+
+func cladnetCreate(c *cli.Context) error {
+	name, err := oneArg(c, "CLADNet NAME")
+	if err != nil {
+		return err
+	}
+	cidr := c.String("cidr")
+	if cidr == "auto" {
+		hosts := c.Int("hosts")
+		if hosts <= 0 {
+			return errors.New("--cidr auto needs --hosts N (the expected number of nodes)")
+		}
+		res, err := api.ComputeAddressSpaces(api.AddressSpaceRequest{IPv4CIDRs: c.StringSlice("subnet"), Hosts: hosts})
+		if err != nil {
+			return err
+		}
+		cidr = res.Recommended
+	} else if c.IsSet("subnet") || c.IsSet("hosts") {
+		return errors.New("--subnet and --hosts only apply with --cidr auto")
+	}
+	o, err := cladnet.Create(c.String("dir"), name, cidr, c.String("rule-type"), c.String("description"), time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "created CLADNet %s (%s), range %s, rule %s; owner key in %s/%s/owner.key\n",
+		o.Spec.Name, o.Spec.ID, o.Spec.CIDR, o.Spec.RuleType, c.String("dir"), o.Spec.Name)
+	return printJSON(o.Spec)
+}
+
+func cladnetIssue(c *cli.Context) error {
+	o, err := loadOwner(c)
+	if err != nil {
+		return err
+	}
+	tok := &cladnet.Token{Spec: o.Spec}
+	for _, b := range c.StringSlice("bootstrap") {
+		for _, s := range strings.Split(b, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				tok.Bootstrap = append(tok.Bootstrap, s)
+			}
+		}
+	}
+	if _, err := parseBootstrap(tok.Bootstrap); err != nil {
+		return err
+	}
+	var id peer.ID
+	if s := c.String("peer-id"); s != "" {
+		id, err = peer.Decode(s)
+		if err != nil {
+			return fmt.Errorf("--peer-id %q: %w", s, err)
+		}
+	} else {
+		k, _, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			return err
+		}
+		if err := tok.SetPrivateKey(k); err != nil {
+			return err
+		}
+		id, _ = peer.IDFromPrivateKey(k)
+	}
+	host := c.String("host")
+	if host == "" {
+		s := id.String()
+		host = "node-" + strings.ToLower(s[len(s)-6:])
+	}
+	tok.Cert, err = cladnet.SignCertificate(o.Key, o.Spec, id, host, c.StringSlice("group"), time.Now(), c.Duration("ttl"))
+	if err != nil {
+		return err
+	}
+	s, err := tok.Encode()
+	if err != nil {
+		return err
+	}
+	if out := c.String("out"); out != "" {
+		if err := atomicfile.Write(out, []byte(s+"\n"), 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "wrote join token for %s (peer %s, valid until %s) to %s\n", host, id, tok.Cert.NotAfter.Format(time.RFC3339), out)
+		return nil
+	}
+	fmt.Println(s)
+	return nil
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

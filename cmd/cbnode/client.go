@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cloud-barista/cbnode/api"
+	"github.com/cloud-barista/cbnode/overlay/forward"
+)
+
+var (
+	apiFlag  = &cli.StringFlag{Name: "api", Usage: "the node's local API address", Value: api.DefaultAddr, EnvVars: []string{"CBNODE_API"}}
+	jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON"}
+)
+
+func client(c *cli.Context) *api.Client { return api.NewClient(c.String("api")) }
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show this node: CLADNet, overlay IP, addresses, uptime",
+		Flags: []cli.Flag{apiFlag, jsonFlag},
+		Action: func(c *cli.Context) error {
+			var st api.Status
+			if err := client(c).Do(c.Context, http.MethodGet, "/v1/status", nil, &st); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(st)
+			}
+			ip := st.IPv4CIDR
+			if ip == "" {
+				ip = "(none: " + st.IPAMState + ")"
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintf(w, "CLADNet\t%s (%s), range %s, rule %s\n", st.Cladnet, st.CladnetID, st.CIDR, st.RuleType)
+			fmt.Fprintf(w, "Host\t%s\n", st.HostName)
+			fmt.Fprintf(w, "Peer ID\t%s\n", st.PeerID)
+			fmt.Fprintf(w, "Overlay IP\t%s\n", ip)
+			if st.Device != "" {
+				fmt.Fprintf(w, "Device\t%s\n", st.Device)
+			}
+			fmt.Fprintf(w, "State\t%s\n", st.State)
+			fmt.Fprintf(w, "Members\t%d\n", st.Members)
+			fmt.Fprintf(w, "Uptime\t%s (version %s)\n", st.Uptime, st.Version)
+			fmt.Fprintf(w, "Certificate\tvalid until %s\n", st.CertUntil.Format(time.RFC3339))
+			for i, a := range st.Addrs {
+				label := ""
+				if i == 0 {
+					label = "Addresses"
+				}
+				fmt.Fprintf(w, "%s\t%s\n", label, a)
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func cladnetID(ctx context.Context, cl *api.Client) (string, error) {
+	var st api.Status
+	if err := cl.Do(ctx, http.MethodGet, "/v1/status", nil, &st); err != nil {
+		return "", err
+	}
+	return st.CladnetID, nil
+}
+
+// peerLink decodes the data-plane part of a peer.
+func peerLink(p api.Peer) (forward.PeerStats, bool) {
+	if p.Link == nil {
+		return forward.PeerStats{}, false
+	}
+	b, _ := json.Marshal(p.Link)
+	var st forward.PeerStats
+	return st, json.Unmarshal(b, &st) == nil
+}
+
+func peersCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "peers",
+		Usage: "list the CLADNet's members as this node sees them",
+		Flags: []cli.Flag{apiFlag, jsonFlag},
+		Action: func(c *cli.Context) error {
+			cl := client(c)
+			id, err := cladnetID(c.Context, cl)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				var raw json.RawMessage
+				if err := cl.Do(c.Context, http.MethodGet, "/v1/cladnet/"+id+"/peer", nil, &raw); err != nil {
+					return err
+				}
+				_, err := os.Stdout.Write(raw)
+				return err
+			}
+			var peers []api.Peer
+			if err := cl.Do(c.Context, http.MethodGet, "/v1/cladnet/"+id+"/peer", nil, &peers); err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(w, "HOST\tOVERLAY IP\tSTATE\tPATH\tTX\tRX\tDROPS\tLAST SEEN\tPEER ID")
+			for _, p := range peers {
+				host := p.HostName
+				if p.Self {
+					host += " (self)"
+				}
+				path, tx, rx, drops := "-", "-", "-", "-"
+				if st, ok := peerLink(p); ok {
+					path = "direct"
+					if st.Path.Relayed {
+						path = "relayed"
+					}
+					if !st.StreamUp {
+						path = "down"
+					} else if st.Path.Transport != "" {
+						path += "/" + st.Path.Transport
+					}
+					tx = fmt.Sprintf("%dp/%s", st.TxPackets, bytesStr(st.TxBytes))
+					rx = fmt.Sprintf("%dp/%s", st.RxPackets, bytesStr(st.RxBytes))
+					var n uint64
+					for _, v := range st.Drops {
+						n += v
+					}
+					drops = fmt.Sprint(n)
+				}
+				ip := p.IP
+				if ip == "" {
+					ip = "-"
+				}
+				seen := "now"
+				if !p.Self {
+					seen = time.Since(p.LastSeen).Truncate(time.Second).String() + " ago"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", host, ip, p.State, path, tx, rx, drops, seen, p.HostID)
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func bytesStr(b uint64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.1fGiB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1fKiB", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", b)
+}
+
+func pingCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "ping",
+		Usage:     "measure the RTT to a member over the overlay, and show the path",
+		ArgsUsage: "OVERLAY-IP|HOST|PEER-ID",
+		Flags: []cli.Flag{apiFlag, jsonFlag,
+			&cli.IntFlag{Name: "count", Aliases: []string{"c"}, Usage: "number of pings", Value: 3},
+			&cli.DurationFlag{Name: "interval", Usage: "time between pings", Value: 500 * time.Millisecond}},
+		Action: func(c *cli.Context) error {
+			target, err := oneArg(c, "target (overlay IP, host name or peer ID)")
+			if err != nil {
+				return err
+			}
+			if c.Int("count") < 1 {
+				return fmt.Errorf("--count must be at least 1")
+			}
+			cl := client(c)
+			var failed error
+			for i := 0; i < c.Int("count"); i++ {
+				if i > 0 {
+					select {
+					case <-c.Context.Done():
+						return nil
+					case <-time.After(c.Duration("interval")):
+					}
+				}
+				var res api.PingResult
+				if err := cl.Do(c.Context, http.MethodPost, "/v1/ping", map[string]string{"target": target}, &res); err != nil {
+					failed = err
+					fmt.Fprintf(os.Stderr, "ping %s: %v\n", target, err)
+					continue
+				}
+				if c.Bool("json") {
+					if err := printJSON(res); err != nil {
+						return err
+					}
+					continue
+				}
+				path := "direct"
+				if res.Relayed {
+					path = "relayed"
+				}
+				fmt.Printf("pong from %s (%s) via %s %s (%s) in %.3f ms\n", res.HostName, res.IP, path, res.Remote, res.Transport, res.RTTms)
+			}
+			return failed
+		},
+	}
+}
+
+func setDetailsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "set-details",
+		Usage: "update this node's cloud information at run time",
+		Description: `Sends PUT /v1/cladnet/{id}/peer/{self}/details; the node re-announces it.
+Only the fields given change.`,
+		Flags: append([]cli.Flag{apiFlag}, cloudFlags()...),
+		Action: func(c *cli.Context) error {
+			cl := client(c)
+			var st api.Status
+			if err := cl.Do(c.Context, http.MethodGet, "/v1/status", nil, &st); err != nil {
+				return err
+			}
+			var self api.Peer
+			path := "/v1/cladnet/" + st.CladnetID + "/peer/" + url.PathEscape(st.PeerID)
+			if err := cl.Do(c.Context, http.MethodGet, path, nil, &self); err != nil {
+				return err
+			}
+			ci := self.Details
+			set := func(flag string, dst *string) {
+				if c.IsSet(flag) {
+					*dst = c.String(flag)
+				}
+			}
+			set("provider", &ci.ProviderName)
+			set("region", &ci.RegionID)
+			set("zone", &ci.AvailabilityZoneID)
+			set("vpc", &ci.VirtualNetworkID)
+			set("subnet-id", &ci.SubnetID)
+			set("public-ip", &ci.PublicIP)
+			if c.IsSet("private-ip") {
+				ci.PrivateIPs = splitList(c.StringSlice("private-ip"))
+			}
+			var out api.Peer
+			if err := cl.Do(c.Context, http.MethodPut, path+"/details", map[string]any{"cloudInformation": ci}, &out); err != nil {
+				return err
+			}
+			return printJSON(out.Details)
+		},
+	}
+}
+
+func ipamCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ipam",
+		Usage: "address-space tools",
+		Subcommands: []*cli.Command{{
+			Name:  "recommend",
+			Usage: "recommend a CLADNet range that overlaps none of the given subnets",
+			Description: `Prints the free space of each RFC 1918 block after removing --subnet ranges,
+and the smallest range holding --hosts nodes with room to double, chosen
+deterministically (first in 10/8, then 172.16/12, then 192.168/16, lowest
+address first).`,
+			Flags: []cli.Flag{
+				&cli.StringSliceFlag{Name: "subnet", Usage: "subnet in use (repeatable, or comma-separated)"},
+				&cli.IntFlag{Name: "hosts", Usage: "expected number of nodes", Required: true},
+				jsonFlag,
+			},
+			Action: func(c *cli.Context) error {
+				res, err := api.ComputeAddressSpaces(api.AddressSpaceRequest{IPv4CIDRs: splitList(c.StringSlice("subnet")), Hosts: c.Int("hosts")})
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return printJSON(res)
+				}
+				fmt.Printf("recommended: %s (for %d hosts, headroom x%g)\n", res.Recommended, res.Hosts, res.Headroom)
+				for _, b := range []struct {
+					name string
+					l    []string
+				}{{"10.0.0.0/8", res.Space10s}, {"172.16.0.0/12", res.Space172s}, {"192.168.0.0/16", res.Space192s}} {
+					free := strings.Join(b.l, " ")
+					if free == "" {
+						free = "(none)"
+					}
+					fmt.Printf("free in %s: %s\n", b.name, free)
+				}
+				return nil
+			},
+		}},
+	}
+}

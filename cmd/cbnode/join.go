@@ -1,0 +1,256 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/urfave/cli/v2"
+
+	"github.com/cloud-barista/cbnode/api"
+	"github.com/cloud-barista/cbnode/cladnet"
+	"github.com/cloud-barista/cbnode/cost"
+	"github.com/cloud-barista/cbnode/daemon"
+	"github.com/cloud-barista/cbnode/node"
+	"github.com/cloud-barista/cbnode/overlay"
+)
+
+func stateDirFlag(def string) *cli.StringFlag {
+	return &cli.StringFlag{Name: "state-dir", Usage: "where the node keeps its key and leases (0700)", Value: def, EnvVars: []string{"CBNODE_STATE_DIR"}}
+}
+
+var (
+	listenFlag    = &cli.StringSliceFlag{Name: "listen", Usage: "IP address to listen on (repeatable)", Value: cli.NewStringSlice("0.0.0.0"), EnvVars: []string{"CBNODE_LISTEN"}}
+	portFlag      = &cli.IntFlag{Name: "port", Usage: "TCP and UDP (QUIC) listen port; 0 picks random ones", Value: node.DefaultPort, EnvVars: []string{"CBNODE_PORT"}}
+	bootstrapFlag = &cli.StringSliceFlag{Name: "bootstrap", Usage: "bootstrap multiaddr with /p2p/ID (repeatable, or comma-separated in the env var); added to the token's", EnvVars: []string{"CBNODE_BOOTSTRAP"}}
+	logLevelFlag  = &cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", EnvVars: []string{"CBNODE_LOG_LEVEL"}}
+)
+
+func joinCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "join",
+		Usage:     "join a CLADNet and run the node in the foreground",
+		ArgsUsage: "NAME",
+		Description: `Runs the node until SIGINT/SIGTERM, then leaves gracefully (releases its
+address, tells the members). Needs a join token from 'cbnode cladnet issue'.
+NAME must be the CLADNet the token is for (its name or ID). The data plane
+(TUN device cbnet0) needs root or CAP_NET_ADMIN; --no-tun runs membership and
+IPAM only.`,
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "token", Usage: "join token", EnvVars: []string{"CBNODE_TOKEN"}},
+			&cli.StringFlag{Name: "token-file", Usage: "file holding the join token", EnvVars: []string{"CBNODE_TOKEN_FILE"}},
+			stateDirFlag("/var/lib/cbnode"),
+			listenFlag, portFlag, bootstrapFlag,
+			&cli.StringFlag{Name: "api", Usage: "local API address (empty disables it)", Value: api.DefaultAddr, EnvVars: []string{"CBNODE_API"}},
+			&cli.StringFlag{Name: "ip", Usage: "ask for this overlay address (fails if another member holds it)", EnvVars: []string{"CBNODE_IP"}},
+			&cli.DurationFlag{Name: "lease", Usage: "overlay address lease (renewed at half-life; survives a suspend shorter than this)", Value: 48 * time.Hour, EnvVars: []string{"CBNODE_LEASE"}},
+			&cli.DurationFlag{Name: "heartbeat", Usage: "announcement interval", Value: overlay.DefaultHeartbeat, EnvVars: []string{"CBNODE_HEARTBEAT"}},
+			&cli.IntFlag{Name: "missed-heartbeats", Usage: "drop a member after this many missed heartbeats", Value: overlay.DefaultMissedHeartbeats, EnvVars: []string{"CBNODE_MISSED_HEARTBEATS"}},
+			&cli.StringFlag{Name: "tun-name", Usage: "TUN device name", Value: "cbnet0", EnvVars: []string{"CBNODE_TUN_NAME"}},
+			&cli.IntFlag{Name: "mtu", Usage: "TUN device MTU", Value: daemon.DefaultMTU, EnvVars: []string{"CBNODE_MTU"}},
+			&cli.BoolFlag{Name: "no-tun", Usage: "run without the data plane (no root needed)", EnvVars: []string{"CBNODE_NO_TUN"}},
+			logLevelFlag,
+		}, cloudFlags()...),
+		Action: join,
+	}
+}
+
+func cloudFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "provider", Usage: "cloud provider (aws, gcp, azure, alibaba, ...)", EnvVars: []string{"CBNODE_PROVIDER"}},
+		&cli.StringFlag{Name: "region", Usage: "cloud region ID", EnvVars: []string{"CBNODE_REGION"}},
+		&cli.StringFlag{Name: "zone", Usage: "availability zone ID", EnvVars: []string{"CBNODE_ZONE"}},
+		&cli.StringFlag{Name: "vpc", Usage: "VPC / virtual network ID", EnvVars: []string{"CBNODE_VPC"}},
+		&cli.StringFlag{Name: "subnet-id", Usage: "subnet ID", EnvVars: []string{"CBNODE_SUBNET_ID"}},
+		&cli.StringSliceFlag{Name: "private-ip", Usage: "underlay private IP (repeatable)", EnvVars: []string{"CBNODE_PRIVATE_IP"}},
+		&cli.StringFlag{Name: "public-ip", Usage: "underlay public IP", EnvVars: []string{"CBNODE_PUBLIC_IP"}},
+	}
+}
+
+func cloudInfo(c *cli.Context) (cost.CloudInfo, error) {
+	ci := cost.CloudInfo{
+		ProviderName: c.String("provider"), RegionID: c.String("region"), AvailabilityZoneID: c.String("zone"),
+		VirtualNetworkID: c.String("vpc"), SubnetID: c.String("subnet-id"),
+		PrivateIPs: splitList(c.StringSlice("private-ip")), PublicIP: c.String("public-ip"),
+	}
+	ci.Normalize()
+	return ci, ci.Validate()
+}
+
+func splitList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func parseBootstrap(addrs []string) ([]peer.AddrInfo, error) {
+	return node.ParseBootstrap(splitList(addrs))
+}
+
+func newLogger(c *cli.Context) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+func readToken(c *cli.Context) (*cladnet.Token, error) {
+	s := c.String("token")
+	if f := c.String("token-file"); f != "" {
+		if s != "" {
+			return nil, errors.New("give either --token or --token-file, not both")
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("token file: %w", err)
+		}
+		s = string(b)
+	}
+	if strings.TrimSpace(s) == "" {
+		return nil, errors.New("no join token: give --token, --token-file or CBNODE_TOKEN (from 'cbnode cladnet issue')")
+	}
+	return cladnet.DecodeToken(s)
+}
+
+func join(c *cli.Context) error {
+	name, err := oneArg(c, "CLADNet NAME")
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	tok, err := readToken(c)
+	if err != nil {
+		return err
+	}
+	if name != tok.Spec.Name && name != tok.Spec.ID {
+		return fmt.Errorf("the join token is for CLADNet %s (%s), not %s", tok.Spec.Name, tok.Spec.ID, name)
+	}
+	stateDir := c.String("state-dir")
+	var key crypto.PrivKey
+	if tok.NodeKey != "" {
+		if key, err = tok.PrivateKey(); err != nil {
+			return err
+		}
+	} else if key, err = node.LoadOrCreateKey(stateDir); err != nil {
+		return err
+	}
+	id, _ := peer.IDFromPrivateKey(key)
+	if err := tok.Cert.Verify(tok.Spec, id, time.Now()); err != nil {
+		if errors.Is(err, cladnet.ErrWrongPeer) {
+			return fmt.Errorf("the join token's certificate is for peer %s, but this node's key (%s) is %s", tok.Cert.PeerID, filepath.Join(stateDir, node.KeyFile), id)
+		}
+		return fmt.Errorf("join token for CLADNet %s: %w", tok.Spec.Name, err)
+	}
+	boot, err := parseBootstrap(append(append([]string{}, tok.Bootstrap...), c.StringSlice("bootstrap")...))
+	if err != nil {
+		return err
+	}
+	if len(boot) == 0 {
+		log.Warn("no bootstrap addresses: this node can only be found by nodes that bootstrap from it")
+	}
+	ci, err := cloudInfo(c)
+	if err != nil {
+		return err
+	}
+	var reqIP netip.Addr
+	if s := c.String("ip"); s != "" {
+		if reqIP, err = netip.ParseAddr(s); err != nil {
+			return fmt.Errorf("--ip %q: %w", s, err)
+		}
+		p, _ := tok.Spec.Prefix()
+		if !p.Contains(reqIP) {
+			return fmt.Errorf("--ip %s is outside CLADNet %s's range %s", reqIP, tok.Spec.Name, p)
+		}
+	}
+	if c.Int("missed-heartbeats") < 1 || c.Duration("heartbeat") < 100*time.Millisecond {
+		return errors.New("--heartbeat must be at least 100ms and --missed-heartbeats at least 1")
+	}
+	return daemon.Run(c.Context, daemon.Config{
+		Token: tok, Key: key, StateDir: stateDir,
+		ListenIPs: c.StringSlice("listen"), Port: c.Int("port"), Bootstrap: boot,
+		APIAddr:   c.String("api"),
+		Heartbeat: c.Duration("heartbeat"), MissedHeartbeats: c.Int("missed-heartbeats"),
+		Cloud:       ci,
+		RequestedIP: reqIP, Lease: c.Duration("lease"),
+		TUN:         !c.Bool("no-tun"), TUNName: c.String("tun-name"), MTU: c.Int("mtu"),
+		Logger:      log,
+		Ready: func(m *daemon.Member) {
+			if a := m.APIAddr(); a != "" {
+				log.Info("local API listening", "addr", a)
+			}
+		},
+	})
+}
+
+func bootstrapCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "bootstrap",
+		Usage: "run a bootstrap node (private DHT server) in the foreground",
+		Description: `A bootstrap node is where members meet: a DHT server with a stable identity
+(kept in --state-dir). It holds no CLADNet key, cannot join or read any
+CLADNet, and can serve many CLADNets at once. It prints its multiaddrs: give
+them to 'cbnode cladnet issue --bootstrap' or 'cbnode join --bootstrap'.`,
+		Flags: []cli.Flag{stateDirFlag("/var/lib/cbnode-bootstrap"), listenFlag, portFlag,
+			&cli.StringSliceFlag{Name: "peer", Usage: "another bootstrap node's multiaddr (repeatable)", EnvVars: []string{"CBNODE_BOOTSTRAP_PEERS"}},
+			logLevelFlag},
+		Action: func(c *cli.Context) error {
+			log, err := newLogger(c)
+			if err != nil {
+				return err
+			}
+			key, err := node.LoadOrCreateKey(c.String("state-dir"))
+			if err != nil {
+				return err
+			}
+			return daemon.RunBootstrap(c.Context, daemon.BootstrapConfig{
+				Key: key, ListenIPs: c.StringSlice("listen"), Port: c.Int("port"),
+				Peers: splitList(c.StringSlice("peer")), Logger: log,
+				Ready: func(n *node.Node) {
+					for _, a := range n.Addrs() {
+						fmt.Println(a)
+					}
+					log.Info("bootstrap node running", "peer", n.Host.ID())
+				},
+			})
+		},
+	}
+}
+
+func keyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "key",
+		Usage: "print this node's peer ID, creating its key on first use",
+		Description: `For certificates without moving keys: run 'cbnode key' on the VM, then
+'cbnode cladnet issue NAME --peer-id <ID>' on the operator's machine.`,
+		Flags: []cli.Flag{stateDirFlag("/var/lib/cbnode")},
+		Action: func(c *cli.Context) error {
+			k, err := node.LoadOrCreateKey(c.String("state-dir"))
+			if err != nil {
+				return err
+			}
+			id, err := peer.IDFromPrivateKey(k)
+			if err != nil {
+				return err
+			}
+			fmt.Println(id)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,66 @@
+// Command cbnode runs and manages Cloud Adaptive Network (CLADNet) nodes: a
+// peer-to-peer overlay that gives VMs in many clouds one private subnet.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cloud-barista/cbnode/api"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	app := newApp()
+	err := app.RunContext(ctx, interspersed(app, os.Args))
+	stop()
+	if err != nil {
+		// One line, never a stack trace.
+		msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+		fmt.Fprintf(os.Stderr, "cbnode: %s\n", msg)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "cbnode",
+		Usage:   "Cloud Adaptive Network node: one private subnet across clouds, peer to peer",
+		Version: api.Version,
+		Description: `cbnode joins VMs spread over clouds, regions and subnets into one virtual
+subnet (a CLADNet). There is no central server: nodes find each other in a
+private DHT run by bootstrap nodes, agree on members and addresses by signed
+gossip, and carry IP packets over encrypted libp2p streams via the TUN device
+cbnet0.
+
+Typical use:
+  cbnode cladnet create lab --dir ./cladnets          # operator: owner key + spec
+  cbnode bootstrap --state-dir /var/lib/cbnode-boot   # operator: prints its addresses
+  cbnode cladnet issue lab --dir ./cladnets --host vm1 --bootstrap /ip4/.../p2p/...
+  cbnode join lab --token-file vm1.token              # on each VM (root, for cbnet0)
+  cbnode status; cbnode peers; cbnode ping vm2`,
+		HideHelpCommand:      true,
+		EnableBashCompletion: true,
+		Commands: []*cli.Command{
+			cladnetCommand(),
+			joinCommand(),
+			bootstrapCommand(),
+			keyCommand(),
+			statusCommand(),
+			peersCommand(),
+			pingCommand(),
+			setDetailsCommand(),
+			ipamCommand(),
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return fmt.Errorf("%w (see '%s --help')", err, c.Command.HelpName)
+		},
+	}
+}

@@ -1,0 +1,149 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cloud-barista/cbnode/api"
+	"github.com/cloud-barista/cbnode/cost"
+	"github.com/cloud-barista/cbnode/overlay"
+)
+
+// IP returns the current overlay address (invalid while none).
+func (m *Member) IP() netip.Addr {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ip
+}
+
+// APIAddr returns where the local API listens ("" if disabled).
+func (m *Member) APIAddr() string { return m.apiAddr }
+
+// Membership exposes the members table (tests, tools).
+func (m *Member) Membership() *overlay.Membership { return m.mem }
+
+// Status implements api.Backend.
+func (m *Member) Status() api.Status {
+	st := api.Status{
+		PeerID:    m.node.Host.ID().String(),
+		HostName:  m.cfg.Token.Cert.HostName,
+		CladnetID: m.spec.ID,
+		Cladnet:   m.spec.Name,
+		CIDR:      m.spec.CIDR,
+		RuleType:  m.spec.RuleType,
+		IPAMState: m.alloc.State(),
+		State:     overlay.StateConfiguring,
+		Members:   len(m.mem.Members()),
+		Started:   m.started.UTC(),
+		Uptime:    time.Since(m.started).Truncate(time.Second).String(),
+		Version:   api.Version,
+		CertUntil: m.cfg.Token.Cert.NotAfter,
+		Rejected:  m.mem.Rejected(),
+	}
+	if self, ok := m.mem.Member(m.node.Host.ID()); ok {
+		st.State = self.Ann.State
+	}
+	for _, a := range m.node.Addrs() {
+		st.Addrs = append(st.Addrs, a.String())
+	}
+	if ip := m.IP(); ip.IsValid() {
+		st.IP = ip.String()
+		st.IPv4CIDR = netip.PrefixFrom(ip, m.prefix.Bits()).String()
+	}
+	if m.dev != nil {
+		st.Device = m.dev.Name()
+	}
+	return st
+}
+
+func (m *Member) toPeer(mem overlay.Member) api.Peer {
+	a := mem.Ann
+	p := api.Peer{
+		CladnetID: m.spec.ID,
+		HostID:    mem.ID.String(),
+		HostName:  a.HostName,
+		IP:        a.OverlayIP,
+		State:     a.State,
+		Details:   a.Cloud,
+		Self:      mem.Self,
+		Addrs:     a.Addrs,
+		Groups:    a.Cert.Groups,
+		FirstSeen: mem.FirstSeen.UTC(),
+		LastSeen:  mem.LastSeen.UTC(),
+		CertUntil: a.Cert.NotAfter,
+	}
+	if ip, err := netip.ParseAddr(a.OverlayIP); err == nil {
+		p.IPv4CIDR = netip.PrefixFrom(ip, m.prefix.Bits()).String()
+	}
+	if len(a.Cloud.PrivateIPs) > 0 {
+		p.HostPrivateIP = a.Cloud.PrivateIPs[0]
+	}
+	p.HostPublicIP = a.Cloud.PublicIP
+	if m.engine != nil && !mem.Self {
+		if st, ok := m.engine.Stats(mem.ID); ok {
+			p.Link = st
+		}
+	}
+	return p
+}
+
+// Peers implements api.Backend.
+func (m *Member) Peers() []api.Peer {
+	mems := m.mem.Members()
+	out := make([]api.Peer, 0, len(mems))
+	for _, mem := range mems {
+		out = append(out, m.toPeer(mem))
+	}
+	return out
+}
+
+// Peer implements api.Backend.
+func (m *Member) Peer(hostID string) (api.Peer, bool) {
+	mem, ok := m.mem.Lookup(hostID)
+	if !ok {
+		return api.Peer{}, false
+	}
+	return m.toPeer(mem), true
+}
+
+// SetDetails implements api.Backend: a node changes only its own details.
+func (m *Member) SetDetails(hostID string, c cost.CloudInfo) (api.Peer, error) {
+	mem, ok := m.mem.Lookup(hostID)
+	if !ok {
+		return api.Peer{}, fmt.Errorf("peer %q: %w", hostID, api.ErrNotFound)
+	}
+	if !mem.Self {
+		return api.Peer{}, fmt.Errorf("peer %s is not this node: a node changes only its own details (ask that node's API): %w", hostID, api.ErrForbidden)
+	}
+	if err := m.mem.SetCloud(c); err != nil {
+		return api.Peer{}, fmt.Errorf("%v: %w", err, api.ErrBadInput)
+	}
+	p := m.toPeer(mem)
+	p.Details = m.mem.Cloud()
+	return p, nil
+}
+
+// Ping implements api.Backend: an RTT over the overlay's data plane.
+func (m *Member) Ping(ctx context.Context, target string) (api.PingResult, error) {
+	if m.engine == nil {
+		return api.PingResult{}, fmt.Errorf("this node runs without a data plane (--no-tun): %w", api.ErrBadInput)
+	}
+	mem, ok := m.mem.Lookup(target)
+	if !ok {
+		return api.PingResult{}, fmt.Errorf("%q is not a member (give an overlay IP, host name or peer ID): %w", target, api.ErrNotFound)
+	}
+	if mem.Self {
+		return api.PingResult{}, fmt.Errorf("%q is this node: %w", target, api.ErrBadInput)
+	}
+	rtt, path, err := m.engine.Ping(ctx, mem.ID)
+	if err != nil {
+		return api.PingResult{}, fmt.Errorf("ping %s (%s): %w", mem.Ann.HostName, mem.Ann.OverlayIP, err)
+	}
+	return api.PingResult{
+		Target: target, HostName: mem.Ann.HostName, IP: mem.Ann.OverlayIP,
+		RTTms: float64(rtt.Microseconds()) / 1000, Relayed: path.Relayed,
+		Remote: path.Remote, Transport: path.Transport,
+	}, nil
+}

@@ -1,0 +1,325 @@
+// Package daemon runs a cbnode member (`cbnode join`) or bootstrap node
+// (`cbnode bootstrap`): it wires the libp2p node, membership, IPAM, the data
+// plane and the local API together and tears them down in order.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	record "github.com/libp2p/go-libp2p-record"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cloud-barista/cbnode/api"
+	"github.com/cloud-barista/cbnode/cladnet"
+	"github.com/cloud-barista/cbnode/cost"
+	"github.com/cloud-barista/cbnode/ipam"
+	"github.com/cloud-barista/cbnode/node"
+	"github.com/cloud-barista/cbnode/overlay"
+	"github.com/cloud-barista/cbnode/overlay/forward"
+	"github.com/cloud-barista/cbnode/overlay/tun"
+)
+
+// DefaultMTU is cbnet0's MTU; see README "MTU" for the measurements behind it.
+const DefaultMTU = 1420
+
+// Config configures a member.
+type Config struct {
+	Token     *cladnet.Token
+	Key       crypto.PrivKey
+	StateDir  string
+	ListenIPs []string
+	Port      int
+	Bootstrap []peer.AddrInfo
+	APIAddr   string // "" disables the API
+
+	Heartbeat        time.Duration
+	MissedHeartbeats int
+	Cloud            cost.CloudInfo
+
+	RequestedIP netip.Addr
+	Lease       time.Duration
+
+	// TUN enables the data plane device (needs root / CAP_NET_ADMIN).
+	TUN     bool
+	TUNName string
+	MTU     int
+
+	Logger *slog.Logger
+	// Ready, if set, is called once the node is up (API listening).
+	Ready func(*Member)
+}
+
+// Member is a running member node.
+type Member struct {
+	cfg     Config
+	log     *slog.Logger
+	spec    *cladnet.Spec
+	prefix  netip.Prefix
+	node    *node.Node
+	mem     *overlay.Membership
+	alloc   *ipam.Allocator
+	engine  *forward.Engine
+	dev     *tun.Device
+	link    *overlay.Link
+	started time.Time
+	apiAddr string
+
+	mu sync.Mutex
+	ip netip.Addr
+}
+
+// Run joins the CLADNet and serves until ctx ends, then leaves gracefully.
+func Run(ctx context.Context, cfg Config) error {
+	m, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(m)
+	}
+	err = m.wait(ctx)
+	m.Stop()
+	return err
+}
+
+// Start brings a member up; Stop it when done.
+func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	t := cfg.Token
+	if t == nil || t.Spec == nil || t.Cert == nil {
+		return nil, errors.New("no join token")
+	}
+	spec := t.Spec
+	self, err := peer.IDFromPrivateKey(cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("node key: %w", err)
+	}
+	if err := t.Cert.Verify(spec, self, time.Now()); err != nil {
+		return nil, fmt.Errorf("join token for CLADNet %s: %w", spec.Name, err)
+	}
+	prefix, err := spec.Prefix()
+	if err != nil {
+		return nil, err
+	}
+	stateDir := filepath.Join(cfg.StateDir, spec.ID)
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	m := &Member{cfg: cfg, log: log, spec: spec, prefix: prefix, started: time.Now()}
+	defer func() {
+		if err != nil {
+			m.Stop()
+		}
+	}()
+
+	m.node, err = node.New(ctx, node.Config{
+		Key: cfg.Key, ListenIPs: cfg.ListenIPs, Port: cfg.Port,
+		Bootstrap: cfg.Bootstrap, PubSub: true,
+		Blocked:    []netip.Prefix{prefix},
+		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator(spec)},
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.mem, err = overlay.StartMembership(ctx, overlay.MembershipConfig{
+		Spec: spec, Cert: t.Cert, Key: cfg.Key, Node: m.node,
+		Heartbeat: cfg.Heartbeat, MissedHeartbeats: cfg.MissedHeartbeats,
+		Cloud: cfg.Cloud, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.alloc, err = ipam.NewAllocator(ipam.AllocatorConfig{
+		Spec: spec, Cert: t.Cert, Key: cfg.Key, DHT: m.node.DHT,
+		StateDir: stateDir, Requested: cfg.RequestedIP, Lease: cfg.Lease,
+		Members: memberIPs{m.mem}, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.TUN {
+		if err := m.startDataPlane(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.APIAddr != "" {
+		srv := api.NewServer(m, log)
+		addr, _, err := srv.Serve(ctx, cfg.APIAddr)
+		if err != nil {
+			return nil, err
+		}
+		m.apiAddr = addr.String()
+	}
+	log.Info("joined CLADNet", "cladnet", spec.Name, "id", spec.ID, "peer", self, "host", t.Cert.HostName, "addrs", m.node.Addrs())
+	return m, nil
+}
+
+func (m *Member) startDataPlane() error {
+	name := m.cfg.TUNName
+	if name == "" {
+		name = "cbnet0"
+	}
+	mtu := m.cfg.MTU
+	if mtu == 0 {
+		mtu = DefaultMTU
+	}
+	dev, err := tun.Open(name, mtu)
+	if err != nil {
+		return fmt.Errorf("data plane: %w", err)
+	}
+	m.dev = dev
+	m.link = &overlay.Link{Host: m.node.Host, IsMember: m.mem.IsMember}
+	m.engine = forward.New(dev, m.link, forward.Options{Logger: m.log})
+	m.link.Serve(m.engine)
+	m.link.WatchConns(m.engine)
+	return nil
+}
+
+// wait runs the event loop: IPAM changes and membership changes.
+func (m *Member) wait(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	allocErr := make(chan error, 1)
+	go func() { allocErr <- m.alloc.Run(ctx) }()
+	engineErr := make(chan error, 1)
+	if m.engine != nil {
+		go func() { engineErr <- m.engine.Run(ctx) }()
+	}
+	changes, stop := m.mem.Watch()
+	defer stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-allocErr:
+			if err != nil {
+				return err
+			}
+			return nil
+		case err := <-engineErr:
+			if err != nil && ctx.Err() == nil {
+				return fmt.Errorf("data plane: %w", err)
+			}
+		case ip := <-m.alloc.Changes():
+			if err := m.setIP(ip); err != nil {
+				return err
+			}
+		case <-changes:
+			m.alloc.CheckConflicts()
+			m.updateRoutes()
+		}
+	}
+}
+
+// setIP applies a new (or lost) overlay address everywhere.
+func (m *Member) setIP(ip netip.Addr) error {
+	m.mu.Lock()
+	old := m.ip
+	m.ip = ip
+	m.mu.Unlock()
+	if old == ip {
+		return nil
+	}
+	if !ip.IsValid() {
+		m.log.Warn("overlay address lost", "old", old)
+	}
+	if m.dev != nil && ip.IsValid() {
+		if err := m.dev.SetAddr(netip.PrefixFrom(ip, m.prefix.Bits())); err != nil {
+			return fmt.Errorf("address %s on %s: %w", ip, m.dev.Name(), err)
+		}
+	}
+	if m.engine != nil {
+		m.engine.SetLocal(ip)
+	}
+	m.mem.SetOverlayIP(ip)
+	state := overlay.StateConfiguring
+	if ip.IsValid() && (m.dev != nil || !m.cfg.TUN) {
+		state = overlay.StateTunneling
+	}
+	m.mem.SetState(state)
+	m.updateRoutes()
+	return nil
+}
+
+// updateRoutes hands the data plane a fresh overlay-IP → peer snapshot. When
+// two members announce the same address (a conflict IPAM is resolving), the
+// one seen first keeps the route.
+func (m *Member) updateRoutes() {
+	if m.engine == nil {
+		return
+	}
+	routes := map[netip.Addr]peer.ID{}
+	first := map[netip.Addr]time.Time{}
+	for _, mem := range m.mem.Members() {
+		if mem.Self || mem.Ann.OverlayIP == "" {
+			continue
+		}
+		ip, err := netip.ParseAddr(mem.Ann.OverlayIP)
+		if err != nil {
+			continue
+		}
+		if t, dup := first[ip]; dup && !mem.FirstSeen.Before(t) {
+			continue
+		}
+		routes[ip], first[ip] = mem.ID, mem.FirstSeen
+	}
+	m.engine.SetRoutes(routes)
+}
+
+// Stop leaves the CLADNet gracefully and releases everything.
+func (m *Member) Stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	m.log.Info("leaving CLADNet", "cladnet", m.spec.Name)
+	if m.alloc != nil {
+		if err := m.alloc.Release(ctx); err != nil {
+			m.log.Debug("release overlay address", "err", err)
+		}
+	}
+	if m.mem != nil {
+		if err := m.mem.Leave(ctx); err != nil {
+			m.log.Debug("leave", "err", err)
+		}
+	}
+	if m.link != nil {
+		m.link.Stop()
+	}
+	if m.engine != nil {
+		m.engine.Close()
+	}
+	if m.dev != nil {
+		m.dev.Close()
+	}
+	if m.node != nil {
+		m.node.Close()
+	}
+}
+
+// memberIPs shows IPAM the overlay addresses other members announce.
+type memberIPs struct{ mem *overlay.Membership }
+
+func (v memberIPs) MemberIPs() map[netip.Addr]peer.ID {
+	out := map[netip.Addr]peer.ID{}
+	for _, mem := range v.mem.Members() {
+		if mem.Self || mem.Ann.OverlayIP == "" {
+			continue
+		}
+		if ip, err := netip.ParseAddr(mem.Ann.OverlayIP); err == nil {
+			out[ip] = mem.ID
+		}
+	}
+	return out
+}

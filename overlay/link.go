@@ -1,0 +1,99 @@
+package overlay
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/cloud-barista/cbnode/overlay/forward"
+)
+
+// Link adapts a libp2p host to the forwarding core: it opens packet streams
+// to members and hands inbound ones, from verified members only, to the engine.
+type Link struct {
+	Host     host.Host
+	IsMember func(peer.ID) bool
+
+	notifee network.Notifiee
+}
+
+// OpenStream opens a packet stream to p on the best existing connection
+// (direct over relayed), dialling if needed.
+func (l *Link) OpenStream(ctx context.Context, p peer.ID) (forward.Stream, forward.PathInfo, error) {
+	if !l.IsMember(p) {
+		return nil, forward.PathInfo{}, fmt.Errorf("open packet stream to %s: not a member", p)
+	}
+	ctx = network.WithAllowLimitedConn(ctx, "cbnode-packet")
+	s, err := l.Host.NewStream(ctx, p, forward.ProtocolID)
+	if err != nil {
+		return nil, forward.PathInfo{}, fmt.Errorf("open packet stream to %s: %w", p, err)
+	}
+	return s, PathOf(s.Conn()), nil
+}
+
+// Serve registers the packet protocol handler feeding engine e.
+func (l *Link) Serve(e *forward.Engine) {
+	l.Host.SetStreamHandler(forward.ProtocolID, func(s network.Stream) {
+		p := s.Conn().RemotePeer()
+		if !l.IsMember(p) {
+			_ = s.Reset()
+			return
+		}
+		e.HandleStream(p, s, PathOf(s.Conn()))
+	})
+}
+
+// Stop removes the handler and the connection watcher.
+func (l *Link) Stop() {
+	l.Host.RemoveStreamHandler(forward.ProtocolID)
+	if l.notifee != nil {
+		l.Host.Network().StopNotify(l.notifee)
+	}
+}
+
+// WatchConns moves a peer's packet stream to a direct connection as soon as
+// one appears while the stream rides a relay (libp2p never migrates streams).
+func (l *Link) WatchConns(e *forward.Engine) {
+	l.notifee = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		if PathOf(c).Relayed {
+			return
+		}
+		p := c.RemotePeer()
+		if st, ok := e.Stats(p); ok && (st.Path.Relayed || !st.StreamUp) {
+			e.Rehome(p)
+		}
+	}}
+	l.Host.Network().Notify(l.notifee)
+}
+
+// PathOf describes the connection a stream rides on.
+func PathOf(c network.Conn) forward.PathInfo {
+	remote := c.RemoteMultiaddr()
+	relayed := c.Stat().Limited
+	if _, err := remote.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+		relayed = true
+	}
+	transport := c.ConnState().Transport
+	if transport == "" {
+		transport = transportOf(remote)
+	}
+	return forward.PathInfo{Relayed: relayed, Remote: remote.String(), Transport: transport}
+}
+
+func transportOf(a ma.Multiaddr) string {
+	s := a.String()
+	switch {
+	case strings.Contains(s, "/p2p-circuit"):
+		return "relay"
+	case strings.Contains(s, "/quic"):
+		return "quic"
+	case strings.Contains(s, "/tcp/"):
+		return "tcp"
+	}
+	return "unknown"
+}
