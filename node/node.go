@@ -151,8 +151,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		n.Close()
 		return nil, fmt.Errorf("dht bootstrap: %w", err)
 	}
-	n.wg.Add(1)
+	h.Network().Notify(staleWatcher{n})
+	n.wg.Add(2)
 	go n.keepBootstrapped(ctx)
+	go n.watchAddrs(ctx)
 	return n, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/cloud-barista/cbnode/overlay/forward"
@@ -34,6 +35,16 @@ func (l *Link) OpenStream(ctx context.Context, p peer.ID) (forward.Stream, forwa
 		return nil, forward.PathInfo{}, fmt.Errorf("open packet stream to %s: %w", p, err)
 	}
 	return s, PathOf(s.Conn()), nil
+}
+
+// ResetPath implements forward.PathResetter: it closes every connection to
+// p and forgets dial backoffs, so the next stream dials p afresh at the
+// addresses it announces now.
+func (l *Link) ResetPath(p peer.ID) {
+	_ = l.Host.Network().ClosePeer(p)
+	if sw, ok := l.Host.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(p)
+	}
 }
 
 // Serve registers the packet protocol handler feeding engine e.

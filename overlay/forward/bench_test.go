@@ -185,12 +185,13 @@ func BenchmarkSendPath(b *testing.B) {
 // map lookup, enqueue) with 256 peers in the table.
 func BenchmarkRoute(b *testing.B) {
 	e := New(discardDev{}, nil, Options{})
-	rt := &routeTable{byIP: map[netip.Addr]*peerState{}, peers: map[peer.ID]*peerState{}}
+	rt := &routeTable{byIP: map[ip4]*peerState{}, peers: map[peer.ID]*peerState{}}
 	var target *peerState
 	for i := range 256 {
 		id := peer.ID(rune('a' + i))
 		ps := e.newPeer(id)
-		rt.byIP[netip.AddrFrom4([4]byte{10, 0, 1, byte(i)})] = ps
+		k, _ := ip4From(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}))
+		rt.byIP[k] = ps
 		rt.peers[id] = ps
 		target = ps
 	}

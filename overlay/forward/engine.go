@@ -129,9 +129,9 @@ func (e *Engine) forward(pkt *packet, n int) {
 		e.pool.put(pkt)
 		return
 	}
-	dst := ipv4Dst(ip)
+	dst := dstKey(ip)
 	rt := e.routes.Load()
-	if dst == rt.local {
+	if rt.isLocal(dst) {
 		e.pool.put(pkt) // to ourselves: not for the mesh
 		return
 	}
@@ -151,7 +151,10 @@ func (e *Engine) forward(pkt *packet, n int) {
 // is closed. It always closes s. It may be called concurrently for any
 // number of streams. Nothing from the stream is trusted beyond p: every
 // data packet must carry one of p's overlay addresses (per the current
-// snapshot) as its source.
+// snapshot) as its source. Streams from peers that are not (or no longer)
+// routed stay open, but their data is dropped ("unknown_peer") until p
+// appears in the routing table; this tolerates route updates arriving
+// after the peer's first stream.
 func (e *Engine) HandleStream(p peer.ID, s Stream, path PathInfo) {
 	if !e.track() {
 		_ = s.Close()
@@ -178,6 +181,10 @@ func (e *Engine) receive(p peer.ID, s Stream) error {
 	pkt := e.pool.get()
 	defer e.pool.put(pkt)
 	hdr := pkt.buf[:HeaderLen]
+	var (
+		rt *routeTable // snapshot ps was resolved in
+		ps *peerState  // p's state; nil if p is not (or no longer) routed
+	)
 	for {
 		if _, err := io.ReadFull(br, hdr); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -186,8 +193,9 @@ func (e *Engine) receive(p peer.ID, s Stream) error {
 			return fmt.Errorf("read frame header from %s: %w", p, err)
 		}
 		typ, n := parseHeader(hdr)
-		rt := e.routes.Load()
-		ps := rt.peers[p] // nil if p is not (or no longer) routed
+		if cur := e.routes.Load(); cur != rt {
+			rt, ps = cur, cur.peers[p] // re-resolve only when routes change
+		}
 		if ps != nil {
 			ps.c.lastRecv.Store(e.nanotime())
 		}
@@ -238,7 +246,7 @@ func (e *Engine) deliver(rt *routeTable, ps *peerState, ip []byte) {
 		e.drop(ps, DropBadHeader)
 	case ps == nil:
 		e.drops.add(DropUnknownPeer)
-	case !rt.owns(ps, ipv4Src(ip)):
+	case !rt.owns(ps, srcKey(ip)):
 		ps.c.drops.add(DropSpoofed)
 	default:
 		if _, err := e.dev.Write(ip); err != nil {

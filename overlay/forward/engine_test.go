@@ -409,6 +409,9 @@ func TestSetRoutesSwapDuringTraffic(t *testing.T) {
 		_, err := cStream.Write(nil)
 		return err != nil
 	})
+	// Let Run drain what the traffic generator left in the device first.
+	eventually(t, 2*time.Second, "device input drained", func() bool { return len(a.dev.in) == 0 })
+	time.Sleep(10 * time.Millisecond)
 	noRoute := a.e.EngineStats().Drops["no_route"]
 	a.dev.inject(t, ipv4Packet(a.ip, c.ip, 100, 0))
 	eventually(t, time.Second, "no_route for removed peer", func() bool {
@@ -585,4 +588,45 @@ func TestStatsJSON(t *testing.T) {
 	if _, err := json.Marshal(a.e.EngineStats()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestRehomeUnderTraffic(t *testing.T) {
+	const total = 3000
+	nodes, _ := newMesh(t, 2, Options{})
+	a, b := nodes[0], nodes[1]
+	seen := make([]bool, total)
+	var received atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for received.Load() < total {
+			select {
+			case p := <-b.dev.out:
+				if s := pktSeq(p); s < total && !seen[s] {
+					seen[s] = true
+					received.Add(1)
+				}
+			case <-time.After(5 * time.Second):
+				return
+			}
+		}
+	}()
+	for i := range total {
+		for int64(i)-received.Load() > 256 {
+			time.Sleep(50 * time.Microsecond)
+		}
+		if i%500 == 250 {
+			a.e.Rehome(b.id)
+		}
+		a.dev.inject(t, ipv4Packet(a.ip, b.ip, 500, uint32(i)))
+	}
+	<-done
+	if got := received.Load(); got != total {
+		t.Fatalf("delivered %d of %d packets across rehomes", got, total)
+	}
+	s := mustStats(t, a.e, b.id)
+	if s.Rehomes < 2 || s.Reconnects != 0 || len(s.Drops) != 0 {
+		t.Fatalf("stats = %+v", s)
+	}
+	t.Logf("%d rehomes, %d streams opened", s.Rehomes, a.dialer.opened.Load())
 }

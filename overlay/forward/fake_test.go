@@ -343,6 +343,9 @@ func ipv4Packet(src, dst netip.Addr, size int, seq uint32) []byte {
 	return b
 }
 
+func ipv4Src(pkt []byte) netip.Addr { return netip.AddrFrom4([4]byte(pkt[12:16])) }
+func ipv4Dst(pkt []byte) netip.Addr { return netip.AddrFrom4([4]byte(pkt[16:20])) }
+
 func pktSeq(b []byte) uint32 { return binary.BigEndian.Uint32(b[20:24]) }
 
 // frameBytes encodes one frame.

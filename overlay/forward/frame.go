@@ -1,9 +1,6 @@
 package forward
 
-import (
-	"encoding/binary"
-	"net/netip"
-)
+import "encoding/binary"
 
 // Wire format
 //
@@ -102,11 +99,3 @@ func validIPv4(pkt []byte) bool {
 	total := int(binary.BigEndian.Uint16(pkt[2:4]))
 	return total == len(pkt) && ihl <= total
 }
-
-// ipv4Src returns the source address of a packet that passed validIPv4 (or
-// is at least ipv4MinHeader long).
-func ipv4Src(pkt []byte) netip.Addr { return netip.AddrFrom4([4]byte(pkt[12:16])) }
-
-// ipv4Dst returns the destination address of a packet at least
-// ipv4MinHeader bytes long.
-func ipv4Dst(pkt []byte) netip.Addr { return netip.AddrFrom4([4]byte(pkt[16:20])) }

@@ -90,11 +90,12 @@ type readerStream struct{ io.Reader }
 func staticEngine(dev Device, opts Options) (*Engine, *peerState) {
 	e := New(dev, nil, opts)
 	ps := e.newPeer("a")
+	k, _ := ip4From(netip.MustParseAddr("10.0.0.1"))
 	e.routes.Store(&routeTable{
-		local: netip.MustParseAddr("10.0.0.9"),
-		byIP:  map[netip.Addr]*peerState{netip.MustParseAddr("10.0.0.1"): ps},
+		byIP:  map[ip4]*peerState{k: ps},
 		peers: map[peer.ID]*peerState{"a": ps},
 	})
+	e.SetLocal(netip.MustParseAddr("10.0.0.9"))
 	return e, ps
 }
 

@@ -1,21 +1,3 @@
-// Package forward is the forwarding core of the cbnode data plane.
-//
-// It moves IPv4 packets between the local packet device (the TUN interface
-// cbnet0) and per-peer libp2p streams. The package is written against the
-// small interfaces in this file so it can be unit tested without root, TUN
-// devices or a libp2p host; the node layer adapts the real things.
-//
-// Layout (one concept per file, modelled on wireguard-go's device package):
-//
-//	iface.go   Device, Stream, Dialer, PathInfo, ProtocolID
-//	frame.go   wire format of the 4-byte frame header and IPv4 sanity checks
-//	pool.go    pooled packet buffers
-//	route.go   immutable routing snapshot swapped atomically
-//	engine.go  Engine: TUN reader (send path) and stream receive loops
-//	peer.go    per-peer queue and writer goroutine (batching, keepalive, reconnect, rehome)
-//	ping.go    Probe/ProbeReply round-trip measurement
-//	stats.go   atomic counters and JSON-friendly snapshots
-//	options.go tunables and defaults
 package forward
 
 import (
@@ -64,4 +46,14 @@ type PathInfo struct {
 // host.NewStream on protocol /cbnode/packet/1.0.0, allowing limited conns).
 type Dialer interface {
 	OpenStream(ctx context.Context, p peer.ID) (Stream, PathInfo, error)
+}
+
+// PathResetter may be implemented by a Dialer. The engine calls ResetPath
+// when it declares the path to p dead (nothing received for DeadAfter), so
+// the node layer can drop the connection underneath — libp2p keeps a dead
+// connection until the transport times out, and would open the next stream
+// on it — and the next OpenStream dials afresh (e.g. to a peer's new
+// underlay address after a suspend/resume).
+type PathResetter interface {
+	ResetPath(p peer.ID)
 }

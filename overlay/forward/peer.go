@@ -111,7 +111,7 @@ type writer struct {
 	dialing   bool            // a rehome dial is in flight
 	dialRes   chan dialResult // its result (cap 1)
 	lost      bool            // the previous stream failed: the next open is a reconnect
-	needSleep bool // back off before the next dial
+	needSleep bool            // back off before the next dial
 	backoff   time.Duration
 	timer     *time.Timer
 
@@ -254,6 +254,9 @@ func (w *writer) housekeeping(tickEvery time.Duration) {
 		w.e.log.Info("path dead, reopening stream", "peer", w.ps.id,
 			"silent", time.Duration(now-ref))
 		w.dropStream() // reconnect at once, no backoff
+		if r, ok := w.e.dialer.(PathResetter); ok {
+			r.ResetPath(w.ps.id)
+		}
 		return
 	}
 	if now-w.lastSend >= int64(w.opts.KeepaliveInterval-tickEvery/2) {
@@ -265,6 +268,9 @@ func (w *writer) housekeeping(tickEvery time.Duration) {
 
 // dial opens a stream to the peer with the dial timeout.
 func (w *writer) dial(ctx context.Context) (Stream, PathInfo, error) {
+	if w.e.dialer == nil {
+		return nil, PathInfo{}, fmt.Errorf("open stream to %s: no dialer configured", w.ps.id)
+	}
 	dctx, cancel := context.WithTimeout(ctx, w.opts.DialTimeout)
 	defer cancel()
 	s, path, err := w.e.dialer.OpenStream(dctx, w.ps.id)

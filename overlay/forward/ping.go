@@ -66,6 +66,9 @@ func (t *pingTable) complete(from peer.ID, payload []byte) {
 // local monotonic clock, and the path of the outbound stream in use when
 // the reply arrived.
 func (e *Engine) Ping(ctx context.Context, p peer.ID) (time.Duration, PathInfo, error) {
+	if e.ctx.Err() != nil {
+		return 0, PathInfo{}, fmt.Errorf("forward: ping %s: %w", p, ErrClosed)
+	}
 	ps := e.routes.Load().peers[p]
 	if ps == nil {
 		return 0, PathInfo{}, fmt.Errorf("forward: ping %s: %w", p, ErrUnknownPeer)

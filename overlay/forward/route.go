@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"encoding/binary"
 	"net/netip"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -10,23 +11,47 @@ import (
 // one atomic pointer read and do plain map lookups: no lock, no allocation.
 // A new table is built and swapped in by SetRoutes / SetLocal.
 type routeTable struct {
-	local netip.Addr                // own overlay IP; packets to it are ignored
-	byIP  map[netip.Addr]*peerState // overlay IP -> owning peer
-	peers map[peer.ID]*peerState    // every routed peer
+	local    netip.Addr             // own overlay IP (for stats)
+	localKey ip4                    // local as a key; valid if hasLocal
+	hasLocal bool                   // SetLocal was given an IPv4 address
+	byIP     map[ip4]*peerState     // overlay IPv4 -> owning peer
+	peers    map[peer.ID]*peerState // every routed peer
 }
+
+// ip4 is an IPv4 address as a big-endian uint32: the routing key. Hashing
+// a uint32 is several times cheaper than hashing a netip.Addr (which holds
+// 128 bits plus a zone handle).
+type ip4 uint32
+
+// ip4From converts an IPv4 (or IPv4-mapped IPv6) address to a key.
+func ip4From(a netip.Addr) (ip4, bool) {
+	a = a.Unmap()
+	if !a.Is4() {
+		return 0, false
+	}
+	b := a.As4()
+	return ip4(binary.BigEndian.Uint32(b[:])), true
+}
+
+// srcKey and dstKey read the addresses of an IPv4 header (len >= 20).
+func srcKey(pkt []byte) ip4 { return ip4(binary.BigEndian.Uint32(pkt[12:16])) }
+func dstKey(pkt []byte) ip4 { return ip4(binary.BigEndian.Uint32(pkt[16:20])) }
 
 func emptyRouteTable() *routeTable {
 	return &routeTable{
-		byIP:  map[netip.Addr]*peerState{},
+		byIP:  map[ip4]*peerState{},
 		peers: map[peer.ID]*peerState{},
 	}
 }
 
 // lookup returns the peer owning dst, or nil.
-func (rt *routeTable) lookup(dst netip.Addr) *peerState { return rt.byIP[dst] }
+func (rt *routeTable) lookup(dst ip4) *peerState { return rt.byIP[dst] }
+
+// isLocal reports whether dst is the node's own overlay address.
+func (rt *routeTable) isLocal(dst ip4) bool { return rt.hasLocal && dst == rt.localKey }
 
 // owns reports whether src is one of ps's overlay addresses.
-func (rt *routeTable) owns(ps *peerState, src netip.Addr) bool {
+func (rt *routeTable) owns(ps *peerState, src ip4) bool {
 	return ps != nil && rt.byIP[src] == ps
 }
 
@@ -45,14 +70,16 @@ func (e *Engine) SetRoutes(routes map[netip.Addr]peer.ID) {
 	}
 	old := e.routes.Load()
 	nt := &routeTable{
-		local: old.local,
-		byIP:  make(map[netip.Addr]*peerState, len(routes)),
-		peers: make(map[peer.ID]*peerState),
+		local:    old.local,
+		localKey: old.localKey,
+		hasLocal: old.hasLocal,
+		byIP:     make(map[ip4]*peerState, len(routes)),
+		peers:    make(map[peer.ID]*peerState),
 	}
 	var started []*peerState
 	for ip, id := range routes {
-		ip = ip.Unmap()
-		if !ip.Is4() || id == "" {
+		key, ok := ip4From(ip)
+		if !ok || id == "" {
 			continue
 		}
 		ps := nt.peers[id]
@@ -63,7 +90,7 @@ func (e *Engine) SetRoutes(routes map[netip.Addr]peer.ID) {
 			}
 			nt.peers[id] = ps
 		}
-		nt.byIP[ip] = ps
+		nt.byIP[key] = ps
 	}
 	e.routes.Store(nt)
 	for _, ps := range started {
@@ -85,5 +112,6 @@ func (e *Engine) SetLocal(ip netip.Addr) {
 	old := e.routes.Load()
 	nt := *old // maps are immutable and shared
 	nt.local = ip.Unmap()
+	nt.localKey, nt.hasLocal = ip4From(ip)
 	e.routes.Store(&nt)
 }

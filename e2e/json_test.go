@@ -1,0 +1,8 @@
+package e2e
+
+import "encoding/json"
+
+var (
+	jsonMarshal   = json.Marshal
+	jsonUnmarshal = json.Unmarshal
+)

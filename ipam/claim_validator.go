@@ -1,0 +1,177 @@
+package ipam
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	record "github.com/libp2p/go-libp2p-record"
+
+	"github.com/cloud-barista/cbnode/cladnet"
+)
+
+// Validator is the DHT record validator for the "cbnode" namespace. Register
+// it on every node, bootstrap nodes included:
+//
+//	node.Config{Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator(spec)}}
+//
+// For a claim in a CLADNet it knows (one of the specs given to NewValidator)
+// it also verifies the claimant's certificate against the CLADNet owner key
+// and the address against the range; for other CLADNets (bootstrap nodes, or
+// members storing records of CLADNets they are not in) it checks structure,
+// signature and lease only.
+//
+// A Validator is immutable and safe for concurrent use.
+type Validator struct {
+	specs map[string]knownSpec
+	now   func() time.Time
+}
+
+type knownSpec struct {
+	spec   *cladnet.Spec
+	prefix netip.Prefix // invalid if the spec's range does not parse
+}
+
+var _ record.Validator = (*Validator)(nil)
+
+// NewValidator returns a validator that verifies certificates of the given
+// CLADNets. nil specs are ignored.
+func NewValidator(specs ...*cladnet.Spec) *Validator {
+	v := &Validator{specs: make(map[string]knownSpec, len(specs)), now: time.Now}
+	for _, s := range specs {
+		if s == nil {
+			continue
+		}
+		ks := knownSpec{spec: s}
+		if p, err := s.Prefix(); err == nil && cladnet.ValidateRange(p) == nil {
+			ks.prefix = p
+		}
+		v.specs[s.ID] = ks
+	}
+	return v
+}
+
+// Validate implements record.Validator. It rejects malformed or oversized
+// records, records that do not match their key, bad signatures, certificates
+// not issued to the claimant (or, for known CLADNets, not signed by the owner
+// or not currently valid), expired leases and leases longer than MaxLease.
+func (v *Validator) Validate(key string, value []byte) error {
+	_, err := v.check(key, value, v.now())
+	return err
+}
+
+// check validates one record at time now and returns the parsed claim.
+func (v *Validator) check(key string, value []byte, now time.Time) (*Claim, error) {
+	if len(value) > MaxClaimSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrClaimTooLarge, len(value), MaxClaimSize)
+	}
+	id, ip, err := ParseClaimKey(key)
+	if err != nil {
+		return nil, err
+	}
+	c, err := ParseClaim(value)
+	if err != nil {
+		return nil, err
+	}
+	if c.CladnetID != id || c.IP != ip.String() {
+		return nil, fmt.Errorf("%w: key names %s in %s, record claims %s in %s", ErrKeyMismatch, ip, id, c.IP, c.CladnetID)
+	}
+	if !now.Before(c.Expires) {
+		return nil, fmt.Errorf("%w: lease of %s by %s ended at %s", ErrClaimExpired, c.IP, c.PeerID, c.Expires.Format(time.RFC3339))
+	}
+	if c.Expires.After(now.Add(MaxLease + MaxClockSkew)) {
+		return nil, fmt.Errorf("%w: lease of %s by %s ends at %s, more than %s from now", ErrLeaseTooLong, c.IP, c.PeerID, c.Expires.Format(time.RFC3339), MaxLease)
+	}
+	if ks, ok := v.specs[id]; ok {
+		if !ks.prefix.IsValid() || !isUsableHost(ks.prefix, ip) {
+			return nil, fmt.Errorf("%w: %s in %s", ErrOutOfRange, ip, ks.spec.CIDR)
+		}
+		p, _ := c.Peer() // checked by ParseClaim
+		if err := c.Cert.Verify(ks.spec, p, now); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrClaimCert, err)
+		}
+	}
+	return c, nil
+}
+
+// Select implements record.Validator. Invalid records never win; among the
+// valid ones the winner is found in two steps:
+//
+//  1. Each peer's newest record supersedes its older ones: the highest Seq
+//     wins (a release, published with a higher Seq, supersedes the live
+//     claim it ends; a renewal supersedes the previous lease).
+//  2. Between the remaining records of different peers a live claim beats a
+//     released one; then the earliest ClaimedAt wins; ties go to the lowest
+//     peer ID, comparing the raw peer ID bytes (the multihash, not its
+//     base58 text).
+//
+// Remaining ties (identical Seq of one peer, which an honest node never
+// publishes twice with different content) go to the lowest record bytes.
+// The result depends only on the set of values, never on their order; if the
+// winning value occurs more than once the lowest index is returned, so a
+// re-published identical record replaces the stored copy in kad-dht.
+func (v *Validator) Select(key string, values [][]byte) (int, error) {
+	if len(values) == 0 {
+		return 0, errors.New("select IP claim: no values")
+	}
+	now := v.now()
+	type cand struct {
+		i int
+		c *Claim
+	}
+	newest := make(map[string]cand) // per peer
+	var firstErr error
+	for i, val := range values {
+		c, err := v.check(key, val, now)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		if cur, ok := newest[c.PeerID]; !ok || samePeerBetter(c, val, cur.c, values[cur.i]) {
+			newest[c.PeerID] = cand{i, c}
+		}
+	}
+	if len(newest) == 0 {
+		return 0, fmt.Errorf("select IP claim: no valid record: %w", firstErr)
+	}
+	var best cand
+	for _, cd := range newest {
+		if best.c == nil || otherPeerBetter(cd.c, best.c) {
+			best = cd
+		}
+	}
+	for i, val := range values {
+		if bytes.Equal(val, values[best.i]) {
+			return i, nil
+		}
+	}
+	return best.i, nil
+}
+
+// samePeerBetter orders two records of one peer: the higher Seq wins, then
+// the lower record bytes.
+func samePeerBetter(a *Claim, av []byte, b *Claim, bv []byte) bool {
+	if a.Seq != b.Seq {
+		return a.Seq > b.Seq
+	}
+	return bytes.Compare(av, bv) < 0
+}
+
+// otherPeerBetter orders the newest records of two different peers: a live
+// claim beats a released one, then the earliest ClaimedAt wins, then the
+// lowest raw peer ID.
+func otherPeerBetter(a, b *Claim) bool {
+	if a.Released != b.Released {
+		return !a.Released
+	}
+	if !a.ClaimedAt.Equal(b.ClaimedAt) {
+		return a.ClaimedAt.Before(b.ClaimedAt)
+	}
+	pa, _ := a.Peer()
+	pb, _ := b.Peer()
+	return string(pa) < string(pb)
+}

@@ -1,0 +1,53 @@
+// Package forward is the forwarding core of the cbnode data plane.
+//
+// It moves IPv4 packets between the local packet device (the TUN interface
+// cbnet0) and per-peer libp2p streams. The package is written against the
+// small interfaces in iface.go so it can be unit tested without root, TUN
+// devices or a libp2p host; the node layer adapts the real things.
+//
+// Data path, send side: one goroutine (Engine.Run) reads the device into a
+// pooled buffer with HeaderLen bytes of headroom, looks the destination up
+// in an immutable routing snapshot held in an atomic.Pointer (plain map
+// read: no lock, no allocation), writes the frame header in place and
+// hands the buffer to the owning peer's bounded queue (a full queue drops
+// and counts "queue_full"). Each peer has exactly one writer goroutine; it
+// moves everything queued into a 256 KiB batch buffer and writes it to the
+// peer's stream with a single Write, so N queued packets cost one write.
+//
+// Receive side: Engine.HandleStream runs one loop per inbound stream
+// (bufio.Reader of 64 KiB, io.ReadFull into a pooled buffer), validates
+// every frame (length, IPv4 header, inner source address against the
+// sending peer's overlay addresses) and writes good packets to the device.
+//
+// Liveness: idle writers send Keepalive frames, writers reopen their
+// stream when nothing has been received for Options.DeadAfter, failed
+// dials and writes are retried with exponential backoff, and Rehome moves
+// a peer to a better connection without losing queued packets. Ping
+// measures round trips with Probe/ProbeReply frames.
+//
+// Wiring by the node layer (sketch):
+//
+//	e := forward.New(tun, dialer, forward.Options{})
+//	e.SetLocal(myIP)
+//	e.SetRoutes(routes) // again on every membership change
+//	host.SetStreamHandler(forward.ProtocolID, func(s network.Stream) {
+//		c := s.Conn()
+//		e.HandleStream(c.RemotePeer(), s, forward.PathInfo{...})
+//	})
+//	go e.Run(ctx)
+//	...
+//	e.Close(); tun.Close()
+//
+// Layout (one concept per file, modelled on wireguard-go's device package):
+//
+//	doc.go     this overview
+//	iface.go   Device, Stream, Dialer, PathInfo, ProtocolID
+//	frame.go   wire format of the 4-byte frame header and IPv4 sanity checks
+//	pool.go    pooled packet buffers
+//	route.go   immutable routing snapshot swapped atomically
+//	engine.go  Engine: TUN reader (send path) and stream receive loops
+//	peer.go    per-peer queue and writer goroutine (batching, keepalive, reconnect, rehome)
+//	ping.go    Probe/ProbeReply round-trip measurement
+//	stats.go   atomic counters and JSON-friendly snapshots
+//	options.go tunables and defaults
+package forward
