@@ -6,8 +6,8 @@ package e2e
 
 import (
 	"bufio"
-	"flag"
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"net/netip"

@@ -51,8 +51,8 @@ func (w staleWatcher) Connected(_ network.Network, fresh network.Conn) {
 }
 
 func (staleWatcher) Disconnected(network.Network, network.Conn) {}
-func (staleWatcher) Listen(network.Network, ma.Multiaddr)      {}
-func (staleWatcher) ListenClose(network.Network, ma.Multiaddr) {}
+func (staleWatcher) Listen(network.Network, ma.Multiaddr)       {}
+func (staleWatcher) ListenClose(network.Network, ma.Multiaddr)  {}
 
 // probe pings the peer over connection c itself and closes c if it is dead.
 func (n *Node) probe(c network.Conn) {

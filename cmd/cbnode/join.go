@@ -189,8 +189,8 @@ func join(c *cli.Context) error {
 		Heartbeat: c.Duration("heartbeat"), MissedHeartbeats: c.Int("missed-heartbeats"),
 		Cloud:       ci,
 		RequestedIP: reqIP, Lease: c.Duration("lease"),
-		TUN:         !c.Bool("no-tun"), TUNName: c.String("tun-name"), MTU: c.Int("mtu"),
-		Logger:      log,
+		TUN: !c.Bool("no-tun"), TUNName: c.String("tun-name"), MTU: c.Int("mtu"),
+		Logger: log,
 		Ready: func(m *daemon.Member) {
 			if a := m.APIAddr(); a != "" {
 				log.Info("local API listening", "addr", a)
