@@ -162,9 +162,6 @@ func join(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(boot) == 0 {
-		log.Warn("no bootstrap addresses: this node can only be found by nodes that bootstrap from it")
-	}
 	ci, err := cloudInfo(c)
 	if err != nil {
 		return err
@@ -181,6 +178,9 @@ func join(c *cli.Context) error {
 	}
 	if c.Int("missed-heartbeats") < 1 || c.Duration("heartbeat") < 100*time.Millisecond {
 		return errors.New("--heartbeat must be at least 100ms and --missed-heartbeats at least 1")
+	}
+	if len(boot) == 0 {
+		log.Warn("no bootstrap addresses: this node can only be found by nodes that bootstrap from it")
 	}
 	return daemon.Run(c.Context, daemon.Config{
 		Token: tok, Key: key, StateDir: stateDir,

@@ -29,7 +29,7 @@ func main() {
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "cbnode",
 		Usage:   "Cloud Adaptive Network node: one private subnet across clouds, peer to peer",
 		Version: api.Version,
@@ -59,8 +59,25 @@ Typical use:
 			ipamCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors
-		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return fmt.Errorf("%w (see '%s --help')", err, c.Command.HelpName)
-		},
+		OnUsageError: usageError,
+	}
+	setUsageError(app.Commands)
+	return app
+}
+
+// usageError turns a flag error into one line (urfave/cli would print the
+// whole help text).
+func usageError(c *cli.Context, err error, _ bool) error {
+	name := "cbnode"
+	if c.Command != nil && c.Command.HelpName != "" {
+		name = c.Command.HelpName
+	}
+	return fmt.Errorf("%w (see '%s --help')", err, name)
+}
+
+func setUsageError(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = usageError
+		setUsageError(c.Subcommands)
 	}
 }

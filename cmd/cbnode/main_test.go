@@ -1,0 +1,105 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestInterspersed(t *testing.T) {
+	app := newApp()
+	for _, tc := range []struct{ in, want []string }{
+		{[]string{"cbnode", "join", "lab", "--token", "T", "--no-tun"}, []string{"cbnode", "join", "--token", "T", "--no-tun", "--", "lab"}},
+		{[]string{"cbnode", "cladnet", "create", "lab", "--dir=x"}, []string{"cbnode", "cladnet", "create", "--dir=x", "--", "lab"}},
+		{[]string{"cbnode", "peers", "--json"}, []string{"cbnode", "peers", "--json"}},
+		{[]string{"cbnode", "ping", "vm2", "-c", "2"}, []string{"cbnode", "ping", "-c", "2", "--", "vm2"}},
+		{[]string{"cbnode", "--help"}, []string{"cbnode", "--help"}},
+		{[]string{"cbnode", "cladnet"}, []string{"cbnode", "cladnet"}},
+	} {
+		if got := interspersed(app, tc.in); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("interspersed(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestCLI runs the real binary: creating CLADNets, issuing tokens and the
+// one-line refusals of bad join tokens.
+func TestCLI(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "cbnode")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v: %s", err, out)
+	}
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "CBNODE_API=127.0.0.1:1") // never reach a real node
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	cl := filepath.Join(dir, "cl")
+	mustRun := func(args ...string) string {
+		t.Helper()
+		out, err := run(args...)
+		if err != nil {
+			t.Fatalf("cbnode %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	mustRun("cladnet", "create", "lab", "--dir", cl)
+	mustRun("cladnet", "create", "other", "--dir", cl)
+	out := mustRun("cladnet", "create", "auto1", "--dir", cl, "--cidr", "auto", "--subnet", "10.0.0.0/8", "--subnet", "172.16.0.0/12", "--hosts", "20")
+	if !strings.Contains(out, `"ipv4AddressSpace": "192.168.0.0/26"`) {
+		t.Errorf("--cidr auto with 10/8 and 172.16/12 in use: %s", out)
+	}
+	mustRun("cladnet", "issue", "other", "--dir", cl, "--host", "x", "--out", filepath.Join(dir, "other.token"))
+	mustRun("cladnet", "issue", "lab", "--dir", cl, "--host", "old", "--ttl", "1ns", "--out", filepath.Join(dir, "old.token"))
+	tok := strings.TrimSpace(mustRun("cladnet", "issue", "lab", "--dir", cl, "--host", "vm1"))
+	if !strings.HasPrefix(tok, "cbnode-token-v1:") {
+		t.Fatalf("token: %q", tok)
+	}
+	state := filepath.Join(dir, "state")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"other CLADNet", []string{"join", "lab", "--token-file", filepath.Join(dir, "other.token")}, "is for CLADNet other"},
+		{"expired", []string{"join", "lab", "--token-file", filepath.Join(dir, "old.token")}, "expired"},
+		{"garbled", []string{"join", "lab", "--token", tok[:len(tok)-40] + "%%%"}, "garbled"},
+		{"truncated", []string{"join", "lab", "--token", tok[:60]}, "garbled"},
+		{"not a token", []string{"join", "lab", "--token", "hello"}, "not a cbnode join token"},
+		{"no token", []string{"join", "lab"}, "no join token"},
+		{"ip outside", []string{"join", "lab", "--token", tok, "--ip", "192.168.9.9"}, "outside"},
+		{"bad bootstrap", []string{"join", "lab", "--token", tok, "--bootstrap", "/ip4/1.2.3.4/tcp/1"}, "bootstrap"},
+		{"unknown flag", []string{"join", "lab", "--frobnicate"}, "flag provided but not defined"},
+		{"missing cladnet", []string{"cladnet", "issue", "nope", "--dir", cl}, "not found"},
+		{"bad cidr", []string{"cladnet", "create", "x", "--dir", cl, "--cidr", "10.0.0.1/24"}, "host bits"},
+		{"bad subnet", []string{"ipam", "recommend", "--subnet", "fd00::/8", "--hosts", "3"}, "IPv6"},
+		{"no node", []string{"status"}, "cannot reach the cbnode API"},
+	} {
+		out, err := run(append(tc.args, "--state-dir", state)...)
+		if tc.args[0] != "join" {
+			out, err = run(tc.args...)
+		}
+		if err == nil {
+			t.Errorf("%s: exit 0, want an error: %s", tc.name, out)
+			continue
+		}
+		if n := strings.Count(strings.TrimSpace(out), "\n"); n != 0 || !strings.HasPrefix(out, "cbnode: ") {
+			t.Errorf("%s: want one line starting with 'cbnode: ', got %q", tc.name, out)
+		}
+		if !strings.Contains(out, tc.want) {
+			t.Errorf("%s: %q does not mention %q", tc.name, out, tc.want)
+		}
+	}
+	// Every command explains itself.
+	for _, c := range [][]string{{"--help"}, {"join", "--help"}, {"cladnet", "issue", "--help"}, {"bootstrap", "--help"}} {
+		out := mustRun(c...)
+		if !strings.Contains(out, "USAGE") && !strings.Contains(out, "Usage") {
+			t.Errorf("%v: no usage text: %s", c, out)
+		}
+	}
+}
