@@ -59,7 +59,7 @@ Typical use:
 			ipamCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors
-		OnUsageError: usageError,
+		OnUsageError:   usageError,
 	}
 	setUsageError(app.Commands)
 	return app
