@@ -56,6 +56,8 @@ type Peer struct {
 	CertUntil time.Time `json:"certNotAfter"`
 	// Link is the data plane's view of the peer (counters, path), if any.
 	Link any `json:"link,omitempty"`
+	// HolePunch is the latest NAT hole punch with the peer, if any.
+	HolePunch any `json:"holePunch,omitempty"`
 }
 
 // PingResult is POST /v1/ping.

@@ -81,6 +81,9 @@ func (m *Member) toPeer(mem overlay.Member) api.Peer {
 		p.HostPrivateIP = a.Cloud.PrivateIPs[0]
 	}
 	p.HostPublicIP = a.Cloud.PublicIP
+	if hp, ok := m.node.HolePunchResult(mem.ID); ok && !mem.Self {
+		p.HolePunch = hp
+	}
 	if m.engine != nil && !mem.Self {
 		if st, ok := m.engine.Stats(mem.ID); ok {
 			p.Link = st

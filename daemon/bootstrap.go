@@ -17,7 +17,10 @@ type BootstrapConfig struct {
 	ListenIPs []string
 	Port      int
 	Peers     []string // other bootstrap nodes, optional
-	Logger    *slog.Logger
+	// RelayFor runs a relay for members of the CLADNets owned by these
+	// keys (base64 Ed25519 public keys, a spec's ownerKey).
+	RelayFor []string
+	Logger   *slog.Logger
 	// Ready is called with the node once it listens.
 	Ready func(*node.Node)
 }
@@ -32,6 +35,7 @@ func RunBootstrap(ctx context.Context, cfg BootstrapConfig) error {
 	}
 	n, err := node.New(ctx, node.Config{
 		Key: cfg.Key, ListenIPs: cfg.ListenIPs, Port: cfg.Port, Bootstrap: boot, Server: true,
+		Public: true, RelayFor: cfg.RelayFor,
 		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator()},
 		Logger:     cfg.Logger,
 	})

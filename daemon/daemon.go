@@ -17,6 +17,7 @@ import (
 	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/cloud-barista/cbnode/api"
 	"github.com/cloud-barista/cbnode/cladnet"
@@ -26,6 +27,7 @@ import (
 	"github.com/cloud-barista/cbnode/overlay"
 	"github.com/cloud-barista/cbnode/overlay/forward"
 	"github.com/cloud-barista/cbnode/overlay/tun"
+	"github.com/cloud-barista/cbnode/relay"
 )
 
 // DefaultMTU is cbnet0's MTU; see README "MTU" for the measurements behind it.
@@ -47,6 +49,10 @@ type Config struct {
 
 	RequestedIP netip.Addr
 	Lease       time.Duration
+
+	// Relay makes this member a relay for fellow members (the bootstrap
+	// nodes may relay too: see BootstrapConfig).
+	Relay bool
 
 	// TUN enables the data plane device (needs root / CAP_NET_ADMIN).
 	TUN     bool
@@ -70,6 +76,7 @@ type Member struct {
 	engine  *forward.Engine
 	dev     *tun.Device
 	link    *overlay.Link
+	resv    *relay.Reserver
 	started time.Time
 	apiAddr string
 
@@ -124,24 +131,38 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		}
 	}()
 
+	var relayFor []string
+	if cfg.Relay {
+		relayFor = []string{spec.OwnerKey}
+	}
+	var resv *relay.Reserver
 	m.node, err = node.New(ctx, node.Config{
 		Key: cfg.Key, ListenIPs: cfg.ListenIPs, Port: cfg.Port,
-		Bootstrap: cfg.Bootstrap, PubSub: true,
+		Bootstrap: cfg.Bootstrap, PubSub: true, HolePunching: true, RelayFor: relayFor,
 		Blocked:    []netip.Prefix{prefix},
 		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator(spec)},
-		Logger:     log,
+		ExtraAddrs: func() []ma.Multiaddr {
+			if resv == nil {
+				return nil
+			}
+			return resv.Addrs()
+		},
+		Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
+	relay.ServeCert(m.node.Host, t.Cert)
 	m.mem, err = overlay.StartMembership(ctx, overlay.MembershipConfig{
 		Spec: spec, Cert: t.Cert, Key: cfg.Key, Node: m.node,
 		Heartbeat: cfg.Heartbeat, MissedHeartbeats: cfg.MissedHeartbeats,
-		Cloud: cfg.Cloud, Logger: log,
+		Cloud: cfg.Cloud, Relay: cfg.Relay, Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
+	resv = relay.NewReserver(m.node.Host, m.relayCandidates, m.mem.Republish, log)
+	m.resv = resv
 	m.alloc, err = ipam.NewAllocator(ipam.AllocatorConfig{
 		Spec: spec, Cert: t.Cert, Key: cfg.Key, DHT: m.node.DHT,
 		StateDir: stateDir, Requested: cfg.RequestedIP, Lease: cfg.Lease,
@@ -192,6 +213,9 @@ func (m *Member) startDataPlane() error {
 func (m *Member) wait(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go m.resv.Run(ctx)
+	punch := &overlay.PunchRetry{Host: m.node.Host, Members: m.memberIDs, Log: m.log}
+	go punch.Run(ctx)
 	allocErr := make(chan error, 1)
 	go func() { allocErr <- m.alloc.Run(ctx) }()
 	engineErr := make(chan error, 1)
@@ -306,6 +330,37 @@ func (m *Member) Stop() {
 	if m.node != nil {
 		m.node.Close()
 	}
+}
+
+// memberIDs lists the other members.
+func (m *Member) memberIDs() []peer.ID {
+	var out []peer.ID
+	for _, mem := range m.mem.Members() {
+		if !mem.Self {
+			out = append(out, mem.ID)
+		}
+	}
+	return out
+}
+
+// relayCandidates are the bootstrap nodes and the members that relay.
+func (m *Member) relayCandidates() []peer.AddrInfo {
+	out := append([]peer.AddrInfo(nil), m.cfg.Bootstrap...)
+	for _, mem := range m.mem.Members() {
+		if mem.Self || !mem.Ann.Relay {
+			continue
+		}
+		info := peer.AddrInfo{ID: mem.ID}
+		for _, s := range mem.Ann.Addrs {
+			if a, err := ma.NewMultiaddr(s); err == nil {
+				if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err != nil {
+					info.Addrs = append(info.Addrs, a)
+				}
+			}
+		}
+		out = append(out, info)
+	}
+	return out
 }
 
 // memberIPs shows IPAM the overlay addresses other members announce.

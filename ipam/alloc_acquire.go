@@ -14,6 +14,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/routing"
 )
 
+var _ DHT = (*dht.IpfsDHT)(nil)
+
+// errRejectedRecord marks a DHT read whose selected record this node's
+// validator refuses.
+var errRejectedRecord = errors.New("the DHT returned a claim this node rejects")
+
 // scanResult is the outcome of one pass over the candidates.
 type scanResult struct {
 	won   bool
@@ -93,6 +99,11 @@ func (a *Allocator) scan(ctx context.Context) scanResult {
 		switch {
 		case ctx.Err() != nil:
 			return res
+		case errors.Is(err, errRejectedRecord) && !a.cfg.Requested.IsValid():
+			// The DHT's validator accepted what ours refuses (a node
+			// registered without this CLADNet's spec?): skip the address.
+			a.log.Warn("skipping an address with a claim this node cannot accept", "ip", ip, "err", err)
+			continue
 		case err != nil:
 			res.err = err
 			return res
@@ -262,7 +273,7 @@ func (a *Allocator) read(ctx context.Context, ip netip.Addr) (*Claim, error) {
 	}
 	c, err := a.val.check(key, b, time.Now())
 	if err != nil {
-		return nil, fmt.Errorf("read claim on %s: the DHT returned a record this node rejects: %w", ip, err)
+		return nil, fmt.Errorf("read claim on %s: %w: %w", ip, errRejectedRecord, err)
 	}
 	return c, nil
 }

@@ -246,7 +246,7 @@ func TestDHTTwentyNodesGetDistinctAddresses(t *testing.T) {
 	for _, m := range ms {
 		m.run(t, tn.ctx)
 	}
-	waitFor(t, 40*time.Second, "20 assigned addresses", func() bool {
+	waitFor(t, 60*time.Second, "20 assigned addresses", func() bool {
 		n := 0
 		for _, m := range ms {
 			if m.alloc.Current().IsValid() {
@@ -256,7 +256,7 @@ func TestDHTTwentyNodesGetDistinctAddresses(t *testing.T) {
 		return n == len(ms)
 	})
 	t.Logf("20 nodes all held an address after %s", time.Since(start).Round(time.Millisecond))
-	tn.waitConverged(ms, 40*time.Second)
+	tn.waitConverged(ms, 60*time.Second)
 	t.Logf("20 nodes held distinct, quorum-confirmed addresses after %s", time.Since(start).Round(time.Millisecond))
 }
 

@@ -22,11 +22,14 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+
+	cbrelay "github.com/cloud-barista/cbnode/relay"
 )
 
 // DHTPrefix is the private DHT's protocol prefix: cbnode never speaks to the
@@ -51,6 +54,17 @@ type Config struct {
 	Blocked []netip.Prefix
 	// Validators are registered as namespaced DHT record validators.
 	Validators map[string]record.Validator
+	// ExtraAddrs, if set, adds addresses to those the node advertises (the
+	// circuit addresses of its relay reservations).
+	ExtraAddrs func() []ma.Multiaddr
+	// Public marks a node on a public address (bootstrap/relay nodes): it
+	// skips reachability detection and answers AutoNAT probes for others.
+	Public bool
+	// HolePunching enables DCUtR hole punching (members).
+	HolePunching bool
+	// RelayFor runs a circuit-v2 relay for the members of the CLADNets
+	// owned by these keys (base64 Ed25519, a spec's ownerKey).
+	RelayFor []string
 	// Extra libp2p options (relay, hole punching, tests).
 	Extra  []libp2p.Option
 	Logger *slog.Logger
@@ -62,10 +76,11 @@ type Node struct {
 	DHT    *dht.IpfsDHT
 	PubSub *pubsub.PubSub
 
-	cfg    Config
-	log    *slog.Logger
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cfg     Config
+	log     *slog.Logger
+	punches *punchTracer
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 // New starts a node. Close it to release the host and goroutines.
@@ -111,13 +126,33 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionManager(cm),
 		libp2p.ConnectionGater(g),
-		libp2p.AddrsFactory(g.filterAddrs),
+		libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
+			if cfg.ExtraAddrs != nil {
+				addrs = append(addrs, cfg.ExtraAddrs()...)
+			}
+			return g.filterAddrs(addrs)
+		}),
 		libp2p.DisableMetrics(), // no process-global Prometheus registry
+	}
+	if cfg.Public {
+		opts = append(opts, libp2p.ForceReachabilityPublic(), libp2p.EnableNATService())
+	}
+	var punches *punchTracer
+	if cfg.HolePunching {
+		punches = newPunchTracer(log)
+		opts = append(opts, libp2p.EnableHolePunching(holepunch.WithTracer(punches)))
 	}
 	opts = append(opts, cfg.Extra...)
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("libp2p host: %w", err)
+	}
+	if len(cfg.RelayFor) > 0 {
+		if _, err := cbrelay.Start(h, cfg.RelayFor, log); err != nil {
+			h.Close()
+			return nil, err
+		}
+		log.Info("relaying for members of CLADNets", "owners", len(cfg.RelayFor))
 	}
 	mode := dht.ModeAutoServer
 	if cfg.Server {
@@ -138,7 +173,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		h.Close()
 		return nil, fmt.Errorf("dht: %w", err)
 	}
-	n := &Node{Host: h, DHT: d, cfg: cfg, log: log, cancel: cancel}
+	n := &Node{Host: h, DHT: d, cfg: cfg, log: log, cancel: cancel, punches: punches}
 	if cfg.PubSub {
 		ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithPeerExchange(true), pubsub.WithFloodPublish(true))
 		if err != nil {

@@ -46,6 +46,7 @@ type Announcement struct {
 	Addrs     []string             `json:"addrs,omitempty"`
 	Cloud     cost.CloudInfo       `json:"details"`
 	State     string               `json:"state"`
+	Relay     bool                 `json:"relay,omitempty"` // relays for fellow members
 	Seq       uint64               `json:"seq"`
 	Time      time.Time            `json:"time"`
 	Signature []byte               `json:"sig,omitempty"`

@@ -41,7 +41,9 @@ type MembershipConfig struct {
 	Heartbeat        time.Duration
 	MissedHeartbeats int
 	Cloud            cost.CloudInfo
-	Logger           *slog.Logger
+	// Relay says this member relays for fellow members.
+	Relay  bool
+	Logger *slog.Logger
 }
 
 // Membership keeps the members table of one CLADNet over gossipsub and finds
@@ -257,6 +259,7 @@ func (m *Membership) announcement(kind string) (*Announcement, error) {
 		HostName: m.cfg.Cert.HostName,
 		Cloud:    m.cloud,
 		State:    m.state,
+		Relay:    m.cfg.Relay,
 		Seq:      seq,
 		Time:     time.Now().UTC(),
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/cloud-barista/cbnode/daemon"
 	"github.com/cloud-barista/cbnode/node"
 	"github.com/cloud-barista/cbnode/overlay"
+	"github.com/cloud-barista/cbnode/relay"
 )
 
 func stateDirFlag(def string) *cli.StringFlag {
@@ -56,6 +57,7 @@ IPAM only.`,
 			&cli.StringFlag{Name: "tun-name", Usage: "TUN device name", Value: "cbnet0", EnvVars: []string{"CBNODE_TUN_NAME"}},
 			&cli.IntFlag{Name: "mtu", Usage: "TUN device MTU", Value: daemon.DefaultMTU, EnvVars: []string{"CBNODE_MTU"}},
 			&cli.BoolFlag{Name: "no-tun", Usage: "run without the data plane (no root needed)", EnvVars: []string{"CBNODE_NO_TUN"}},
+			&cli.BoolFlag{Name: "relay", Usage: "relay traffic for fellow members that cannot reach each other directly", EnvVars: []string{"CBNODE_RELAY"}},
 			logLevelFlag,
 		}, cloudFlags()...),
 		Action: join,
@@ -206,14 +208,30 @@ func bootstrapCommand() *cli.Command {
 		Description: `A bootstrap node is where members meet: a DHT server with a stable identity
 (kept in --state-dir). It holds no CLADNet key, cannot join or read any
 CLADNet, and can serve many CLADNets at once. It prints its multiaddrs: give
-them to 'cbnode cladnet issue --bootstrap' or 'cbnode join --bootstrap'.`,
+them to 'cbnode cladnet issue --bootstrap' or 'cbnode join --bootstrap'.
+
+With --relay it also relays, without time or byte limits, for members that
+cannot reach each other directly (symmetric NATs) — but only for members of
+the CLADNets whose owner keys are given with --cladnet-owner (the "ownerKey"
+of 'cbnode cladnet show'): a relay for anyone would be an open proxy.`,
 		Flags: []cli.Flag{stateDirFlag("/var/lib/cbnode-bootstrap"), listenFlag, portFlag,
 			&cli.StringSliceFlag{Name: "peer", Usage: "another bootstrap node's multiaddr (repeatable)", EnvVars: []string{"CBNODE_BOOTSTRAP_PEERS"}},
+			&cli.BoolFlag{Name: "relay", Usage: "relay for members of the --cladnet-owner CLADNets", EnvVars: []string{"CBNODE_RELAY"}},
+			&cli.StringSliceFlag{Name: "cladnet-owner", Usage: "owner public key of a CLADNet to relay for (repeatable)", EnvVars: []string{"CBNODE_CLADNET_OWNER"}},
 			logLevelFlag},
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {
 				return err
+			}
+			owners := splitList(c.StringSlice("cladnet-owner"))
+			if c.Bool("relay") != (len(owners) > 0) {
+				return errors.New("--relay and --cladnet-owner go together: a relay serves the members of the CLADNets whose owner keys it is given")
+			}
+			for _, k := range owners {
+				if _, _, err := relay.ParseOwnerKey(k); err != nil {
+					return err
+				}
 			}
 			key, err := node.LoadOrCreateKey(c.String("state-dir"))
 			if err != nil {
@@ -221,7 +239,7 @@ them to 'cbnode cladnet issue --bootstrap' or 'cbnode join --bootstrap'.`,
 			}
 			return daemon.RunBootstrap(c.Context, daemon.BootstrapConfig{
 				Key: key, ListenIPs: c.StringSlice("listen"), Port: c.Int("port"),
-				Peers: splitList(c.StringSlice("peer")), Logger: log,
+				Peers: splitList(c.StringSlice("peer")), RelayFor: owners, Logger: log,
 				Ready: func(n *node.Node) {
 					for _, a := range n.Addrs() {
 						fmt.Println(a)

@@ -33,6 +33,7 @@ type Options struct {
 	Heartbeat time.Duration
 	JoinArgs  []string // extra flags for every 'cbnode join'
 	LogLevel  string
+	Relay     bool // the bootstrap node relays for the lab's CLADNet
 }
 
 // Cluster is a running lab.
@@ -44,6 +45,7 @@ type Cluster struct {
 	Boot     *Node
 	BootAddr string
 	Nodes    []*Node
+	OwnerKey string // the CLADNet's owner public key
 	opts     Options
 }
 
@@ -70,9 +72,44 @@ func Build(ctx context.Context, root, dir string) (string, error) {
 	return bin, nil
 }
 
-// New builds the lab, starts the bootstrap node, creates the CLADNet and
-// issues a token per member. Members are not started: call Start.
+// New builds the single-switch lab (Underlay), starts the bootstrap node,
+// creates the CLADNet and issues a token per member. Members are not
+// started: call StartAll.
 func New(ctx context.Context, bin string, o Options) (_ *Cluster, err error) {
+	c, err := NewLab(ctx, bin, o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	if c.LAN, err = c.Lab.Switch("lan", Underlay); err != nil {
+		return nil, err
+	}
+	boot, err := c.AddHost("boot", c.LAN, 1)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.StartBootstrap(ctx, boot); err != nil {
+		return nil, err
+	}
+	for i := 1; i <= c.opts.Nodes; i++ {
+		n, err := c.AddHost(fmt.Sprintf("n%d", i), c.LAN, 10+i)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.AddMember(ctx, n); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// NewLab makes an empty lab and the CLADNet; build the topology with
+// Lab/AddHost, then StartBootstrap and AddMember.
+func NewLab(ctx context.Context, bin string, o Options) (*Cluster, error) {
 	if o.Prefix == "" {
 		o.Prefix = "cbc"
 	}
@@ -98,60 +135,62 @@ func New(ctx context.Context, bin string, o Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	c := &Cluster{Lab: lab, Bin: bin, Dir: dir, opts: o}
-	defer func() {
-		if err != nil {
-			c.Close()
-		}
-	}()
-	if c.LAN, err = lab.Switch("lan", Underlay); err != nil {
-		return nil, err
+	out, err := exec.CommandContext(ctx, bin, "cladnet", "create", "lab", "--dir", c.cladnetDir(), "--cidr", o.CIDR).Output()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("cladnet create: %w", err)
 	}
-	if c.Boot, err = c.addHost("boot", 1); err != nil {
-		return nil, err
+	var spec struct {
+		OwnerKey string `json:"ownerKey"`
 	}
-	for i := 1; i <= o.Nodes; i++ {
-		n, err := c.addHost(fmt.Sprintf("n%d", i), 10+i)
-		if err != nil {
-			return nil, err
-		}
-		c.Nodes = append(c.Nodes, n)
+	if err := json.Unmarshal(out, &spec); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("cladnet create: %w", err)
 	}
-	if err := c.startBootstrap(ctx); err != nil {
-		return nil, err
-	}
-	cl := filepath.Join(dir, "cladnets")
-	if out, err := exec.CommandContext(ctx, bin, "cladnet", "create", "lab", "--dir", cl, "--cidr", o.CIDR).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("cladnet create: %w: %s", err, out)
-	}
-	for _, n := range c.Nodes {
-		n.TokenFile = filepath.Join(dir, n.Name+".token")
-		if out, err := exec.CommandContext(ctx, bin, "cladnet", "issue", "lab", "--dir", cl, "--host", n.Name,
-			"--bootstrap", c.BootAddr, "--out", n.TokenFile).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("cladnet issue: %w: %s", err, out)
-		}
-	}
+	c.OwnerKey = spec.OwnerKey
 	return c, nil
 }
 
-func (c *Cluster) addHost(name string, idx int) (*Node, error) {
+func (c *Cluster) cladnetDir() string { return filepath.Join(c.Dir, "cladnets") }
+
+// AddHost makes a host attached to sw at the sw's idx-th address.
+func (c *Cluster) AddHost(name string, sw *netlab.Switch, idx int) (*Node, error) {
 	h, err := c.Lab.Host(name)
 	if err != nil {
 		return nil, err
 	}
-	addr := c.LAN.Addr(idx)
-	if err := c.LAN.Attach(h, addr); err != nil {
+	addr := sw.Addr(idx)
+	if err := sw.Attach(h, addr); err != nil {
 		return nil, err
 	}
 	return &Node{Name: name, Host: h, Underlay: addr, StateDir: filepath.Join(c.Dir, "state-"+name), c: c}, nil
 }
 
-func (c *Cluster) startBootstrap(ctx context.Context) error {
-	p, err := c.Boot.Host.Start(c.Bin, "bootstrap", "--state-dir", c.Boot.StateDir,
-		"--listen", c.Boot.Underlay.Addr().String(), "--log-level", c.opts.LogLevel)
+// AddMember issues n a join token (with the bootstrap address) and makes it
+// a member; start it with Start.
+func (c *Cluster) AddMember(ctx context.Context, n *Node) error {
+	n.TokenFile = filepath.Join(c.Dir, n.Name+".token")
+	if out, err := exec.CommandContext(ctx, c.Bin, "cladnet", "issue", "lab", "--dir", c.cladnetDir(), "--host", n.Name,
+		"--bootstrap", c.BootAddr, "--out", n.TokenFile).CombinedOutput(); err != nil {
+		return fmt.Errorf("cladnet issue: %w: %s", err, out)
+	}
+	c.Nodes = append(c.Nodes, n)
+	return nil
+}
+
+// StartBootstrap runs the bootstrap node on host n (relaying for the lab's
+// CLADNet if Options.Relay) and waits for its address.
+func (c *Cluster) StartBootstrap(ctx context.Context, n *Node) error {
+	c.Boot = n
+	args := []string{"bootstrap", "--state-dir", n.StateDir, "--listen", n.Underlay.Addr().String(), "--log-level", c.opts.LogLevel}
+	if c.opts.Relay {
+		args = append(args, "--relay", "--cladnet-owner", c.OwnerKey)
+	}
+	p, err := n.Host.Start(c.Bin, args...)
 	if err != nil {
 		return err
 	}
-	c.Boot.Proc = p
+	n.Proc = p
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, line := range strings.Split(string(p.Output()), "\n") {

@@ -57,11 +57,12 @@ const (
 	cmdTimeout = 30 * time.Second
 )
 
-// ownerDir holds one file per live lab naming its owner process.
-var ownerDir = "/run/netlab"
-
-// netnsDir is where iproute2 (and package netns) keep named namespaces.
-const netnsDir = "/run/netns"
+const (
+	// ownerDir holds one file per live lab naming its owner process.
+	ownerDir = "/run/netlab"
+	// netnsDir is where iproute2 (and package netns) keep named namespaces.
+	netnsDir = "/run/netns"
+)
 
 // Lab is a set of network namespaces (hosts, switches, routers) and the
 // processes started in them. All methods are safe for concurrent use.

@@ -120,6 +120,12 @@ func (l *Lab) router(name string, wan *Switch, wanAddr netip.Prefix, lan *Switch
 			masq,
 			{"-w", "10", "-A", "FORWARD", "-i", wan.Name(), "-o", lan.Name(), "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
 			{"-w", "10", "-A", "FORWARD", "-i", wan.Name(), "-o", lan.Name(), "-j", "DROP"},
+			// Like a cloud NAT gateway or a home router, drop (do not
+			// refuse) unsolicited packets to the router itself: a TCP RST
+			// or ICMP unreachable would kill a hole punch whose first
+			// packet arrives before the LAN host's own has left.
+			{"-w", "10", "-A", "INPUT", "-i", wan.Name(), "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
+			{"-w", "10", "-A", "INPUT", "-i", wan.Name(), "-j", "DROP"},
 		}
 		for _, rule := range rules {
 			ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)

@@ -31,6 +31,9 @@ func (l *Lab) Switch(name string, cidr netip.Prefix) (*Switch, error) {
 		return nil, fmt.Errorf("netlab: switch %s: invalid prefix", name)
 	}
 	cidr = netip.PrefixFrom(cidr.Addr().Unmap(), cidr.Bits()-unmapBits(cidr.Addr())).Masked()
+	if !cidr.IsValid() {
+		return nil, fmt.Errorf("netlab: switch %s: invalid prefix", name)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n, err := l.newNodeLocked(name)

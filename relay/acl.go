@@ -1,0 +1,110 @@
+package relay
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/cloud-barista/cbnode/cladnet"
+)
+
+// ACL admits reservations and circuits only for members of the CLADNets whose
+// owner keys the operator allows (`--cladnet-owner`), and circuits only
+// between members of the same CLADNet: a relay open to anyone is an open
+// proxy. It implements go-libp2p's relay.ACLFilter.
+type ACL struct {
+	h      host.Host
+	log    *slog.Logger
+	owners map[string]*cladnet.Spec // CLADNet ID → spec holding only ID and owner key
+
+	mu    sync.Mutex
+	cache map[peer.ID]verified
+}
+
+type verified struct {
+	cladnetID string
+	until     time.Time // certificate expiry
+	host      string
+}
+
+// ParseOwnerKey decodes a base64 Ed25519 CLADNet owner public key (the
+// "ownerKey" field of a CLADNet's spec) and returns the CLADNet ID it owns.
+func ParseOwnerKey(s string) (string, ed25519.PublicKey, error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return "", nil, fmt.Errorf("CLADNet owner key %q: want the base64 Ed25519 public key from the CLADNet's spec (ownerKey)", s)
+	}
+	return cladnet.IDFromOwnerKey(b), ed25519.PublicKey(b), nil
+}
+
+// NewACL builds an ACL for the given owner keys (base64, as in a spec).
+func NewACL(h host.Host, ownerKeys []string, log *slog.Logger) (*ACL, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &ACL{h: h, log: log, owners: map[string]*cladnet.Spec{}, cache: map[peer.ID]verified{}}
+	for _, k := range ownerKeys {
+		id, _, err := ParseOwnerKey(k)
+		if err != nil {
+			return nil, err
+		}
+		a.owners[id] = &cladnet.Spec{ID: id, OwnerKey: k}
+	}
+	return a, nil
+}
+
+// member returns the CLADNet p belongs to, asking p for its certificate on
+// first sight (it is connected: it is talking to us).
+func (a *ACL) member(p peer.ID) (string, bool) {
+	now := time.Now()
+	a.mu.Lock()
+	v, ok := a.cache[p]
+	a.mu.Unlock()
+	if ok && now.Before(v.until) {
+		return v.cladnetID, true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := FetchCert(ctx, a.h, p)
+	if err != nil {
+		a.log.Info("relay refused: no certificate", "peer", p, "err", err)
+		return "", false
+	}
+	spec, known := a.owners[c.CladnetID]
+	if !known {
+		a.log.Info("relay refused: CLADNet not allowed here", "peer", p, "cladnet", c.CladnetID)
+		return "", false
+	}
+	if err := c.Verify(spec, p, now); err != nil {
+		a.log.Info("relay refused: bad certificate", "peer", p, "err", err)
+		return "", false
+	}
+	a.mu.Lock()
+	a.cache[p] = verified{cladnetID: c.CladnetID, until: c.NotAfter, host: c.HostName}
+	a.mu.Unlock()
+	return c.CladnetID, true
+}
+
+// AllowReserve implements relay.ACLFilter.
+func (a *ACL) AllowReserve(p peer.ID, _ ma.Multiaddr) bool {
+	_, ok := a.member(p)
+	return ok
+}
+
+// AllowConnect implements relay.ACLFilter: both ends in the same CLADNet.
+func (a *ACL) AllowConnect(src peer.ID, _ ma.Multiaddr, dest peer.ID) bool {
+	sc, ok := a.member(src)
+	if !ok {
+		return false
+	}
+	dc, ok := a.member(dest)
+	return ok && sc == dc
+}

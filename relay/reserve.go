@@ -1,0 +1,147 @@
+package relay
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Reserver keeps reservations on the CLADNet's relays (the bootstrap nodes
+// and members that relay), so the member is reachable through them within
+// seconds of starting — go-libp2p's AutoRelay waits minutes and only once it
+// believes itself private. Its circuit addresses are advertised next to the
+// direct ones; peers try direct addresses first.
+type Reserver struct {
+	h          host.Host
+	candidates func() []peer.AddrInfo
+	onChange   func()
+	log        *slog.Logger
+
+	mu    sync.Mutex
+	resv  map[peer.ID]*client.Reservation
+	addrs map[peer.ID][]ma.Multiaddr
+	retry map[peer.ID]time.Time
+	fails map[peer.ID]int
+}
+
+// NewReserver makes a reserver; candidates lists relay candidates, onChange
+// is called when the set of circuit addresses changes.
+func NewReserver(h host.Host, candidates func() []peer.AddrInfo, onChange func(), log *slog.Logger) *Reserver {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Reserver{h: h, candidates: candidates, onChange: onChange, log: log,
+		resv: map[peer.ID]*client.Reservation{}, addrs: map[peer.ID][]ma.Multiaddr{}, retry: map[peer.ID]time.Time{}, fails: map[peer.ID]int{}}
+}
+
+// Addrs returns the current circuit addresses (for the host's AddrsFactory).
+func (r *Reserver) Addrs() []ma.Multiaddr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []ma.Multiaddr
+	for _, as := range r.addrs {
+		out = append(out, as...)
+	}
+	return out
+}
+
+// Relays returns the relays holding a reservation for us.
+func (r *Reserver) Relays() []peer.ID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]peer.ID, 0, len(r.resv))
+	for p := range r.resv {
+		out = append(out, p)
+	}
+	return out
+}
+
+// Run keeps reservations fresh until ctx ends.
+func (r *Reserver) Run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		r.refresh(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (r *Reserver) refresh(ctx context.Context) {
+	now := time.Now()
+	for _, c := range r.candidates() {
+		if c.ID == r.h.ID() {
+			continue
+		}
+		r.mu.Lock()
+		res := r.resv[c.ID]
+		next := r.retry[c.ID]
+		r.mu.Unlock()
+		// Renew when a third of the reservation's life is left; it is
+		// also lost when the relay's connection drops.
+		fresh := res != nil && now.Before(res.Expiration.Add(-20*time.Minute)) && len(r.h.Network().ConnsToPeer(c.ID)) > 0
+		if fresh || now.Before(next) {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		res, err := client.Reserve(rctx, r.h, c)
+		cancel()
+		if err != nil {
+			r.drop(c.ID, now)
+			r.log.Debug("relay reservation failed", "relay", c.ID, "err", err)
+			continue
+		}
+		r.keep(c, res)
+	}
+}
+
+func (r *Reserver) keep(c peer.AddrInfo, res *client.Reservation) {
+	circuit := ma.StringCast("/p2p/" + c.ID.String() + "/p2p-circuit")
+	var addrs []ma.Multiaddr
+	relayAddrs := res.Addrs
+	if len(relayAddrs) == 0 {
+		relayAddrs = c.Addrs
+	}
+	for _, a := range relayAddrs {
+		a, _ = peer.SplitAddr(a) // drop a trailing /p2p/<relay> if present
+		if a == nil {
+			continue
+		}
+		addrs = append(addrs, a.Encapsulate(circuit))
+	}
+	r.mu.Lock()
+	_, had := r.resv[c.ID]
+	r.resv[c.ID] = res
+	r.addrs[c.ID] = addrs
+	delete(r.retry, c.ID)
+	delete(r.fails, c.ID)
+	r.mu.Unlock()
+	if !had {
+		r.log.Info("relay reservation", "relay", c.ID, "addrs", addrs, "until", res.Expiration.Format(time.RFC3339))
+		r.onChange()
+	}
+}
+
+// drop forgets p's reservation and retries it after a backoff that grows
+// from 2 s to 2 min (a bootstrap node that does not relay keeps refusing).
+func (r *Reserver) drop(p peer.ID, now time.Time) {
+	r.mu.Lock()
+	_, had := r.resv[p]
+	delete(r.resv, p)
+	delete(r.addrs, p)
+	r.fails[p]++
+	r.retry[p] = now.Add(min(2*time.Second<<min(r.fails[p]-1, 6), 2*time.Minute))
+	r.mu.Unlock()
+	if had {
+		r.onChange()
+	}
+}

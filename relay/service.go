@@ -1,0 +1,42 @@
+package relay
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+)
+
+// Resources are the relay's limits: circuits carry real traffic (no time
+// or byte limit, so circuits are not "limited" and ordinary streams and
+// gossip work over them), with buffers large enough for throughput.
+func Resources() relayv2.Resources {
+	r := relayv2.DefaultResources()
+	r.Limit = nil // unlimited circuits: members only, see ACL
+	r.ReservationTTL = time.Hour
+	r.MaxReservations = 4096
+	r.MaxCircuits = 256
+	r.BufferSize = 64 << 10
+	r.MaxReservationsPerIP = 256 // many members may sit behind one NAT gateway
+	r.MaxReservationsPerASN = 256
+	return r
+}
+
+// Start runs a circuit-v2 relay on h for members of the CLADNets owned by
+// ownerKeys.
+func Start(h host.Host, ownerKeys []string, log *slog.Logger) (*relayv2.Relay, error) {
+	if len(ownerKeys) == 0 {
+		return nil, fmt.Errorf("relay: no CLADNet owner keys: a relay for anyone is an open proxy (give --cladnet-owner)")
+	}
+	acl, err := NewACL(h, ownerKeys, log)
+	if err != nil {
+		return nil, err
+	}
+	r, err := relayv2.New(h, relayv2.WithResources(Resources()), relayv2.WithACL(acl))
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	return r, nil
+}
