@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,6 +27,16 @@ type Backend interface {
 	// SetDetails updates this node's own cloud information.
 	SetDetails(hostID string, c cost.CloudInfo) (Peer, error)
 	Ping(ctx context.Context, target string) (PingResult, error)
+	// Rules returns the cost rules in force; SubmitRules applies and
+	// gossips a signed rules document.
+	Rules() any
+	SubmitRules(ctx context.Context, doc []byte) (any, error)
+	// NetworkingRule is this node's path table (hostID must be this node).
+	NetworkingRule(hostID string) (NetworkingRule, error)
+	// Cost is the metered spend report.
+	Cost() any
+	// WriteMetrics writes Prometheus text-format metrics.
+	WriteMetrics(w io.Writer)
 }
 
 // Errors a Backend returns to pick the HTTP status.
@@ -33,6 +44,7 @@ var (
 	ErrNotFound  = errors.New("not found")
 	ErrForbidden = errors.New("forbidden")
 	ErrBadInput  = errors.New("bad input")
+	ErrConflict  = errors.New("conflict")
 )
 
 // Server serves the local API.
@@ -58,6 +70,18 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer/{hostId}", s.withBackend(s.peer))
 	s.mux.HandleFunc("PUT /v1/cladnet/{cladnetId}/peer/{hostId}/details", s.withBackend(s.details))
 	s.mux.HandleFunc("POST /v1/ping", s.withBackend(s.ping))
+	s.mux.HandleFunc("GET /v1/cladnet/{cladnetId}/rules", s.withBackend(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.b.Rules())
+	}))
+	s.mux.HandleFunc("PUT /v1/cladnet/{cladnetId}/rules", s.withBackend(s.putRules))
+	s.mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer/{hostId}/networkingRule", s.withBackend(s.networkingRule))
+	s.mux.HandleFunc("GET /v1/cladnet/{cladnetId}/cost", s.withBackend(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.b.Cost())
+	}))
+	s.mux.HandleFunc("GET /metrics", s.withBackend(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		s.b.WriteMetrics(w)
+	}))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -162,6 +186,29 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
+func (s *Server) putRules(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("read body: %w", err))
+		return
+	}
+	doc, err := s.b.SubmitRules(r.Context(), body)
+	if err != nil {
+		writeErr(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+func (s *Server) networkingRule(w http.ResponseWriter, r *http.Request) {
+	nr, err := s.b.NetworkingRule(r.PathValue("hostId"))
+	if err != nil {
+		writeErr(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nr)
+}
+
 func (s *Server) addressSpaces(w http.ResponseWriter, r *http.Request) {
 	var req AddressSpaceRequest
 	if err := decode(r, &req); err != nil {
@@ -219,6 +266,8 @@ func statusOf(err error) int {
 		return http.StatusForbidden
 	case errors.Is(err, ErrBadInput):
 		return http.StatusBadRequest
+	case errors.Is(err, ErrConflict):
+		return http.StatusConflict
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
 	}

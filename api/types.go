@@ -91,3 +91,35 @@ type AddressSpaces struct {
 type Error struct {
 	Error string `json:"error"`
 }
+
+// PathRule is one peer's row of the networking-rule table: where packets to
+// the peer go, and why.
+type PathRule struct {
+	HostID     string  `json:"hostId"`
+	HostName   string  `json:"hostName"`
+	PeerIP     string  `json:"peerIp"`     // the peer's overlay IP
+	SelectedIP string  `json:"selectedIp"` // the underlay address in use (or chosen)
+	PeerScope  string  `json:"peerScope"`  // intra (private path) or inter (public path)
+	State      string  `json:"state"`
+	Class      string  `json:"pathClass"`
+	PricePerGB float64 `json:"pricePerGb"`
+	Relayed    bool    `json:"relayed"`
+	Remote     string  `json:"remote,omitempty"` // multiaddr of the live packet stream
+	Reason     string  `json:"reason"`
+}
+
+// NetworkingRule is GET /v1/cladnet/{cladnetId}/peer/{hostId}/networkingRule:
+// cb-network's parallel arrays (one index per other peer), plus the richer
+// rows in "rules".
+type NetworkingRule struct {
+	CladnetID  string     `json:"cladnetId"`
+	RuleType   string     `json:"ruleType"`
+	RulesVer   uint64     `json:"rulesVersion"`
+	HostID     []string   `json:"hostId"`
+	HostName   []string   `json:"hostName"`
+	PeerIP     []string   `json:"peerIp"`
+	SelectedIP []string   `json:"selectedIp"`
+	PeerScope  []string   `json:"peerScope"`
+	State      []string   `json:"state"`
+	Rules      []PathRule `json:"rules"`
+}

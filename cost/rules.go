@@ -141,3 +141,6 @@ func (r *Rules) Clone() *Rules {
 	c.Prices = r.Prices.Clone()
 	return &c
 }
+
+// Marshal encodes the rules as JSON (signed documents travel like this).
+func (r *Rules) Marshal() ([]byte, error) { return json.Marshal(r) }

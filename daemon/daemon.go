@@ -77,6 +77,9 @@ type Member struct {
 	dev     *tun.Device
 	link    *overlay.Link
 	resv    *relay.Reserver
+	rules   *overlay.Rules
+	paths   pathPolicy
+	meter   meter
 	started time.Time
 	apiAddr string
 
@@ -124,7 +127,8 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	m := &Member{cfg: cfg, log: log, spec: spec, prefix: prefix, started: time.Now()}
+	m := &Member{cfg: cfg, log: log, spec: spec, prefix: prefix, started: time.Now(),
+		meter: meter{m: cost.NewMeter(), last: map[peer.ID]uint64{}}}
 	defer func() {
 		if err != nil {
 			m.Stop()
@@ -141,6 +145,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		Bootstrap: cfg.Bootstrap, PubSub: true, HolePunching: true, RelayFor: relayFor,
 		Blocked:    []netip.Prefix{prefix},
 		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator(spec)},
+		AllowAddr:  m.paths.allow,
 		ExtraAddrs: func() []ma.Multiaddr {
 			if resv == nil {
 				return nil
@@ -163,6 +168,10 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	}
 	resv = relay.NewReserver(m.node.Host, m.relayCandidates, m.mem.Republish, log)
 	m.resv = resv
+	if m.rules, err = overlay.StartRules(ctx, spec, m.node, stateDir, log); err != nil {
+		return nil, err
+	}
+	m.recompute()
 	m.alloc, err = ipam.NewAllocator(ipam.AllocatorConfig{
 		Spec: spec, Cert: t.Cert, Key: cfg.Key, DHT: m.node.DHT,
 		StateDir: stateDir, Requested: cfg.RequestedIP, Lease: cfg.Lease,
@@ -202,7 +211,7 @@ func (m *Member) startDataPlane() error {
 		return fmt.Errorf("data plane: %w", err)
 	}
 	m.dev = dev
-	m.link = &overlay.Link{Host: m.node.Host, IsMember: m.mem.IsMember}
+	m.link = &overlay.Link{Host: m.node.Host, IsMember: m.mem.IsMember, ConnScore: m.connScore}
 	m.engine = forward.New(dev, m.link, forward.Options{Logger: m.log})
 	m.link.Serve(m.engine)
 	m.link.WatchConns(m.engine)
@@ -222,6 +231,7 @@ func (m *Member) wait(ctx context.Context) error {
 	if m.engine != nil {
 		go func() { engineErr <- m.engine.Run(ctx) }()
 	}
+	go m.meterLoop(ctx, time.Second)
 	changes, stop := m.mem.Watch()
 	defer stop()
 	for {
@@ -243,7 +253,10 @@ func (m *Member) wait(ctx context.Context) error {
 			}
 		case <-changes:
 			m.alloc.CheckConflicts()
+			m.movePaths(ctx, m.recompute())
 			m.updateRoutes()
+		case <-m.rules.Changes():
+			m.movePaths(ctx, m.recompute())
 		}
 	}
 }
@@ -312,6 +325,9 @@ func (m *Member) Stop() {
 		if err := m.alloc.Release(ctx); err != nil {
 			m.log.Debug("release overlay address", "err", err)
 		}
+	}
+	if m.rules != nil {
+		m.rules.Close()
 	}
 	if m.mem != nil {
 		if err := m.mem.Leave(ctx); err != nil {

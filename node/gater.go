@@ -15,6 +15,10 @@ import (
 // VPN-over-VPN recursion).
 type overlayGater struct {
 	blocked []netip.Prefix
+	// allow, if set, vets each address dialled to a peer (the cost
+	// engine's path choice: a member's private address only where the
+	// two share a network).
+	allow func(peer.ID, ma.Multiaddr) bool
 }
 
 func (g *overlayGater) isBlocked(a ma.Multiaddr) bool {
@@ -39,8 +43,8 @@ func (g *overlayGater) isBlocked(a ma.Multiaddr) bool {
 }
 
 func (g *overlayGater) InterceptPeerDial(peer.ID) bool { return true }
-func (g *overlayGater) InterceptAddrDial(_ peer.ID, a ma.Multiaddr) bool {
-	return !g.isBlocked(a)
+func (g *overlayGater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
+	return !g.isBlocked(a) && (g.allow == nil || g.allow(p, a))
 }
 func (g *overlayGater) InterceptAccept(cm network.ConnMultiaddrs) bool {
 	return !g.isBlocked(cm.RemoteMultiaddr())

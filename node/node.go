@@ -60,6 +60,9 @@ type Config struct {
 	// Public marks a node on a public address (bootstrap/relay nodes): it
 	// skips reachability detection and answers AutoNAT probes for others.
 	Public bool
+	// AllowAddr, if set, vets every address dialled to a peer (cost-aware
+	// path choice). Addresses inside Blocked are refused regardless.
+	AllowAddr func(peer.ID, ma.Multiaddr) bool
 	// HolePunching enables DCUtR hole punching (members).
 	HolePunching bool
 	// RelayFor runs a circuit-v2 relay for the members of the CLADNets
@@ -114,7 +117,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
-	g := &overlayGater{blocked: cfg.Blocked}
+	g := &overlayGater{blocked: cfg.Blocked, allow: cfg.AllowAddr}
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Key),
 		libp2p.ListenAddrStrings(listen...),

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
+	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/cloud-barista/cbnode/overlay/forward"
 )
@@ -19,6 +22,11 @@ import (
 type Link struct {
 	Host     host.Host
 	IsMember func(peer.ID) bool
+	// ConnScore, if set, picks the connection a new packet stream rides:
+	// the highest-scoring existing connection (libp2p itself prefers the
+	// connection with the most streams, which would keep a stream on an
+	// old path).
+	ConnScore func(peer.ID, network.Conn) int
 
 	notifee network.Notifiee
 }
@@ -30,11 +38,55 @@ func (l *Link) OpenStream(ctx context.Context, p peer.ID) (forward.Stream, forwa
 		return nil, forward.PathInfo{}, fmt.Errorf("open packet stream to %s: not a member", p)
 	}
 	ctx = network.WithAllowLimitedConn(ctx, "cbnode-packet")
+	if c := l.bestConn(p); c != nil {
+		s, err := streamOn(ctx, c)
+		if err == nil {
+			return s, PathOf(c), nil
+		}
+	}
 	s, err := l.Host.NewStream(ctx, p, forward.ProtocolID)
 	if err != nil {
 		return nil, forward.PathInfo{}, fmt.Errorf("open packet stream to %s: %w", p, err)
 	}
 	return s, PathOf(s.Conn()), nil
+}
+
+func (l *Link) bestConn(p peer.ID) network.Conn {
+	if l.ConnScore == nil {
+		return nil
+	}
+	var best network.Conn
+	bestScore := -1
+	for _, c := range l.Host.Network().ConnsToPeer(p) {
+		if c.IsClosed() {
+			continue
+		}
+		if sc := l.ConnScore(p, c); sc > bestScore || (sc == bestScore && c.Stat().Opened.After(best.Stat().Opened)) {
+			best, bestScore = c, sc
+		}
+	}
+	return best
+}
+
+// streamOn opens a packet stream on connection c itself.
+func streamOn(ctx context.Context, c network.Conn) (network.Stream, error) {
+	s, err := c.NewStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.SetProtocol(forward.ProtocolID); err != nil {
+		s.Reset()
+		return nil, err
+	}
+	if d, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(d)
+	}
+	if err := msmux.SelectProtoOrFail(protocol.ID(forward.ProtocolID), s); err != nil {
+		s.Reset()
+		return nil, err
+	}
+	_ = s.SetDeadline(time.Time{})
+	return s, nil
 }
 
 // ResetPath implements forward.PathResetter: it closes every connection to

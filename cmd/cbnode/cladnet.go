@@ -14,6 +14,7 @@ import (
 
 	"github.com/cloud-barista/cbnode/api"
 	"github.com/cloud-barista/cbnode/cladnet"
+	"github.com/cloud-barista/cbnode/cost"
 	"github.com/cloud-barista/cbnode/internal/atomicfile"
 )
 
@@ -65,6 +66,23 @@ addresses. With --peer-id, the certificate is for a node that made its own key
 					&cli.StringFlag{Name: "out", Usage: "write the token to this file (0600) instead of stdout"},
 				},
 				Action: cladnetIssue,
+			},
+			{
+				Name:      "rules",
+				Usage:     "sign a cost-rules document for the CLADNet",
+				ArgsUsage: "NAME",
+				Description: `Reads an operator's rules file, e.g.
+  {"ruleType": "cost-prioritized",
+   "prices": {"default": {"internet": 0.09}, "providers": {"aws": {"cross-zone": 0.02}}},
+   "version": 7}
+(ruleType required; prices are overrides on the built-in list prices; version
+defaults to the current Unix time), signs it with the owner key and prints
+the signed document (or writes it with --out). Push it to any member with
+'cbnode rules push FILE': members apply the newest signed version and gossip it.`,
+				Flags: []cli.Flag{dirFlag,
+					&cli.StringFlag{Name: "file", Usage: "rules file (JSON)", Required: true},
+					&cli.StringFlag{Name: "out", Usage: "write the signed document here instead of stdout"}},
+				Action: cladnetRules,
 			},
 			{
 				Name:      "show",
@@ -179,6 +197,37 @@ func cladnetIssue(c *cli.Context) error {
 		return nil
 	}
 	fmt.Println(s)
+	return nil
+}
+
+func cladnetRules(c *cli.Context) error {
+	o, err := loadOwner(c)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(c.String("file"))
+	if err != nil {
+		return fmt.Errorf("rules file: %w", err)
+	}
+	r, err := cost.LoadRulesFile(b, o.Spec.ID, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := cost.SignRules(o.Key, r); err != nil {
+		return err
+	}
+	out, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if f := c.String("out"); f != "" {
+		if err := atomicfile.Write(f, append(out, '\n'), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "wrote rules version %d (%s) for %s to %s\n", r.Version, r.RuleType, o.Spec.Name, f)
+		return nil
+	}
+	fmt.Println(string(out))
 	return nil
 }
 

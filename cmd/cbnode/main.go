@@ -56,6 +56,9 @@ Typical use:
 			peersCommand(),
 			pingCommand(),
 			setDetailsCommand(),
+			networkingRuleCommand(),
+			rulesCommand(),
+			costCommand(),
 			ipamCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors

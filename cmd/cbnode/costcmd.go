@@ -1,0 +1,146 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cloud-barista/cbnode/api"
+	"github.com/cloud-barista/cbnode/cost"
+)
+
+func rulesCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "rules",
+		Usage: "show or push the CLADNet's cost rules",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "show",
+				Usage: "print the rules in force on this node",
+				Flags: []cli.Flag{apiFlag},
+				Action: func(c *cli.Context) error {
+					cl := client(c)
+					id, err := cladnetID(c.Context, cl)
+					if err != nil {
+						return err
+					}
+					var raw json.RawMessage
+					if err := cl.Do(c.Context, http.MethodGet, "/v1/cladnet/"+id+"/rules", nil, &raw); err != nil {
+						return err
+					}
+					_, err = os.Stdout.Write(raw)
+					return err
+				},
+			},
+			{
+				Name:      "push",
+				Usage:     "hand a signed rules document to this node, which applies and gossips it",
+				ArgsUsage: "SIGNED-RULES.json",
+				Flags:     []cli.Flag{apiFlag},
+				Action: func(c *cli.Context) error {
+					f, err := oneArg(c, "signed rules file (from 'cbnode cladnet rules')")
+					if err != nil {
+						return err
+					}
+					b, err := os.ReadFile(f)
+					if err != nil {
+						return fmt.Errorf("rules: %w", err)
+					}
+					var doc json.RawMessage = b
+					if !json.Valid(b) {
+						return fmt.Errorf("rules: %s is not JSON", f)
+					}
+					cl := client(c)
+					id, err := cladnetID(c.Context, cl)
+					if err != nil {
+						return err
+					}
+					var r cost.Rules
+					if err := cl.Do(c.Context, http.MethodPut, "/v1/cladnet/"+id+"/rules", doc, &r); err != nil {
+						return err
+					}
+					fmt.Printf("applied rules version %d (%s); spreading to the members\n", r.Version, r.RuleType)
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func costCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "cost",
+		Usage: "what this node's traffic cost so far, and what the basic rule would have cost",
+		Flags: []cli.Flag{apiFlag, jsonFlag},
+		Action: func(c *cli.Context) error {
+			cl := client(c)
+			id, err := cladnetID(c.Context, cl)
+			if err != nil {
+				return err
+			}
+			var rep cost.Report
+			if err := cl.Do(c.Context, http.MethodGet, "/v1/cladnet/"+id+"/cost", nil, &rep); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(rep)
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(w, "PEER\tPATH CLASS\tSENT\tSPENT\tBASIC WOULD COST\tSAVED")
+			for _, p := range rep.Peers {
+				classes := make([]string, 0, len(p.Classes))
+				for cl := range p.Classes {
+					classes = append(classes, string(cl))
+				}
+				sort.Strings(classes)
+				for _, cl := range classes {
+					u := p.Classes[cost.Class(cl)]
+					fmt.Fprintf(w, "%s\t%s\t%s\t$%.6f\t$%.6f\t$%.6f\n", p.Peer, cl, bytesStr(u.Bytes), u.SpentUSD, u.BasicUSD, u.SavedUSD)
+				}
+			}
+			t := rep.Total
+			fmt.Fprintf(w, "TOTAL\t\t%s\t$%.6f\t$%.6f\t$%.6f\n", bytesStr(t.Bytes), t.SpentUSD, t.BasicUSD, t.SavedUSD)
+			return w.Flush()
+		},
+	}
+}
+
+func networkingRuleCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "networking-rule",
+		Usage: "this node's path to every peer: underlay address, scope, class, price and why",
+		Flags: []cli.Flag{apiFlag, jsonFlag},
+		Action: func(c *cli.Context) error {
+			cl := client(c)
+			var st api.Status
+			if err := cl.Do(c.Context, http.MethodGet, "/v1/status", nil, &st); err != nil {
+				return err
+			}
+			var nr api.NetworkingRule
+			path := "/v1/cladnet/" + st.CladnetID + "/peer/" + url.PathEscape(st.PeerID) + "/networkingRule"
+			if err := cl.Do(c.Context, http.MethodGet, path, nil, &nr); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(nr)
+			}
+			fmt.Printf("rule type %s (rules version %d)\n", nr.RuleType, nr.RulesVer)
+			w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(w, "HOST\tPEER IP\tSELECTED IP\tSCOPE\tCLASS\t$/GB\tREASON")
+			for _, r := range nr.Rules {
+				sel := r.SelectedIP
+				if r.Relayed {
+					sel = "relayed"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%g\t%s\n", r.HostName, r.PeerIP, sel, r.PeerScope, r.Class, r.PricePerGB, r.Reason)
+			}
+			return w.Flush()
+		},
+	}
+}
