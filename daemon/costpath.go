@@ -23,6 +23,10 @@ import (
 // may be dialled.
 type pathPolicy struct {
 	table atomic.Pointer[map[peer.ID]peerPath]
+	// privateOnly marks peers being dialled on their private path: the
+	// gater then refuses their public addresses for that dial.
+	privateOnly sync.Map // peer.ID → struct{}
+	retry       sync.Map // peer.ID → retryAt
 }
 
 type peerPath struct {
@@ -47,8 +51,12 @@ func (v peerPath) allowPrivate() bool { return v.d.Private || v.lan }
 // allow is the gater hook.
 func (pp *pathPolicy) allow(p peer.ID, a ma.Multiaddr) bool {
 	v, member := pp.get(p)
-	if !member || !isPrivateAddr(a) {
-		return true // not a member (bootstrap, relay), or a public / relay address
+	if !member {
+		return true // not a member: bootstrap, relay
+	}
+	if !isPrivateAddr(a) {
+		_, only := pp.privateOnly.Load(p)
+		return !only
 	}
 	return v.allowPrivate()
 }
@@ -91,8 +99,9 @@ func (m *Member) recompute() []peer.ID {
 	var changed []peer.ID
 	if old := m.paths.table.Load(); old != nil {
 		for id, v := range next {
-			if o, ok := (*old)[id]; ok && o.allowPrivate() != v.allowPrivate() {
+			if o, ok := (*old)[id]; ok && (o.allowPrivate() != v.allowPrivate() || o.wantsPrivate() != v.wantsPrivate()) {
 				changed = append(changed, id)
+				m.paths.retry.Delete(id) // a new decision is tried at once
 			}
 		}
 	}
@@ -100,37 +109,99 @@ func (m *Member) recompute() []peer.ID {
 	return changed
 }
 
-// movePaths moves each changed peer's connection to the newly chosen path
-// without stopping the overlay traffic: dial the allowed path, move the
-// packet stream onto it, then close the connections that no longer fit.
-func (m *Member) movePaths(ctx context.Context, peers []peer.ID) {
-	for _, p := range peers {
-		go func(p peer.ID) {
-			h := m.node.Host
-			v, _ := m.paths.get(p)
-			m.log.Info("path choice changed", "peer", v.host, "private", v.allowPrivate(), "reason", v.d.Reason)
-			dctx, cancel := context.WithTimeout(network.WithForceDirectDial(ctx, "cost path change"), 10*time.Second)
-			_, err := h.Network().DialPeer(dctx, p)
-			cancel()
-			if err != nil {
-				m.log.Warn("dial the newly chosen path", "peer", v.host, "err", err)
-				return
-			}
-			if m.engine != nil {
-				m.engine.Rehome(p)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(2 * time.Second): // let the stream move first
-			}
-			for _, c := range h.Network().ConnsToPeer(p) {
-				if !m.paths.connAllowed(p, c) {
-					m.log.Info("closing connection on the old path", "peer", v.host, "remote", c.RemoteMultiaddr())
-					_ = c.Close()
-				}
-			}
-		}(p)
+// wantsPrivate: the rules chose p's private path (a plain LAN has no
+// preference: libp2p's own ranking already tries private addresses first).
+func (v peerPath) wantsPrivate() bool { return v.d.Private }
+
+// streamPrivate reports whether the packet stream to p runs over a private
+// address, and whether there is a stream at all.
+func (m *Member) streamPrivate(p peer.ID) (private, up bool) {
+	if m.engine == nil {
+		for _, c := range m.node.Host.Network().ConnsToPeer(p) {
+			return isPrivateAddr(c.RemoteMultiaddr()), true
+		}
+		return false, false
+	}
+	st, ok := m.engine.Stats(p)
+	if !ok || !st.StreamUp {
+		return false, false
+	}
+	a, err := ma.NewMultiaddr(st.Path.Remote)
+	return err == nil && isPrivateAddr(a), true
+}
+
+// enforcePaths moves every member whose packet stream is not on the chosen
+// path: to its private address where the rules chose it, off it where they
+// no longer allow it. Attempts per peer back off (a private path that does
+// not answer is retried every few minutes at most).
+func (m *Member) enforcePaths(ctx context.Context) {
+	t := m.paths.table.Load()
+	if t == nil {
+		return
+	}
+	now := time.Now()
+	for p, v := range *t {
+		private, up := m.streamPrivate(p)
+		if !up {
+			continue
+		}
+		move := (v.wantsPrivate() && !private) || (!v.allowPrivate() && private)
+		if !move {
+			m.paths.retry.Delete(p)
+			continue
+		}
+		if next, ok := m.paths.retry.Load(p); ok && now.Before(next.(retryAt).at) {
+			continue
+		}
+		var b time.Duration = 5 * time.Second
+		if prev, ok := m.paths.retry.Load(p); ok {
+			b = min(2*prev.(retryAt).backoff, 5*time.Minute)
+		}
+		m.paths.retry.Store(p, retryAt{at: now.Add(b), backoff: b})
+		go m.movePath(ctx, p, v)
+	}
+}
+
+type retryAt struct {
+	at      time.Time
+	backoff time.Duration
+}
+
+// movePath moves p's connection to the chosen path. libp2p reuses an
+// existing connection rather than dial a second one, so the connections on
+// the old path are closed first and the peer redialled with the gater
+// admitting only the chosen path; the packet stream reopens on the new
+// connection within a round trip or two, and the overlay's own TCP flows
+// ride out the gap. If the chosen path does not answer, the peer is
+// redialled on any allowed path and the move retried later.
+func (m *Member) movePath(ctx context.Context, p peer.ID, v peerPath) {
+	h := m.node.Host
+	m.log.Info("moving to the chosen path", "peer", v.host, "private", v.wantsPrivate(), "reason", v.d.Reason)
+	if v.wantsPrivate() {
+		m.paths.privateOnly.Store(p, struct{}{})
+	}
+	for _, c := range h.Network().ConnsToPeer(p) {
+		if v.wantsPrivate() != isPrivateAddr(c.RemoteMultiaddr()) || !m.paths.connAllowed(p, c) {
+			_ = c.Close()
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	c, err := h.Network().DialPeer(dctx, p)
+	cancel()
+	m.paths.privateOnly.Delete(p)
+	if err != nil {
+		m.log.Warn("the chosen path does not answer; using any allowed path", "peer", v.host, "err", err)
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = h.Network().DialPeer(dctx, p)
+		cancel()
+		if err != nil {
+			m.log.Warn("redial", "peer", v.host, "err", err)
+		}
+		return
+	}
+	m.log.Info("on the chosen path", "peer", v.host, "remote", c.RemoteMultiaddr())
+	if m.engine != nil {
+		m.engine.Rehome(p)
 	}
 }
 

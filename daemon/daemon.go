@@ -232,6 +232,8 @@ func (m *Member) wait(ctx context.Context) error {
 		go func() { engineErr <- m.engine.Run(ctx) }()
 	}
 	go m.meterLoop(ctx, time.Second)
+	enforce := time.NewTicker(2 * time.Second)
+	defer enforce.Stop()
 	changes, stop := m.mem.Watch()
 	defer stop()
 	for {
@@ -253,10 +255,15 @@ func (m *Member) wait(ctx context.Context) error {
 			}
 		case <-changes:
 			m.alloc.CheckConflicts()
-			m.movePaths(ctx, m.recompute())
+			if len(m.recompute()) > 0 {
+				m.enforcePaths(ctx)
+			}
 			m.updateRoutes()
 		case <-m.rules.Changes():
-			m.movePaths(ctx, m.recompute())
+			m.recompute()
+			m.enforcePaths(ctx)
+		case <-enforce.C:
+			m.enforcePaths(ctx)
 		}
 	}
 }

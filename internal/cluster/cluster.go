@@ -33,7 +33,8 @@ type Options struct {
 	Heartbeat time.Duration
 	JoinArgs  []string // extra flags for every 'cbnode join'
 	LogLevel  string
-	Relay     bool // the bootstrap node relays for the lab's CLADNet
+	Relay     bool   // the bootstrap node relays for the lab's CLADNet
+	RuleType  string // the CLADNet's rule type (default basic)
 }
 
 // Cluster is a running lab.
@@ -125,6 +126,9 @@ func NewLab(ctx context.Context, bin string, o Options) (*Cluster, error) {
 	if o.LogLevel == "" {
 		o.LogLevel = "info"
 	}
+	if o.RuleType == "" {
+		o.RuleType = "basic"
+	}
 	dir, err := os.MkdirTemp("", "cbnode-cluster-")
 	if err != nil {
 		return nil, err
@@ -135,7 +139,7 @@ func NewLab(ctx context.Context, bin string, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{Lab: lab, Bin: bin, Dir: dir, opts: o}
-	out, err := exec.CommandContext(ctx, bin, "cladnet", "create", "lab", "--dir", c.cladnetDir(), "--cidr", o.CIDR).Output()
+	out, err := exec.CommandContext(ctx, bin, "cladnet", "create", "lab", "--dir", c.CladnetDir(), "--cidr", o.CIDR, "--rule-type", o.RuleType).Output()
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("cladnet create: %w", err)
@@ -151,7 +155,8 @@ func NewLab(ctx context.Context, bin string, o Options) (*Cluster, error) {
 	return c, nil
 }
 
-func (c *Cluster) cladnetDir() string { return filepath.Join(c.Dir, "cladnets") }
+// CladnetDir is where the lab's CLADNet (owner key, spec) lives.
+func (c *Cluster) CladnetDir() string { return filepath.Join(c.Dir, "cladnets") }
 
 // AddHost makes a host attached to sw at the sw's idx-th address.
 func (c *Cluster) AddHost(name string, sw *netlab.Switch, idx int) (*Node, error) {
@@ -170,7 +175,7 @@ func (c *Cluster) AddHost(name string, sw *netlab.Switch, idx int) (*Node, error
 // a member; start it with Start.
 func (c *Cluster) AddMember(ctx context.Context, n *Node) error {
 	n.TokenFile = filepath.Join(c.Dir, n.Name+".token")
-	if out, err := exec.CommandContext(ctx, c.Bin, "cladnet", "issue", "lab", "--dir", c.cladnetDir(), "--host", n.Name,
+	if out, err := exec.CommandContext(ctx, c.Bin, "cladnet", "issue", "lab", "--dir", c.CladnetDir(), "--host", n.Name,
 		"--bootstrap", c.BootAddr, "--out", n.TokenFile).CombinedOutput(); err != nil {
 		return fmt.Errorf("cladnet issue: %w: %s", err, out)
 	}
@@ -350,4 +355,9 @@ func Check() error {
 		return fmt.Errorf("the lab needs iproute2's ip: %w", err)
 	}
 	return nil
+}
+
+// CLIJSON runs 'cbnode args... --json' on n and decodes the answer.
+func (n *Node) CLIJSON(ctx context.Context, out any, args ...string) error {
+	return n.cliJSON(ctx, out, args...)
 }
