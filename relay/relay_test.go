@@ -1,0 +1,95 @@
+package relay
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+
+	"github.com/cloud-barista/cbnode/cladnet"
+)
+
+func newHost(t *testing.T) (host.Host, crypto.PrivKey) {
+	t.Helper()
+	k, _, _ := crypto.GenerateEd25519Key(nil)
+	h, err := libp2p.New(libp2p.Identity(k), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h, k
+}
+
+func owner(t *testing.T, name string) *cladnet.Owner {
+	t.Helper()
+	o, err := cladnet.Create(t.TempDir(), name, "", "", "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// member makes a host that shows a certificate signed by signer for spec.
+func member(t *testing.T, spec *cladnet.Spec, signer *cladnet.Owner, ttl time.Duration) host.Host {
+	t.Helper()
+	h, _ := newHost(t)
+	c, err := cladnet.SignCertificate(signer.Key, spec, h.ID(), "m", nil, time.Now(), ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ServeCert(h, c)
+	return h
+}
+
+func reserve(t *testing.T, h, r host.Host) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.Connect(ctx, peer.AddrInfo{ID: r.ID(), Addrs: r.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := client.Reserve(ctx, h, peer.AddrInfo{ID: r.ID(), Addrs: r.Addrs()})
+	return err
+}
+
+func TestRelayServesOnlyAllowedMembers(t *testing.T) {
+	a, b := owner(t, "alpha"), owner(t, "beta")
+	rh, _ := newHost(t)
+	if _, err := Start(rh, []string{a.Spec.OwnerKey}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := reserve(t, member(t, a.Spec, a, time.Hour), rh); err != nil {
+		t.Fatalf("member of an allowed CLADNet refused: %v", err)
+	}
+	for name, h := range map[string]host.Host{
+		"member of a CLADNet not allowed here":       member(t, b.Spec, b, time.Hour),
+		"certificate forged for the allowed CLADNet": member(t, a.Spec, b, time.Hour),
+		"expired certificate":                        member(t, a.Spec, a, time.Nanosecond),
+		"no certificate at all":                      func() host.Host { h, _ := newHost(t); return h }(),
+	} {
+		err := reserve(t, h, rh)
+		var re client.ReservationError
+		if err == nil {
+			t.Errorf("%s: reservation granted", name)
+		} else if !errors.As(err, &re) {
+			t.Errorf("%s: unexpected error %v", name, err)
+		}
+	}
+}
+
+func TestStartRefusesOpenRelay(t *testing.T) {
+	rh, _ := newHost(t)
+	if _, err := Start(rh, nil, nil); err == nil {
+		t.Fatal("a relay without owner keys (an open proxy) was started")
+	}
+	if _, _, err := ParseOwnerKey(base64.StdEncoding.EncodeToString([]byte("short"))); err == nil {
+		t.Fatal("a malformed owner key was accepted")
+	}
+}
