@@ -46,18 +46,7 @@ func newCostLab(t *testing.T) *costLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range append([]*cluster.Node{c.Boot}, c.Nodes...) {
-				if n != nil && n.Proc != nil {
-					t.Logf("--- %s log (tail):\n%s", n.Name, tail(n.Proc.Output(), 5000))
-				}
-			}
-		}
-		if err := c.Close(); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
+	cleanupLab(t, c)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {

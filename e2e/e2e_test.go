@@ -60,10 +60,21 @@ func newCluster(t *testing.T, nodes int) *cluster.Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cleanupLab(t, c)
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, c)
+	return c
+}
+
+// cleanupLab removes the lab when the test ends, first printing each
+// node's log if the test failed.
+func cleanupLab(t *testing.T, c *cluster.Cluster) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range append([]*cluster.Node{c.Boot}, c.Nodes...) {
-				if n.Proc != nil {
+				if n != nil && n.Proc != nil {
 					t.Logf("--- %s log (tail):\n%s", n.Name, tail(n.Proc.Output(), 6000))
 				}
 			}
@@ -72,11 +83,6 @@ func newCluster(t *testing.T, nodes int) *cluster.Cluster {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
-	if err := c.StartAll(); err != nil {
-		t.Fatal(err)
-	}
-	converge(t, c)
-	return c
 }
 
 func tail(b []byte, n int) []byte {

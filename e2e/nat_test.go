@@ -49,18 +49,7 @@ func newNATLab(t *testing.T) *natLab {
 		t.Fatal(err)
 	}
 	l := &natLab{c: c}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range append([]*cluster.Node{c.Boot}, c.Nodes...) {
-				if n != nil && n.Proc != nil {
-					t.Logf("--- %s log (tail):\n%s", n.Name, tail(n.Proc.Output(), 4000))
-				}
-			}
-		}
-		if err := c.Close(); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
+	cleanupLab(t, c)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
