@@ -323,15 +323,22 @@ func (m *Member) updateRoutes() {
 	m.engine.SetRoutes(routes)
 }
 
-// Stop leaves the CLADNet gracefully and releases everything.
+// Stop leaves the CLADNet gracefully and releases everything. The address
+// release (a DHT write) and the leave announcement run side by side within
+// two seconds, so a service manager's stop timeout is never reached.
 func (m *Member) Stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	m.log.Info("leaving CLADNet", "cladnet", m.spec.Name)
+	var wg sync.WaitGroup
 	if m.alloc != nil {
-		if err := m.alloc.Release(ctx); err != nil {
-			m.log.Debug("release overlay address", "err", err)
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.alloc.Release(ctx); err != nil {
+				m.log.Debug("release overlay address", "err", err)
+			}
+		}()
 	}
 	if m.rules != nil {
 		m.rules.Close()
@@ -341,6 +348,7 @@ func (m *Member) Stop() {
 			m.log.Debug("leave", "err", err)
 		}
 	}
+	wg.Wait()
 	if m.link != nil {
 		m.link.Stop()
 	}
