@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,10 +10,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cloud-barista/cbnode/cost"
 	"github.com/cloud-barista/cbnode/ipam"
+)
+
+// The OpenAPI description and the status page are served as they are.
+var (
+	//go:embed openapi.json
+	openAPI []byte
+	//go:embed ui.html
+	uiPage []byte
 )
 
 // DefaultAddr is where the local API listens.
@@ -82,13 +92,58 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		s.b.WriteMetrics(w)
 	}))
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	s.mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	})
+	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'")
+		_, _ = w.Write(uiPage)
 	})
 	return s
 }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(&jsonErrors{ResponseWriter: w, r: r}, r)
+}
+
+// jsonErrors turns the mux's own plain-text errors (404 no such endpoint,
+// 405 wrong method) into the API's {"error": "..."} bodies.
+type jsonErrors struct {
+	http.ResponseWriter
+	r        *http.Request
+	swallow  bool
+	answered bool
+}
+
+func (j *jsonErrors) WriteHeader(code int) {
+	if j.answered {
+		return
+	}
+	j.answered = true
+	if code >= 400 && strings.HasPrefix(j.Header().Get("Content-Type"), "text/plain") {
+		j.swallow = true
+		msg := fmt.Sprintf("no such endpoint: %s %s", j.r.Method, j.r.URL.Path)
+		if code == http.StatusMethodNotAllowed {
+			msg = fmt.Sprintf("method %s not allowed on %s (allowed: %s)", j.r.Method, j.r.URL.Path, j.Header().Get("Allow"))
+		}
+		j.Header().Del("X-Content-Type-Options")
+		writeErr(j.ResponseWriter, code, errors.New(msg))
+		return
+	}
+	j.ResponseWriter.WriteHeader(code)
+}
+
+func (j *jsonErrors) Write(b []byte) (int, error) {
+	if !j.answered {
+		j.WriteHeader(http.StatusOK)
+	}
+	if j.swallow {
+		return len(b), nil
+	}
+	return j.ResponseWriter.Write(b)
+}
 
 // Serve listens on addr until ctx ends.
 func (s *Server) Serve(ctx context.Context, addr string) (net.Addr, <-chan error, error) {
