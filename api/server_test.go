@@ -17,7 +17,9 @@ type fakeBackend struct{ details cost.CloudInfo }
 func (f *fakeBackend) Status() Status {
 	return Status{PeerID: "12D3self", HostName: "vm1", CladnetID: "cnabc", Cladnet: "lab"}
 }
-func (f *fakeBackend) Peers() []Peer { return []Peer{{HostID: "12D3self", HostName: "vm1", Self: true}} }
+func (f *fakeBackend) Peers() []Peer {
+	return []Peer{{HostID: "12D3self", HostName: "vm1", Self: true}}
+}
 func (f *fakeBackend) Peer(id string) (Peer, bool) {
 	if id == "vm1" || id == "12D3self" {
 		return f.Peers()[0], true
@@ -31,12 +33,16 @@ func (f *fakeBackend) SetDetails(id string, c cost.CloudInfo) (Peer, error) {
 	f.details = c
 	return Peer{HostName: "vm1", Details: c}, nil
 }
-func (f *fakeBackend) Ping(context.Context, string) (PingResult, error) { return PingResult{}, ErrNotFound }
+func (f *fakeBackend) Ping(context.Context, string) (PingResult, error) {
+	return PingResult{}, ErrNotFound
+}
 func (f *fakeBackend) Rules() any                                       { return map[string]string{"ruleType": "basic"} }
 func (f *fakeBackend) SubmitRules(context.Context, []byte) (any, error) { return nil, ErrBadInput }
-func (f *fakeBackend) NetworkingRule(string) (NetworkingRule, error)    { return NetworkingRule{}, ErrForbidden }
-func (f *fakeBackend) Cost() any                                        { return cost.Report{} }
-func (f *fakeBackend) WriteMetrics(w io.Writer)                         { io.WriteString(w, "cbnode_members 1\n") }
+func (f *fakeBackend) NetworkingRule(string) (NetworkingRule, error) {
+	return NetworkingRule{}, ErrForbidden
+}
+func (f *fakeBackend) Cost() any                { return cost.Report{} }
+func (f *fakeBackend) WriteMetrics(w io.Writer) { io.WriteString(w, "cbnode_members 1\n") }
 
 func TestServer(t *testing.T) {
 	b := &fakeBackend{}
