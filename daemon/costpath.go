@@ -207,7 +207,7 @@ func (m *Member) movePath(ctx context.Context, p peer.ID, v peerPath) {
 
 // connScore ranks connections to p for the packet stream: paths the policy
 // allows first, then the preferred kind (private when chosen), direct before
-// relayed, then the newest.
+// relayed, TCP before QUIC, then the newest.
 func (m *Member) connScore(p peer.ID, c network.Conn) int {
 	score := 0
 	if m.paths.connAllowed(p, c) {
@@ -217,8 +217,12 @@ func (m *Member) connScore(p peer.ID, c network.Conn) int {
 	if v.allowPrivate() == isPrivateAddr(c.RemoteMultiaddr()) {
 		score += 4
 	}
-	if !overlay.PathOf(c).Relayed {
+	path := overlay.PathOf(c)
+	if !path.Relayed {
 		score += 2
+	}
+	if path.Transport == "tcp" { // carries packets best (bench/dataplane.md)
+		score++
 	}
 	return score
 }

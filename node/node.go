@@ -128,6 +128,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Security(tls.ID, tls.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionManager(cm),
+		libp2p.DialRanker(rankAddrs),
 		libp2p.ConnectionGater(g),
 		libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
 			if cfg.ExtraAddrs != nil {
