@@ -19,8 +19,10 @@
 // every frame (length, IPv4 header, inner source address against the
 // sending peer's overlay addresses) and writes good packets to the device.
 //
-// Liveness: idle writers send Keepalive frames, writers reopen their
-// stream when nothing has been received for Options.DeadAfter, failed
+// Liveness: keepalives are passive (a writer answers received data it has
+// nothing to send back to with a Keepalive frame; idle pairs stay silent),
+// writers reopen their stream when data they sent stayed unanswered for
+// Options.DeadAfter, failed
 // dials and writes are retried with exponential backoff, and Rehome moves
 // a peer to a better connection without losing queued packets. Ping
 // measures round trips with Probe/ProbeReply frames.

@@ -197,7 +197,11 @@ func (e *Engine) receive(p peer.ID, s Stream) error {
 			rt, ps = cur, cur.peers[p] // re-resolve only when routes change
 		}
 		if ps != nil {
-			ps.c.lastRecv.Store(e.nanotime())
+			now := e.nanotime()
+			ps.c.lastRecv.Store(now)
+			if typ != FrameKeepalive {
+				ps.c.lastRecvData.Store(now)
+			}
 		}
 		if n > e.maxPayload {
 			// The payload would not fit any buffer; framing is lost.

@@ -448,33 +448,72 @@ func TestPing(t *testing.T) {
 	a.dialer.fail.Store(false)
 }
 
-func TestKeepalive(t *testing.T) {
+func TestKeepaliveIsPassive(t *testing.T) {
 	nodes, _ := newMesh(t, 2, Options{KeepaliveInterval: 20 * time.Millisecond})
 	a, b := nodes[0], nodes[1]
-	eventually(t, 2*time.Second, "keepalives", func() bool {
-		return mustStats(t, a.e, b.id).KeepalivesSent >= 5 && mustStats(t, b.e, a.id).KeepalivesRecv >= 5
+	eventually(t, 2*time.Second, "streams up", func() bool {
+		return mustStats(t, a.e, b.id).StreamUp && mustStats(t, b.e, a.id).StreamUp
+	})
+	// An idle pair exchanges nothing: no keepalive chatter.
+	time.Sleep(10 * 20 * time.Millisecond)
+	if ka := mustStats(t, a.e, b.id).KeepalivesSent + mustStats(t, b.e, a.id).KeepalivesSent; ka != 0 {
+		t.Fatalf("%d keepalives between idle peers", ka)
+	}
+	if a.e.PathDead(b.id) {
+		t.Fatal("an idle path is reported dead")
+	}
+	// Data from a, nothing to send back: b answers with a keepalive.
+	a.dev.inject(t, ipv4Packet(a.ip, b.ip, 100, 1))
+	b.dev.recv(t)
+	eventually(t, 2*time.Second, "keepalive answers data", func() bool {
+		return mustStats(t, b.e, a.id).KeepalivesSent >= 1 && mustStats(t, a.e, b.id).KeepalivesRecv >= 1
 	})
 	s := mustStats(t, a.e, b.id)
-	if s.TxPackets != 0 || s.Reconnects != 0 || s.PathDead || s.LastRecv.IsZero() {
-		t.Fatalf("idle stats = %+v", s)
+	if s.Reconnects != 0 || s.PathDead {
+		t.Fatalf("stats after an answered packet = %+v", s)
+	}
+	// And then silence again.
+	before := mustStats(t, b.e, a.id).KeepalivesSent
+	time.Sleep(10 * 20 * time.Millisecond)
+	if after := mustStats(t, b.e, a.id).KeepalivesSent; after != before {
+		t.Fatalf("keepalives went on after one answer: %d -> %d", before, after)
 	}
 }
 
 func TestDeadPathReopens(t *testing.T) {
 	nodes, _ := newMesh(t, 2, Options{KeepaliveInterval: 10 * time.Millisecond})
 	a, b := nodes[0], nodes[1]
-	// B stops sending to A: A hears nothing and must reopen its stream.
+	// B stops answering A; A keeps sending data, hears nothing back and
+	// must reopen its stream.
 	b.e.SetRoutes(nil)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	defer func() { close(stop); <-done }()
+	go func() {
+		defer close(done)
+		for seq := uint32(0); ; seq++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+				select {
+				case a.dev.in <- ipv4Packet(a.ip, b.ip, 100, seq):
+				case <-stop:
+					return
+				}
+			}
+		}
+	}()
 	eventually(t, 3*time.Second, "dead path reconnects", func() bool {
 		return mustStats(t, a.e, b.id).Reconnects >= 2
 	})
 	if !a.e.PathDead(b.id) {
-		t.Fatal("PathDead = false for a silent peer")
+		t.Fatal("PathDead = false for a peer that does not answer")
 	}
 	if !a.e.PathDead(peer.ID("nobody")) {
 		t.Fatal("PathDead = false for an unknown peer")
 	}
-	// B routes to A again: keepalives flow and the path recovers.
+	// B routes to A again: it answers and the path recovers.
 	b.e.SetRoutes(map[netip.Addr]peer.ID{a.ip: a.id})
 	eventually(t, 3*time.Second, "path alive", func() bool { return !a.e.PathDead(b.id) })
 }

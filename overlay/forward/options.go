@@ -27,11 +27,12 @@ type Options struct {
 	// together are written to the stream in one Write of at most this many
 	// bytes (default 256 KiB, minimum one maximum-size frame).
 	BatchBytes int
-	// KeepaliveInterval: a writer that sent nothing for this long sends a
-	// Keepalive frame (default 2 s).
+	// KeepaliveInterval: a writer that received data from its peer and
+	// sent nothing back for this long sends a Keepalive frame (default
+	// 2 s). Idle pairs send nothing.
 	KeepaliveInterval time.Duration
-	// DeadAfter: if nothing was received from a peer for this long while
-	// we have a stream to it, the writer reopens its stream (default 3x
+	// DeadAfter: if data or probes sent to a peer got no frame back for
+	// this long, the writer reopens its stream (default 3x
 	// KeepaliveInterval). Also used as the write timeout on streams that
 	// support write deadlines.
 	DeadAfter time.Duration

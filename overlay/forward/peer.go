@@ -60,13 +60,11 @@ func (ps *peerState) sendControl(t FrameType, payload []byte) bool {
 // stop asks the writer to exit; it closes its stream and discards the queue.
 func (ps *peerState) stop() { ps.cancel() }
 
-// pathDead reports whether nothing was received for DeadAfter.
+// pathDead reports whether data sent to the peer has gone unanswered (no
+// frame at all came back) for DeadAfter. An idle pair is not dead.
 func (ps *peerState) pathDead(now time.Time) bool {
-	ref := ps.c.lastRecv.Load()
-	if ref == 0 {
-		ref = ps.created
-	}
-	return ps.e.nanotimeAt(now)-ref >= int64(ps.e.opts.DeadAfter)
+	ws := ps.c.waitingSince.Load()
+	return ws != 0 && ps.c.lastRecv.Load() < ws && ps.e.nanotimeAt(now)-ws >= int64(ps.e.opts.DeadAfter)
 }
 
 // Rehome tells p's writer that a better connection exists: the writer
@@ -229,6 +227,13 @@ func (w *writer) flush() bool {
 	}
 	c := &w.ps.c
 	c.txWrites.Add(1)
+	if w.batchPkts != 0 || w.batchP != 0 {
+		// Data now awaits an answer; an older unanswered write keeps
+		// its earlier start.
+		if ws := c.waitingSince.Load(); ws == 0 || c.lastRecv.Load() >= ws {
+			c.waitingSince.Store(now)
+		}
+	}
 	if w.batchPkts != 0 {
 		c.txPackets.Add(w.batchPkts)
 		c.txBytes.Add(w.batchBytes)
@@ -247,19 +252,32 @@ func (w *writer) flush() bool {
 }
 
 // housekeeping runs on every tick: dead-path detection and keepalives.
+//
+// Keepalives are passive, as in WireGuard: a peer that sent us data and
+// heard nothing back for KeepaliveInterval gets a keepalive, so it knows the
+// path works; an idle pair exchanges nothing at all (a CLADNet of a thousand
+// nodes would otherwise spend most of its idle traffic on keepalives). A
+// path is dead when data or probes we sent stayed unanswered — no frame of
+// any kind back — for DeadAfter; the writer then reopens its stream and
+// asks the node layer to drop the connection underneath.
 func (w *writer) housekeeping(tickEvery time.Duration) {
 	now := w.e.nanotime()
-	ref := max(w.ps.c.lastRecv.Load(), w.openedAt)
-	if now-ref >= int64(w.opts.DeadAfter) {
-		w.e.log.Info("path dead, reopening stream", "peer", w.ps.id,
-			"silent", time.Duration(now-ref))
-		w.dropStream() // reconnect at once, no backoff
-		if r, ok := w.e.dialer.(PathResetter); ok {
-			r.ResetPath(w.ps.id)
+	c := &w.ps.c
+	lastRecv := c.lastRecv.Load()
+	if ws := c.waitingSince.Load(); ws != 0 {
+		if lastRecv >= ws {
+			c.waitingSince.Store(0) // answered
+		} else if since := max(ws, w.openedAt); now-since >= int64(w.opts.DeadAfter) {
+			w.e.log.Info("path dead, reopening stream", "peer", w.ps.id,
+				"unanswered", time.Duration(now-ws))
+			w.dropStream() // reconnect at once, no backoff
+			if r, ok := w.e.dialer.(PathResetter); ok {
+				r.ResetPath(w.ps.id)
+			}
+			return
 		}
-		return
 	}
-	if now-w.lastSend >= int64(w.opts.KeepaliveInterval-tickEvery/2) {
+	if c.lastRecvData.Load() > w.lastSend && now-w.lastSend >= int64(w.opts.KeepaliveInterval-tickEvery/2) {
 		w.buf = appendKeepalive(w.buf)
 		w.batchKA++
 		w.flush()

@@ -89,6 +89,9 @@ type peerCounters struct {
 	dialFailures   atomic.Uint64
 	rehomes        atomic.Uint64
 	path           atomic.Pointer[PathInfo] // nil while no outbound stream
+	// waitingSince is the engine nanotime of the oldest data or probe
+	// write not yet answered by any frame from the peer; 0 = none.
+	waitingSince atomic.Int64
 
 	_ cacheLinePad
 
@@ -97,6 +100,7 @@ type peerCounters struct {
 	rxBytes        atomic.Uint64
 	keepalivesRecv atomic.Uint64
 	lastRecv       atomic.Int64 // engine nanotime of the last frame received; 0 = never
+	lastRecvData   atomic.Int64 // ... of the last data, probe or probe-reply frame
 
 	_ cacheLinePad
 
