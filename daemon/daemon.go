@@ -288,7 +288,7 @@ func (m *Member) setIP(ip netip.Addr) error {
 	if m.engine != nil {
 		m.engine.SetLocal(ip)
 	}
-	m.mem.SetOverlayIP(ip)
+	m.mem.SetOverlayIP(ip, m.alloc.ClaimedAt())
 	state := overlay.StateConfiguring
 	if ip.IsValid() && (m.dev != nil || !m.cfg.TUN) {
 		state = overlay.StateTunneling
@@ -394,8 +394,22 @@ func (m *Member) relayCandidates() []peer.AddrInfo {
 	return out
 }
 
-// memberIPs shows IPAM the overlay addresses other members announce.
+// memberIPs shows IPAM the overlay addresses other members announce, with
+// their claim times (ipam.ClaimView).
 type memberIPs struct{ mem *overlay.Membership }
+
+func (v memberIPs) MemberClaims() []ipam.MemberClaim {
+	var out []ipam.MemberClaim
+	for _, mem := range v.mem.Members() {
+		if mem.Self || mem.Ann.OverlayIP == "" {
+			continue
+		}
+		if ip, err := netip.ParseAddr(mem.Ann.OverlayIP); err == nil {
+			out = append(out, ipam.MemberClaim{IP: ip, Peer: mem.ID, ClaimedAt: mem.Ann.ClaimedAt})
+		}
+	}
+	return out
+}
 
 func (v memberIPs) MemberIPs() map[netip.Addr]peer.ID {
 	out := map[netip.Addr]peer.ID{}

@@ -28,6 +28,22 @@ type MemberView interface {
 	MemberIPs() map[netip.Addr]peer.ID
 }
 
+// MemberClaim is an overlay address a member announces with the first-claim
+// time of its claim (carried in its signed announcement).
+type MemberClaim struct {
+	IP        netip.Addr
+	Peer      peer.ID
+	ClaimedAt time.Time
+}
+
+// ClaimView may be implemented by a MemberView: with the announced claim
+// times, two members that announce the same address resolve the conflict by
+// the DHT's own rule (earliest claim, then lowest peer ID) at once, from the
+// gossip alone, even when a DHT read still sees only one of the claims.
+type ClaimView interface {
+	MemberClaims() []MemberClaim
+}
+
 // Defaults of AllocatorConfig.
 const (
 	DefaultLease            = 48 * time.Hour
@@ -262,6 +278,17 @@ func (a *Allocator) State() string {
 // lost or released its address. The channel holds only the latest value: a
 // slow reader misses intermediate ones but never blocks the allocator.
 func (a *Allocator) Changes() <-chan netip.Addr { return a.changes }
+
+// ClaimedAt returns the first-claim time of the current address (zero while
+// none), for the member announcement.
+func (a *Allocator) ClaimedAt() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.claim == nil {
+		return time.Time{}
+	}
+	return a.claim.ClaimedAt
+}
 
 // CheckConflicts asks the allocator to re-verify its claim now (or, while the
 // range is full, to search again). It never blocks.

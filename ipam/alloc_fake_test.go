@@ -454,3 +454,60 @@ func TestChangesNeverBlock(t *testing.T) {
 		t.Fatalf("coalesced value %s, want the latest", got)
 	}
 }
+
+// claimView is a MemberView that also reports announced claim times.
+type claimView struct {
+	staticView
+	claims []MemberClaim
+}
+
+func (v *claimView) MemberClaims() []MemberClaim {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]MemberClaim(nil), v.claims...)
+}
+
+// A duplicate seen only in the gossip (the DHT read still shows our claim
+// alone) is settled at once by the same rule: the earlier claim stays.
+func TestAllocatorMovesOnAnnouncedEarlierClaim(t *testing.T) {
+	o := testOwner(t, "lab", "10.77.0.0/28")
+	d := newMemDHT(o.Spec)
+	me, rival := newIdentity(t, o, "me"), newIdentity(t, o, "rival")
+	logs := &syncBuffer{}
+	cfg := fastConfig(o, me, d, t.TempDir())
+	cfg.Logger = testLogger(logs)
+	cfg.ConflictInterval = time.Hour // only CheckConflicts
+	view := &claimView{}
+	cfg.Members = view
+	a, err := NewAllocator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAlloc(t, a)
+	ip := waitChange(t, a)
+	mine := a.ClaimedAt()
+	if mine.IsZero() {
+		t.Fatal("no claim time for the announcement")
+	}
+
+	// A later claim on our address, announced: we stay.
+	view.mu.Lock()
+	view.claims = []MemberClaim{{IP: ip, Peer: rival.id, ClaimedAt: mine.Add(time.Second)}}
+	view.mu.Unlock()
+	a.CheckConflicts()
+	time.Sleep(200 * time.Millisecond)
+	if a.Current() != ip {
+		t.Fatalf("moved away from %s for a later claim", ip)
+	}
+
+	// An earlier claim, announced: we move, although the DHT still holds ours.
+	view.set(ip, rival.id)
+	view.mu.Lock()
+	view.claims = []MemberClaim{{IP: ip, Peer: rival.id, ClaimedAt: mine.Add(-time.Second)}}
+	view.mu.Unlock()
+	a.CheckConflicts()
+	waitFor(t, 5*time.Second, "a new address", func() bool { return a.Current().IsValid() && a.Current() != ip })
+	if s := logs.String(); !strings.Contains(s, "earliest claim wins") {
+		t.Errorf("the move was not explained in the log:\n%s", s)
+	}
+}

@@ -96,6 +96,9 @@ func (a *Allocator) verify(ctx context.Context, noted map[peer.ID]netip.Addr) *C
 	if c == nil {
 		return nil
 	}
+	if better := a.betterMemberClaim(c, ip); better != nil {
+		return better
+	}
 	best, err := a.read(ctx, ip)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -131,6 +134,25 @@ func (a *Allocator) verify(ctx context.Context, noted map[peer.ID]netip.Addr) *C
 		if mip == ip && noted[p] != ip {
 			noted[p] = ip
 			a.log.Info("another member announces our address but holds no better claim; it has to move", "ip", ip, "peer", p)
+		}
+	}
+	return nil
+}
+
+// betterMemberClaim looks for another member announcing ip with a claim that
+// beats ours by the Select rule: earlier first claim, or the same time and a
+// lower peer ID (raw bytes, as Select compares them).
+func (a *Allocator) betterMemberClaim(c *Claim, ip netip.Addr) *Claim {
+	cv, ok := a.cfg.Members.(ClaimView)
+	if !ok {
+		return nil
+	}
+	for _, mc := range cv.MemberClaims() {
+		if mc.IP != ip || mc.Peer == a.self || mc.ClaimedAt.IsZero() {
+			continue
+		}
+		if mc.ClaimedAt.Before(c.ClaimedAt) || (mc.ClaimedAt.Equal(c.ClaimedAt) && string(mc.Peer) < string(a.self)) {
+			return &Claim{CladnetID: c.CladnetID, IP: ip.String(), PeerID: mc.Peer.String(), ClaimedAt: mc.ClaimedAt}
 		}
 	}
 	return nil

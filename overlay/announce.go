@@ -43,6 +43,9 @@ type Announcement struct {
 	Cert      *cladnet.Certificate `json:"cert"`
 	HostName  string               `json:"hostName"`
 	OverlayIP string               `json:"ip,omitempty"`
+	// ClaimedAt is the first-claim time of the overlay IP's DHT claim, so
+	// members can settle a duplicate address from the gossip alone.
+	ClaimedAt time.Time `json:"claimedAt,omitzero"`
 	Addrs     []string             `json:"addrs,omitempty"`
 	Cloud     cost.CloudInfo       `json:"details"`
 	State     string               `json:"state"`

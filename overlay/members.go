@@ -63,7 +63,7 @@ func (t *table) apply(id peer.ID, a *Announcement, now time.Time, self bool) (ch
 
 // sameContent compares what matters to consumers, ignoring seq and time.
 func sameContent(a, b *Announcement) bool {
-	if a.OverlayIP != b.OverlayIP || a.State != b.State || a.HostName != b.HostName || len(a.Addrs) != len(b.Addrs) {
+	if a.OverlayIP != b.OverlayIP || !a.ClaimedAt.Equal(b.ClaimedAt) || a.State != b.State || a.HostName != b.HostName || len(a.Addrs) != len(b.Addrs) {
 		return false
 	}
 	for i := range a.Addrs {

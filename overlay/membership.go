@@ -59,6 +59,7 @@ type Membership struct {
 	mu        sync.Mutex // guards the local announcement fields below
 	seq       uint64
 	overlayIP netip.Addr
+	claimedAt time.Time
 	state     string
 	cloud     cost.CloudInfo
 
@@ -265,6 +266,7 @@ func (m *Membership) announcement(kind string) (*Announcement, error) {
 	}
 	if m.overlayIP.IsValid() {
 		a.OverlayIP = m.overlayIP.String()
+		a.ClaimedAt = m.claimedAt
 	}
 	m.mu.Unlock()
 	for _, addr := range m.cfg.Node.Host.Addrs() {
@@ -477,10 +479,11 @@ func (m *Membership) Self() peer.ID { return m.self }
 // Spec returns the CLADNet spec.
 func (m *Membership) Spec() *cladnet.Spec { return m.cfg.Spec }
 
-// SetOverlayIP sets the address announced (invalid addr: none) and re-announces.
-func (m *Membership) SetOverlayIP(ip netip.Addr) {
+// SetOverlayIP sets the address announced (invalid addr: none), with the
+// first-claim time of its claim, and re-announces.
+func (m *Membership) SetOverlayIP(ip netip.Addr, claimedAt time.Time) {
 	m.mu.Lock()
-	m.overlayIP = ip
+	m.overlayIP, m.claimedAt = ip, claimedAt.UTC()
 	m.mu.Unlock()
 	m.Republish()
 }
