@@ -10,6 +10,7 @@ import (
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
 )
@@ -32,6 +33,9 @@ type scanResult struct {
 // a TakenError for a held requested address, or ctx's error.
 func (a *Allocator) acquire(ctx context.Context) error {
 	lastState := ""
+	// DHT trouble right after start (an empty routing table while the node
+	// still bootstraps) is retried quickly; a full range waits RetryInterval.
+	errWait := min(250*time.Millisecond, a.cfg.RetryInterval)
 	for {
 		res := a.scan(ctx)
 		if ctx.Err() != nil {
@@ -54,17 +58,21 @@ func (a *Allocator) acquire(ctx context.Context) error {
 		case res.err != nil:
 			state = StateAcquiring + ": retrying after: " + res.err.Error()
 			lvl := slog.LevelWarn
-			if state == lastState {
-				lvl = slog.LevelDebug
+			if state == lastState || errors.Is(res.err, kb.ErrLookupFailure) {
+				lvl = slog.LevelDebug // repeated, or the DHT still bootstrapping
 			}
-			a.log.Log(ctx, lvl, "could not claim an overlay address; retrying", "err", res.err, "in", a.cfg.RetryInterval)
+			a.log.Log(ctx, lvl, "could not claim an overlay address; retrying", "err", res.err, "in", errWait)
 		default:
 			state = StateAcquiring + ": lost every race this round, retrying"
 			a.log.Info("all free addresses were claimed concurrently; retrying", "in", a.cfg.RetryInterval)
 		}
 		a.setState(state)
 		lastState = state
-		if err := a.wait(ctx, a.cfg.RetryInterval); err != nil {
+		wait := a.cfg.RetryInterval
+		if res.err != nil {
+			wait, errWait = errWait, min(2*errWait, a.cfg.RetryInterval)
+		}
+		if err := a.wait(ctx, wait); err != nil {
 			return err
 		}
 	}
