@@ -179,6 +179,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n := &Node{Host: h, DHT: d, cfg: cfg, log: log, cancel: cancel, punches: punches}
 	if cfg.PubSub {
+		// Flood publishing: a node's own messages go to every topic peer
+		// it is connected to, not only its mesh, so a newcomer is seen at
+		// once (each receiver gets about one copy more than via the mesh).
 		ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithPeerExchange(true), pubsub.WithFloodPublish(true))
 		if err != nil {
 			n.Close()

@@ -19,9 +19,34 @@ import (
 
 // Announcement kinds.
 const (
-	KindAnnounce = "announce"
-	KindLeave    = "leave"
+	KindAnnounce  = "announce"
+	KindLeave     = "leave"
+	KindHeartbeat = "heartbeat"
 )
+
+// Heartbeat is the compact liveness message sent between full
+// announcements. It carries no certificate: the gossip message's own
+// signature (strict signing) names and authenticates the sender, and only
+// a member already in the table — admitted by a full, certified
+// announcement — can refresh itself with it.
+type Heartbeat struct {
+	Kind string `json:"kind"`
+	Seq  uint64 `json:"seq"`
+}
+
+// maxHeartbeatSize bounds a heartbeat on the wire.
+const maxHeartbeatSize = 128
+
+// kindOf reads just the kind of a membership message.
+func kindOf(data []byte) string {
+	var k struct {
+		Kind string `json:"kind"`
+	}
+	if json.Unmarshal(data, &k) != nil {
+		return ""
+	}
+	return k.Kind
+}
 
 // Peer states, as cb-network named them.
 const (
@@ -45,14 +70,14 @@ type Announcement struct {
 	OverlayIP string               `json:"ip,omitempty"`
 	// ClaimedAt is the first-claim time of the overlay IP's DHT claim, so
 	// members can settle a duplicate address from the gossip alone.
-	ClaimedAt time.Time `json:"claimedAt,omitzero"`
-	Addrs     []string             `json:"addrs,omitempty"`
-	Cloud     cost.CloudInfo       `json:"details"`
-	State     string               `json:"state"`
-	Relay     bool                 `json:"relay,omitempty"` // relays for fellow members
-	Seq       uint64               `json:"seq"`
-	Time      time.Time            `json:"time"`
-	Signature []byte               `json:"sig,omitempty"`
+	ClaimedAt time.Time      `json:"claimedAt,omitzero"`
+	Addrs     []string       `json:"addrs,omitempty"`
+	Cloud     cost.CloudInfo `json:"details"`
+	State     string         `json:"state"`
+	Relay     bool           `json:"relay,omitempty"` // relays for fellow members
+	Seq       uint64         `json:"seq"`
+	Time      time.Time      `json:"time"`
+	Signature []byte         `json:"sig,omitempty"`
 }
 
 const annDomain = "cbnode-announce-v1\n"

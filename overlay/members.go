@@ -15,6 +15,7 @@ type Member struct {
 	FirstSeen time.Time
 	LastSeen  time.Time
 	Self      bool
+	hbSeq     uint64 // newest heartbeat applied
 }
 
 // table is the members table: the newest valid announcement of each live
@@ -86,15 +87,33 @@ func sameContent(a, b *Announcement) bool {
 		ac.SubnetID == bc.SubnetID && ac.PublicIP == bc.PublicIP
 }
 
+// heartbeat refreshes a known member; it reports whether id is one.
+func (t *table) heartbeat(id peer.ID, seq uint64, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m, ok := t.members[id]
+	if !ok {
+		return false
+	}
+	if seq > m.Ann.Seq && seq > m.hbSeq {
+		m.hbSeq, m.LastSeen = seq, now
+	}
+	return true
+}
+
 // expire drops members not heard from since cutoff, and members whose
-// certificate has expired; it returns the dropped IDs.
-func (t *table) expire(cutoff, now time.Time) []peer.ID {
+// certificate has expired; it returns the dropped IDs. A member we hold a
+// connection to is alive, whatever its heartbeats (connected may be nil).
+func (t *table) expire(cutoff, now time.Time, connected func(peer.ID) bool) []peer.ID {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var gone []peer.ID
 	for id, m := range t.members {
 		if m.Self {
 			continue
+		}
+		if connected != nil && connected(id) {
+			m.LastSeen = now
 		}
 		if m.LastSeen.Before(cutoff) || !now.Before(m.Ann.Cert.NotAfter) {
 			delete(t.members, id)

@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,7 +27,7 @@ import (
 
 // Defaults for membership timing.
 const (
-	DefaultHeartbeat        = 10 * time.Second
+	DefaultHeartbeat        = 30 * time.Second
 	DefaultMissedHeartbeats = 3
 )
 
@@ -151,6 +152,9 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 // CLADNet's members travel on.
 func (m *Membership) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	from := msg.GetFrom()
+	if kindOf(msg.Data) == KindHeartbeat {
+		return m.validateHeartbeat(from, msg)
+	}
 	a, err := ParseAnnouncement(msg.Data, from, m.cfg.Spec, time.Now())
 	if err != nil {
 		reason := RejectMalformed
@@ -167,6 +171,22 @@ func (m *Membership) validate(_ context.Context, _ peer.ID, msg *pubsub.Message)
 		return pubsub.ValidationReject
 	}
 	msg.ValidatorData = a
+	return pubsub.ValidationAccept
+}
+
+// validateHeartbeat admits a heartbeat of a known member (or our own); one
+// from a peer the table does not hold yet is dropped without penalty — its
+// full announcement will come.
+func (m *Membership) validateHeartbeat(from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	var hb Heartbeat
+	if len(msg.Data) > maxHeartbeatSize || json.Unmarshal(msg.Data, &hb) != nil || hb.Seq == 0 {
+		m.countReject(RejectMalformed)
+		return pubsub.ValidationReject
+	}
+	if from != m.self && !m.IsMember(from) {
+		return pubsub.ValidationIgnore
+	}
+	msg.ValidatorData = &hb
 	return pubsub.ValidationAccept
 }
 
@@ -192,11 +212,12 @@ func (m *Membership) receive(ctx context.Context) {
 		if err != nil {
 			return
 		}
-		a, ok := msg.ValidatorData.(*Announcement)
-		if !ok {
-			continue
+		switch v := msg.ValidatorData.(type) {
+		case *Announcement:
+			m.apply(ctx, v)
+		case *Heartbeat:
+			m.tab.heartbeat(msg.GetFrom(), v.Seq, time.Now())
 		}
-		m.apply(ctx, a)
 	}
 }
 
@@ -281,6 +302,25 @@ func (m *Membership) announcement(kind string) (*Announcement, error) {
 	return a, nil
 }
 
+// publishHeartbeat sends the compact liveness message.
+func (m *Membership) publishHeartbeat(ctx context.Context) error {
+	m.mu.Lock()
+	seq := uint64(time.Now().UnixNano())
+	if seq <= m.seq {
+		seq = m.seq + 1
+	}
+	m.seq = seq
+	m.mu.Unlock()
+	b, err := json.Marshal(Heartbeat{Kind: KindHeartbeat, Seq: seq})
+	if err != nil {
+		return err
+	}
+	if err := m.topic.Publish(ctx, b); err != nil {
+		return fmt.Errorf("publish heartbeat: %w", err)
+	}
+	return nil
+}
+
 func (m *Membership) publish(ctx context.Context, kind string) error {
 	a, err := m.announcement(kind)
 	if err != nil {
@@ -304,12 +344,24 @@ func (m *Membership) Republish() {
 	}
 }
 
+// fullEvery: every fullEvery-th heartbeat is a full announcement (anti-
+// entropy for members that missed one); the others are compact.
+const fullEvery = 6
+
 func (m *Membership) announceLoop(ctx context.Context) {
 	defer m.wg.Done()
-	for {
-		if err := m.publish(ctx, KindAnnounce); err != nil && ctx.Err() == nil {
+	full := true
+	for beat := 0; ; beat++ {
+		var err error
+		if full || beat%fullEvery == 0 {
+			err = m.publish(ctx, KindAnnounce)
+		} else {
+			err = m.publishHeartbeat(ctx)
+		}
+		if err != nil && ctx.Err() == nil {
 			m.log.Warn("announce failed", "err", err)
 		}
+		full = false
 		// ±10 % jitter keeps a large CLADNet's heartbeats from aligning.
 		hb := m.cfg.Heartbeat
 		d := hb - hb/10 + time.Duration(rand.Int64N(int64(hb/5)+1))
@@ -321,6 +373,7 @@ func (m *Membership) announceLoop(ctx context.Context) {
 		case <-t.C:
 		case <-m.publishNow:
 			t.Stop()
+			full = true
 			// Coalesce bursts (several peers joining at once).
 			select {
 			case <-ctx.Done():
@@ -347,7 +400,10 @@ func (m *Membership) expireLoop(ctx context.Context) {
 		}
 		now := time.Now()
 		cutoff := now.Add(-time.Duration(m.cfg.MissedHeartbeats) * m.cfg.Heartbeat)
-		gone := m.tab.expire(cutoff, now)
+		h := m.cfg.Node.Host
+		gone := m.tab.expire(cutoff, now, func(id peer.ID) bool {
+			return h.Network().Connectedness(id) == network.Connected
+		})
 		for _, id := range gone {
 			m.cfg.Node.Host.ConnManager().Unprotect(id, "cbnode-member")
 			m.log.Info("member dropped after missed heartbeats", "peer", id)
