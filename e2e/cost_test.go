@@ -42,7 +42,7 @@ func newCostLab(t *testing.T) *costLab {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c, err := cluster.NewLab(ctx, bin, cluster.Options{Prefix: "cbcost", Relay: true, RuleType: "cost-prioritized",
-		LogLevel: "debug", JoinArgs: []string{"--mtu", "9000"}})
+		LogLevel: "debug"})
 	if err != nil {
 		t.Fatal(err)
 	}
