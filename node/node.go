@@ -118,6 +118,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
 	g := &overlayGater{blocked: cfg.Blocked, allow: cfg.AllowAddr}
+	rm, err := resourceManager()
+	if err != nil {
+		return nil, err
+	}
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Key),
 		libp2p.ListenAddrStrings(listen...),
@@ -128,6 +132,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Security(tls.ID, tls.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionManager(cm),
+		libp2p.ResourceManager(rm),
 		libp2p.DialRanker(rankAddrs),
 		libp2p.ConnectionGater(g),
 		libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
@@ -149,6 +154,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	opts = append(opts, cfg.Extra...)
 	h, err := libp2p.New(opts...)
 	if err != nil {
+		rm.Close()
 		return nil, fmt.Errorf("libp2p host: %w", err)
 	}
 	if len(cfg.RelayFor) > 0 {
