@@ -259,7 +259,9 @@ func (m *Member) wait(ctx context.Context) error {
 				return err
 			}
 		case <-changes:
-			m.alloc.CheckConflicts()
+			if m.addressContested() {
+				m.alloc.CheckConflicts()
+			}
 			if len(m.recompute()) > 0 {
 				m.enforcePaths(ctx)
 			}
@@ -366,6 +368,22 @@ func (m *Member) Stop() {
 	if m.node != nil {
 		m.node.Close()
 	}
+}
+
+// addressContested reports whether another member announces our overlay
+// address: only then is a conflict check (a quorum DHT read) worth its cost;
+// the allocator also re-checks on its own every ConflictInterval.
+func (m *Member) addressContested() bool {
+	ip := m.IP()
+	if !ip.IsValid() {
+		return false
+	}
+	for _, mem := range m.mem.Members() {
+		if !mem.Self && mem.Ann.OverlayIP == ip.String() {
+			return true
+		}
+	}
+	return false
 }
 
 // memberIDs lists the other members.
