@@ -259,7 +259,7 @@ func (m *Member) wait(ctx context.Context) error {
 				return err
 			}
 		case <-changes:
-			if m.addressContested() {
+			if m.ipamShouldCheck() {
 				m.alloc.CheckConflicts()
 			}
 			if len(m.recompute()) > 0 {
@@ -370,13 +370,15 @@ func (m *Member) Stop() {
 	}
 }
 
-// addressContested reports whether another member announces our overlay
-// address: only then is a conflict check (a quorum DHT read) worth its cost;
-// the allocator also re-checks on its own every ConflictInterval.
-func (m *Member) addressContested() bool {
+// ipamShouldCheck reports whether a members-table change concerns IPAM:
+// while we have no address (a full range may just have freed one), or when
+// another member announces our address. A conflict check is a quorum DHT
+// read, too costly for every change in a large CLADNet; the allocator also
+// re-checks on its own every ConflictInterval.
+func (m *Member) ipamShouldCheck() bool {
 	ip := m.IP()
 	if !ip.IsValid() {
-		return false
+		return true
 	}
 	for _, mem := range m.mem.Members() {
 		if !mem.Self && mem.Ann.OverlayIP == ip.String() {
