@@ -138,6 +138,7 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 		return nil, fmt.Errorf("membership: address events: %w", err)
 	}
 	m.topic, m.sub = topic, sub
+	cfg.Node.Host.SetStreamHandler(syncProtocol(cfg.Spec.ID), m.serveSync)
 	ctx, m.cancel = context.WithCancel(ctx)
 	m.wg.Add(5)
 	go m.receive(ctx)
@@ -472,20 +473,40 @@ func (m *Membership) discoverLoop(ctx context.Context) {
 	}
 }
 
-// eventLoop re-announces when a peer joins the topic (so newcomers see us at
-// once) and when our own addresses change.
+// eventLoop reacts to peers joining the topic and to our own address
+// changes. While this node is new (its first two heartbeats, at least 10 s)
+// it re-announces itself when a peer joins the topic and pulls the members
+// table from the first few peers it meets; an established member does
+// neither — the newcomer pulls from it — so a join costs O(N) messages, not
+// O(N²).
 func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandler, addrSub event.Subscription) {
 	defer m.wg.Done()
 	defer evts.Cancel()
 	defer addrSub.Close()
+	newUntil := time.Now().Add(max(2*m.cfg.Heartbeat, 10*time.Second))
+	const maxPulls = 8
+	pulls := 0
+	m.wg.Add(1)
 	go func() {
+		defer m.wg.Done()
 		for {
 			ev, err := evts.NextPeerEvent(ctx)
 			if err != nil {
 				return
 			}
-			if ev.Type == pubsub.PeerJoin {
-				m.Republish()
+			if ev.Type != pubsub.PeerJoin {
+				continue
+			}
+			if !time.Now().Before(newUntil) {
+				continue
+			}
+			m.Republish()
+			if pulls < maxPulls {
+				if err := m.pullTable(ctx, ev.Peer); err != nil {
+					m.log.Debug("members table pull", "err", err)
+				} else {
+					pulls++
+				}
 			}
 		}
 	}()
@@ -630,6 +651,7 @@ func (m *Membership) stopLoops() {
 }
 
 func (m *Membership) closeTopic() {
+	m.cfg.Node.Host.RemoveStreamHandler(syncProtocol(m.cfg.Spec.ID))
 	m.sub.Cancel()
 	m.topic.Close()
 	_ = m.cfg.Node.PubSub.UnregisterTopicValidator(m.topic.String())
