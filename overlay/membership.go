@@ -110,34 +110,20 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 		publishNow: make(chan struct{}, 1),
 		watchers:   map[chan struct{}]struct{}{},
 	}
-	ps := cfg.Node.PubSub
-	name := TopicName(cfg.Spec.ID)
-	if err := ps.RegisterTopicValidator(name, m.validate); err != nil {
-		return nil, fmt.Errorf("membership: validator: %w", err)
-	}
-	topic, err := ps.Join(name)
+	gt, err := joinTopic(cfg.Node.PubSub, TopicName(cfg.Spec.ID), m.validate)
 	if err != nil {
-		return nil, fmt.Errorf("membership: join topic: %w", err)
-	}
-	sub, err := topic.Subscribe()
-	if err != nil {
-		topic.Close()
-		return nil, fmt.Errorf("membership: subscribe: %w", err)
-	}
-	evts, err := topic.EventHandler()
-	if err != nil {
-		sub.Cancel()
-		topic.Close()
-		return nil, fmt.Errorf("membership: topic events: %w", err)
+		return nil, fmt.Errorf("membership: %w", err)
 	}
 	addrSub, err := cfg.Node.Host.EventBus().Subscribe(new(event.EvtLocalAddressesUpdated))
 	if err != nil {
-		evts.Cancel()
-		sub.Cancel()
-		topic.Close()
+		gt.evts.Cancel()
+		gt.sub.Cancel()
+		gt.topic.Close()
+		_ = cfg.Node.PubSub.UnregisterTopicValidator(TopicName(cfg.Spec.ID))
 		return nil, fmt.Errorf("membership: address events: %w", err)
 	}
-	m.topic, m.sub = topic, sub
+	m.topic, m.sub = gt.topic, gt.sub
+	evts := gt.evts
 	cfg.Node.Host.SetStreamHandler(syncProtocol(cfg.Spec.ID), m.serveSync)
 	ctx, m.cancel = context.WithCancel(ctx)
 	m.wg.Add(5)

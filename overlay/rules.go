@@ -56,26 +56,12 @@ func StartRules(ctx context.Context, spec *cladnet.Spec, n *node.Node, stateDir 
 			log.Warn("ignoring saved rules", "file", r.path, "err", err)
 		}
 	}
-	name := RulesTopic(spec.ID)
-	if err := n.PubSub.RegisterTopicValidator(name, r.validate); err != nil {
-		return nil, fmt.Errorf("rules: validator: %w", err)
-	}
-	topic, err := n.PubSub.Join(name)
+	gt, err := joinTopic(n.PubSub, RulesTopic(spec.ID), r.validate)
 	if err != nil {
-		return nil, fmt.Errorf("rules: join topic: %w", err)
+		return nil, fmt.Errorf("rules: %w", err)
 	}
-	sub, err := topic.Subscribe()
-	if err != nil {
-		topic.Close()
-		return nil, fmt.Errorf("rules: subscribe: %w", err)
-	}
-	evts, err := topic.EventHandler()
-	if err != nil {
-		sub.Cancel()
-		topic.Close()
-		return nil, fmt.Errorf("rules: topic events: %w", err)
-	}
-	r.topic, r.sub = topic, sub
+	r.topic, r.sub = gt.topic, gt.sub
+	evts := gt.evts
 	ctx, r.cancel = context.WithCancel(ctx)
 	r.wg.Add(2)
 	go r.receive(ctx)
