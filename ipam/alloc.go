@@ -49,7 +49,7 @@ const (
 	DefaultLease            = 48 * time.Hour
 	DefaultQuorum           = 3
 	DefaultRetryInterval    = 5 * time.Second
-	DefaultConflictInterval = 30 * time.Second
+	DefaultConflictInterval = 5 * time.Minute // gossip settles duplicates at once; this is the backstop
 	DefaultConfirmDelay     = time.Second
 	DefaultOpTimeout        = 30 * time.Second
 	// maxRenewInterval keeps records fresh in kad-dht, which drops a value

@@ -453,7 +453,7 @@ func (m *Membership) discoverLoop(ctx context.Context) {
 		case <-time.After(wait):
 		}
 		cancel()
-		if len(m.tab.list()) > 1 && wait < 30*time.Second {
+		if len(m.tab.list()) > 1 && wait < 5*time.Minute { // gossip and table pulls do the rest
 			wait *= 2
 		}
 	}
