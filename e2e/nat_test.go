@@ -214,7 +214,7 @@ func TestNATMatrix(t *testing.T) {
 			if r.first, r.err = l.firstPacket(r.a, r.b); r.err != nil {
 				return
 			}
-			if r.direct, r.err = l.waitPath(r.a, r.b, r.relayed, 30*time.Second); r.err == nil {
+			if r.direct, r.err = l.waitPath(r.a, r.b, r.relayed, 45*time.Second); r.err == nil {
 				_, _, r.remote, _ = l.path(r.a, r.b)
 			}
 		}()

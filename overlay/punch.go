@@ -15,8 +15,8 @@ import (
 // connection; when two members dial each other through the relay at the same
 // moment (both just started) each side starts a punch and they spoil each
 // other. For members reachable only through a relay, the member with the
-// lower peer ID closes the relayed connections after a growing delay (10 s,
-// 20 s, ... 10 min): its stream writer redials through the relay, and the
+// lower peer ID closes the relayed connections after a growing delay (5 s,
+// 10 s, ... 10 min): its stream writer redials through the relay, and the
 // peer's fresh inbound relayed connection starts a single, clean punch.
 type PunchRetry struct {
 	Host    host.Host
@@ -28,7 +28,7 @@ type PunchRetry struct {
 }
 
 const (
-	punchFirstRetry = 10 * time.Second
+	punchFirstRetry = 5 * time.Second
 	punchMaxRetry   = 10 * time.Minute
 )
 
