@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -136,6 +137,56 @@ func reject(reason string, format string, args ...any) error {
 // peer `from` (the gossip message's signed origin): size, shape, node
 // signature, and certificate against the CLADNet owner key at time now.
 func ParseAnnouncement(data []byte, from peer.ID, spec *cladnet.Spec, now time.Time) (*Announcement, error) {
+	return parseAnnouncement(data, from, spec, now, parseOpts{})
+}
+
+// parseOpts lets the gossip path skip work already done: pubsub's strict
+// signing has verified the message's signature with the origin's key (so the
+// node signature adds nothing there), and a certificate that verified before
+// need not have its owner signature checked again (cert cache).
+type parseOpts struct {
+	transportSigned bool
+	certs           *certCache
+}
+
+// certCache remembers certificates whose owner signature verified, keyed by
+// the peer and the certificate's every field (so an edited certificate is a
+// miss); validity and CLADNet are still checked on every use.
+type certCache struct {
+	mu sync.Mutex
+	ok map[string]struct{}
+}
+
+const maxCachedCerts = 1 << 14
+
+func (c *certCache) verify(cert *cladnet.Certificate, spec *cladnet.Spec, pid peer.ID, now time.Time) error {
+	if cert == nil || c == nil {
+		return cert.Verify(spec, pid, now)
+	}
+	body, err := json.Marshal(cert)
+	if err != nil {
+		return cert.Verify(spec, pid, now)
+	}
+	key := pid.String() + "\x00" + string(body)
+	c.mu.Lock()
+	_, hit := c.ok[key]
+	c.mu.Unlock()
+	if hit && cert.CladnetID == spec.ID && cert.PeerID == pid.String() && !now.Before(cert.NotBefore) && now.Before(cert.NotAfter) {
+		return nil
+	}
+	if err := cert.Verify(spec, pid, now); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.ok == nil || len(c.ok) >= maxCachedCerts {
+		c.ok = map[string]struct{}{}
+	}
+	c.ok[key] = struct{}{}
+	c.mu.Unlock()
+	return nil
+}
+
+func parseAnnouncement(data []byte, from peer.ID, spec *cladnet.Spec, now time.Time, o parseOpts) (*Announcement, error) {
 	if len(data) > MaxAnnouncementSize {
 		return nil, reject(RejectSize, "%d bytes, limit %d", len(data), MaxAnnouncementSize)
 	}
@@ -153,19 +204,21 @@ func ParseAnnouncement(data []byte, from peer.ID, spec *cladnet.Spec, now time.T
 	if a.Kind != KindAnnounce && a.Kind != KindLeave {
 		return nil, reject(RejectField, "kind %q", a.Kind)
 	}
-	if err := a.Cert.Verify(spec, pid, now); err != nil {
+	if err := o.certs.verify(a.Cert, spec, pid, now); err != nil {
 		return nil, reject(RejectCert, "%v", err)
 	}
-	pub, err := pid.ExtractPublicKey()
-	if err != nil {
-		return nil, reject(RejectSignature, "peer ID carries no public key: %v", err)
-	}
-	b, err := a.signedBytes()
-	if err != nil {
-		return nil, reject(RejectMalformed, "%v", err)
-	}
-	if ok, err := pub.Verify(b, a.Signature); err != nil || !ok {
-		return nil, reject(RejectSignature, "signature does not verify")
+	if !o.transportSigned {
+		pub, err := pid.ExtractPublicKey()
+		if err != nil {
+			return nil, reject(RejectSignature, "peer ID carries no public key: %v", err)
+		}
+		b, err := a.signedBytes()
+		if err != nil {
+			return nil, reject(RejectMalformed, "%v", err)
+		}
+		if ok, err := pub.Verify(b, a.Signature); err != nil || !ok {
+			return nil, reject(RejectSignature, "signature does not verify")
+		}
 	}
 	if a.HostName != a.Cert.HostName {
 		return nil, reject(RejectField, "host name %q differs from the certificate's %q", a.HostName, a.Cert.HostName)

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cloud-barista/cbnode/cladnet"
@@ -49,4 +50,42 @@ func TestTableHeartbeatsAndLiveness(t *testing.T) {
 	if tab.heartbeat(id, 22, later) {
 		t.Fatal("a heartbeat refreshed a member that left")
 	}
+}
+
+func TestCertCacheNeverTrustsAnEditedCertificate(t *testing.T) {
+	o, err := cladnet.Create(t.TempDir(), "lab", "", "", "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, id := newTestPeer(t)
+	now := time.Now()
+	cert, err := cladnet.SignCertificate(o.Key, o.Spec, id, "vm", nil, now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c certCache
+	if err := c.verify(cert, o.Spec, id, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.verify(cert, o.Spec, id, now); err != nil {
+		t.Fatalf("cached certificate refused: %v", err)
+	}
+	edited := *cert
+	edited.NotAfter = cert.NotAfter.Add(24 * time.Hour)
+	if err := c.verify(&edited, o.Spec, id, now); err == nil {
+		t.Fatal("an edited certificate passed through the cache")
+	}
+	if err := c.verify(cert, o.Spec, id, now.Add(2*time.Hour)); err == nil {
+		t.Fatal("an expired certificate passed through the cache")
+	}
+}
+
+func newTestPeer(t *testing.T) (crypto.PrivKey, peer.ID) {
+	t.Helper()
+	k, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPrivateKey(k)
+	return k, id
 }

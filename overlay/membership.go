@@ -64,6 +64,7 @@ type Membership struct {
 	state     string
 	cloud     cost.CloudInfo
 
+	certs      certCache
 	publishNow chan struct{}
 	rejected   sync.Map // reason → *atomic.Uint64
 	warned     sync.Map // peer.ID → struct{}: first rejection logged at warn
@@ -142,7 +143,9 @@ func (m *Membership) validate(_ context.Context, _ peer.ID, msg *pubsub.Message)
 	if kindOf(msg.Data) == KindHeartbeat {
 		return m.validateHeartbeat(from, msg)
 	}
-	a, err := ParseAnnouncement(msg.Data, from, m.cfg.Spec, time.Now())
+	// pubsub (strict signing) has verified the message signature with
+	// from's key, so the node signature need not be checked again here.
+	a, err := parseAnnouncement(msg.Data, from, m.cfg.Spec, time.Now(), parseOpts{transportSigned: true, certs: &m.certs})
 	if err != nil {
 		reason := RejectMalformed
 		var ve *ValidationError

@@ -39,7 +39,7 @@ func (m *Membership) serveSync(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
-	a, err := ParseAnnouncement(req, from, m.cfg.Spec, time.Now())
+	a, err := parseAnnouncement(req, from, m.cfg.Spec, time.Now(), parseOpts{certs: &m.certs})
 	if err != nil || a.Kind != KindAnnounce {
 		m.countReject(RejectCert)
 		m.log.Debug("table pull refused", "from", from, "err", err)
@@ -93,7 +93,7 @@ func (m *Membership) pullTable(ctx context.Context, p peer.ID) error {
 		if err != nil || id == m.self {
 			continue
 		}
-		a, err := ParseAnnouncement(raw, id, m.cfg.Spec, now)
+		a, err := parseAnnouncement(raw, id, m.cfg.Spec, now, parseOpts{certs: &m.certs})
 		if err != nil {
 			m.log.Debug("pulled announcement refused", "via", p, "peer", id, "err", err)
 			continue
