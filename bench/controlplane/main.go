@@ -197,7 +197,7 @@ func runChild(exe string, cfg config, n int) (result, error) {
 		}
 	}
 	if runErr != nil {
-		return result{}, fmt.Errorf("N=%d: child process: %w", n, runErr)
+		return result{}, fmt.Errorf("child process for N=%d: %w", n, runErr)
 	}
-	return result{}, fmt.Errorf("N=%d: child process printed no result", n)
+	return result{}, fmt.Errorf("child process for N=%d printed no result", n)
 }

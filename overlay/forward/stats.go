@@ -57,8 +57,6 @@ func (d *dropCounters) add(r DropReason) {
 	}
 }
 
-func (d *dropCounters) get(r DropReason) uint64 { return d[r].Load() }
-
 // snapshot returns the non-zero counters keyed by reason, or nil.
 func (d *dropCounters) snapshot() map[string]uint64 {
 	var m map[string]uint64
