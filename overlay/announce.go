@@ -1,6 +1,16 @@
-// Package overlay runs a node's life in a CLADNet: membership over gossipsub
-// (this file and members.go, membership.go), and the data plane (forward/,
-// tun/).
+// Package overlay runs a node's life in a CLADNet:
+//
+//	announce.go    signed member announcements and heartbeats, validation
+//	members.go     the members table
+//	membership.go  gossip membership: publishing, receiving, expiry
+//	discovery.go   DHT rendezvous, newcomer handling
+//	sync.go        members-table pull for newcomers
+//	rules.go       the signed cost rules, gossiped
+//	topic.go       joining a validated gossip topic
+//	link.go        libp2p streams for the forwarding core
+//	punch.go       hole-punch retries
+//
+// The data plane lives in forward/ (the forwarding core) and tun/ (cbnet0).
 package overlay
 
 import (

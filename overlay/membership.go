@@ -17,7 +17,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/cloud-barista/cbnode/cladnet"
@@ -400,114 +399,6 @@ func (m *Membership) expireLoop(ctx context.Context) {
 		}
 		if len(gone) > 0 {
 			m.notify()
-		}
-	}
-}
-
-// discoverLoop advertises this node under the CLADNet's rendezvous key in the
-// DHT and connects to the others found there: often until the first fellow
-// member shows up, then calmly. Advertising and finding run side by side, so
-// a slow provide does not delay finding.
-func (m *Membership) discoverLoop(ctx context.Context) {
-	defer m.wg.Done()
-	d := drouting.NewRoutingDiscovery(m.cfg.Node.DHT)
-	ns := RendezvousKey(m.cfg.Spec.ID)
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		retry := 500 * time.Millisecond
-		for {
-			actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			ttl, err := d.Advertise(actx, ns)
-			cancel()
-			next := ttl / 2
-			if err != nil {
-				m.log.Debug("rendezvous advertise failed", "err", err)
-				next = retry
-				retry = min(2*retry, 30*time.Second)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(next):
-			}
-		}
-	}()
-	wait := 300 * time.Millisecond
-	for {
-		fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		peers, err := d.FindPeers(fctx, ns)
-		if err == nil {
-			for p := range peers {
-				if p.ID == m.self || len(p.Addrs) == 0 || m.cfg.Node.Host.Network().Connectedness(p.ID) == network.Connected {
-					continue
-				}
-				go func(p peer.AddrInfo) {
-					if err := m.cfg.Node.Host.Connect(fctx, p); err != nil {
-						m.log.Debug("connect to rendezvous peer failed", "peer", p.ID, "err", err)
-					}
-				}(p)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			cancel()
-			return
-		case <-time.After(wait):
-		}
-		cancel()
-		if len(m.tab.list()) > 1 && wait < 5*time.Minute { // gossip and table pulls do the rest
-			wait *= 2
-		}
-	}
-}
-
-// eventLoop reacts to peers joining the topic and to our own address
-// changes. While this node is new (its first two heartbeats, at least 10 s)
-// it re-announces itself when a peer joins the topic and pulls the members
-// table from the first few peers it meets; an established member does
-// neither — the newcomer pulls from it — so a join costs O(N) messages, not
-// O(N²).
-func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandler, addrSub event.Subscription) {
-	defer m.wg.Done()
-	defer evts.Cancel()
-	defer addrSub.Close()
-	newUntil := time.Now().Add(max(2*m.cfg.Heartbeat, 10*time.Second))
-	const maxPulls = 8
-	pulls := 0
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		for {
-			ev, err := evts.NextPeerEvent(ctx)
-			if err != nil {
-				return
-			}
-			if ev.Type != pubsub.PeerJoin {
-				continue
-			}
-			if !time.Now().Before(newUntil) {
-				continue
-			}
-			m.Republish()
-			if pulls < maxPulls {
-				if err := m.pullTable(ctx, ev.Peer); err != nil {
-					m.log.Debug("members table pull", "err", err)
-				} else {
-					pulls++
-				}
-			}
-		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case _, ok := <-addrSub.Out():
-			if !ok {
-				return
-			}
-			m.Republish()
 		}
 	}
 }
