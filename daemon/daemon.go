@@ -180,7 +180,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	m.alloc, err = ipam.NewAllocator(ipam.AllocatorConfig{
 		Spec: spec, Cert: t.Cert, Key: cfg.Key, DHT: m.node.DHT,
 		StateDir: stateDir, Requested: cfg.RequestedIP, Lease: cfg.Lease,
-		Members: memberIPs{m.mem}, Logger: log,
+		Members: m.mem, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -415,36 +415,6 @@ func (m *Member) relayCandidates() []peer.AddrInfo {
 			}
 		}
 		out = append(out, info)
-	}
-	return out
-}
-
-// memberIPs shows IPAM the overlay addresses other members announce, with
-// their claim times (ipam.ClaimView).
-type memberIPs struct{ mem *overlay.Membership }
-
-func (v memberIPs) MemberClaims() []ipam.MemberClaim {
-	var out []ipam.MemberClaim
-	for _, mem := range v.mem.Members() {
-		if mem.Self || mem.Ann.OverlayIP == "" {
-			continue
-		}
-		if ip, err := netip.ParseAddr(mem.Ann.OverlayIP); err == nil {
-			out = append(out, ipam.MemberClaim{IP: ip, Peer: mem.ID, ClaimedAt: mem.Ann.ClaimedAt})
-		}
-	}
-	return out
-}
-
-func (v memberIPs) MemberIPs() map[netip.Addr]peer.ID {
-	out := map[netip.Addr]peer.ID{}
-	for _, mem := range v.mem.Members() {
-		if mem.Self || mem.Ann.OverlayIP == "" {
-			continue
-		}
-		if ip, err := netip.ParseAddr(mem.Ann.OverlayIP); err == nil {
-			out[ip] = mem.ID
-		}
 	}
 	return out
 }

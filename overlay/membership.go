@@ -21,6 +21,7 @@ import (
 
 	"github.com/cloud-barista/cbnode/cladnet"
 	"github.com/cloud-barista/cbnode/cost"
+	"github.com/cloud-barista/cbnode/ipam"
 	"github.com/cloud-barista/cbnode/node"
 )
 
@@ -422,6 +423,31 @@ func (m *Membership) Lookup(key string) (Member, bool) {
 		}
 	}
 	return Member{}, false
+}
+
+// MemberIPs implements ipam.MemberView: the overlay addresses other live
+// members announce.
+func (m *Membership) MemberIPs() map[netip.Addr]peer.ID {
+	out := map[netip.Addr]peer.ID{}
+	for _, c := range m.MemberClaims() {
+		out[c.IP] = c.Peer
+	}
+	return out
+}
+
+// MemberClaims implements ipam.ClaimView: those addresses with the claim
+// times their members announce.
+func (m *Membership) MemberClaims() []ipam.MemberClaim {
+	var out []ipam.MemberClaim
+	for _, mem := range m.tab.list() {
+		if mem.Self || mem.Ann.OverlayIP == "" {
+			continue
+		}
+		if ip, err := netip.ParseAddr(mem.Ann.OverlayIP); err == nil {
+			out = append(out, ipam.MemberClaim{IP: ip, Peer: mem.ID, ClaimedAt: mem.Ann.ClaimedAt})
+		}
+	}
+	return out
 }
 
 // IsMember reports whether p is a verified, live member.

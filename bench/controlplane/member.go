@@ -131,7 +131,7 @@ func startMember(ctx context.Context, sc *simConfig, i int) (*member, error) {
 	m.dht = &countingDHT{DHT: m.node.DHT}
 	m.alloc, err = ipam.NewAllocator(ipam.AllocatorConfig{
 		Spec: sc.owner.Spec, Cert: cert, Key: k, DHT: m.dht,
-		StateDir: stateDir, Members: memberIPs{m.mem}, Logger: log,
+		StateDir: stateDir, Members: m.mem, Logger: log,
 	})
 	if err != nil {
 		m.rules.Close()
@@ -167,21 +167,4 @@ func (m *member) loop(ctx context.Context) {
 		case <-m.rules.Changes():
 		}
 	}
-}
-
-// memberIPs shows IPAM the overlay addresses other members announce (a copy
-// of daemon's adapter).
-type memberIPs struct{ mem *overlay.Membership }
-
-func (v memberIPs) MemberIPs() map[netip.Addr]peer.ID {
-	out := map[netip.Addr]peer.ID{}
-	for _, mem := range v.mem.Members() {
-		if mem.Self || mem.Ann.OverlayIP == "" {
-			continue
-		}
-		if ip, err := netip.ParseAddr(mem.Ann.OverlayIP); err == nil {
-			out[ip] = mem.ID
-		}
-	}
-	return out
 }
