@@ -73,6 +73,16 @@ func cladnetID(ctx context.Context, cl *api.Client) (string, error) {
 	return st.CladnetID, nil
 }
 
+// getCladnet GETs /v1/cladnet/{this node's CLADNet}/suffix into out.
+func getCladnet(c *cli.Context, suffix string, out any) error {
+	cl := client(c)
+	id, err := cladnetID(c.Context, cl)
+	if err != nil {
+		return err
+	}
+	return cl.Do(c.Context, http.MethodGet, "/v1/cladnet/"+id+"/"+suffix, nil, out)
+}
+
 // peerLink decodes the data-plane part of a peer.
 func peerLink(p api.Peer) (forward.PeerStats, bool) {
 	if p.Link == nil {
@@ -89,21 +99,16 @@ func peersCommand() *cli.Command {
 		Usage: "list the CLADNet's members as this node sees them",
 		Flags: []cli.Flag{apiFlag, jsonFlag},
 		Action: func(c *cli.Context) error {
-			cl := client(c)
-			id, err := cladnetID(c.Context, cl)
-			if err != nil {
-				return err
-			}
 			if c.Bool("json") {
 				var raw json.RawMessage
-				if err := cl.Do(c.Context, http.MethodGet, "/v1/cladnet/"+id+"/peer", nil, &raw); err != nil {
+				if err := getCladnet(c, "peer", &raw); err != nil {
 					return err
 				}
 				_, err := os.Stdout.Write(raw)
 				return err
 			}
 			var peers []api.Peer
-			if err := cl.Do(c.Context, http.MethodGet, "/v1/cladnet/"+id+"/peer", nil, &peers); err != nil {
+			if err := getCladnet(c, "peer", &peers); err != nil {
 				return err
 			}
 			w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)

@@ -25,16 +25,11 @@ func rulesCommand() *cli.Command {
 				Usage: "print the rules in force on this node",
 				Flags: []cli.Flag{apiFlag},
 				Action: func(c *cli.Context) error {
-					cl := client(c)
-					id, err := cladnetID(c.Context, cl)
-					if err != nil {
-						return err
-					}
 					var raw json.RawMessage
-					if err := cl.Do(c.Context, http.MethodGet, "/v1/cladnet/"+id+"/rules", nil, &raw); err != nil {
+					if err := getCladnet(c, "rules", &raw); err != nil {
 						return err
 					}
-					_, err = os.Stdout.Write(raw)
+					_, err := os.Stdout.Write(raw)
 					return err
 				},
 			},
@@ -79,13 +74,8 @@ func costCommand() *cli.Command {
 		Usage: "what this node's traffic cost so far, and what the basic rule would have cost",
 		Flags: []cli.Flag{apiFlag, jsonFlag},
 		Action: func(c *cli.Context) error {
-			cl := client(c)
-			id, err := cladnetID(c.Context, cl)
-			if err != nil {
-				return err
-			}
 			var rep cost.Report
-			if err := cl.Do(c.Context, http.MethodGet, "/v1/cladnet/"+id+"/cost", nil, &rep); err != nil {
+			if err := getCladnet(c, "cost", &rep); err != nil {
 				return err
 			}
 			if c.Bool("json") {
