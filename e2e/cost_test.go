@@ -34,19 +34,9 @@ type costLab struct {
 
 func newCostLab(t *testing.T) *costLab {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("namespace end-to-end test skipped in -short mode")
-	}
-	netlab.RequireRoot(t)
-	netlab.RequireCommand(t, "iptables")
+	c := newRouterLab(t, cluster.Options{Prefix: "cbcost", Relay: true, RuleType: "cost-prioritized", LogLevel: "debug"})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := cluster.NewLab(ctx, bin, cluster.Options{Prefix: "cbcost", Relay: true, RuleType: "cost-prioritized",
-		LogLevel: "debug"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cleanupLab(t, c)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {

@@ -68,6 +68,25 @@ func newCluster(t *testing.T, nodes int) *cluster.Cluster {
 	return c
 }
 
+// newRouterLab makes an empty lab (CLADNet created, no hosts) for tests that
+// build their own topology with NAT routers, removed when the test ends.
+func newRouterLab(t *testing.T, o cluster.Options) *cluster.Cluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("namespace end-to-end test skipped in -short mode")
+	}
+	netlab.RequireRoot(t)
+	netlab.RequireCommand(t, "iptables")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := cluster.NewLab(ctx, bin, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanupLab(t, c)
+	return c
+}
+
 // cleanupLab removes the lab when the test ends, first printing each
 // node's log if the test failed.
 func cleanupLab(t *testing.T, c *cluster.Cluster) {

@@ -37,19 +37,10 @@ type natLab struct {
 
 func newNATLab(t *testing.T) *natLab {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("namespace end-to-end test skipped in -short mode")
-	}
-	netlab.RequireRoot(t)
-	netlab.RequireCommand(t, "iptables")
+	c := newRouterLab(t, cluster.Options{Prefix: "cbnat", Relay: true, LogLevel: "debug"})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := cluster.NewLab(ctx, bin, cluster.Options{Prefix: "cbnat", Relay: true, LogLevel: "debug"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	l := &natLab{c: c}
-	cleanupLab(t, c)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
