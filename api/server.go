@@ -34,19 +34,19 @@ type Backend interface {
 	Peers() []Peer
 	// Peer finds a member by peer ID (hostId), host name or overlay IP.
 	Peer(hostID string) (Peer, bool)
-	// SetDetails updates this node's own cloud information.
-	SetDetails(hostID string, c cost.CloudInfo) (Peer, error)
+	// SetDetails updates this node's own cloud information, field by field.
+	SetDetails(hostID string, p cost.CloudPatch) (Peer, error)
 	Ping(ctx context.Context, target string) (PingResult, error)
 	// Rules returns the cost rules in force; SubmitRules applies and
 	// gossips a signed rules document.
-	Rules() any
-	SubmitRules(ctx context.Context, doc []byte) (any, error)
+	Rules() *cost.Rules
+	SubmitRules(ctx context.Context, doc []byte) (*cost.Rules, error)
 	// NetworkingRule is this node's path table (hostID must be this node).
 	NetworkingRule(hostID string) (NetworkingRule, error)
 	// Cost is the metered spend report.
-	Cost() any
-	// WriteMetrics writes Prometheus text-format metrics.
-	WriteMetrics(w io.Writer)
+	Cost() cost.Report
+	// Metrics serves Prometheus metrics.
+	Metrics() http.Handler
 }
 
 // Errors a Backend returns to pick the HTTP status.
@@ -89,8 +89,7 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 		writeJSON(w, http.StatusOK, s.b.Cost())
 	}))
 	s.mux.HandleFunc("GET /metrics", s.withBackend(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		s.b.WriteMetrics(w)
+		s.b.Metrics().ServeHTTP(w, r)
 	}))
 	s.mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -145,26 +144,35 @@ func (j *jsonErrors) Write(b []byte) (int, error) {
 	return j.ResponseWriter.Write(b)
 }
 
-// Serve listens on addr until ctx ends.
+// Serve listens on addr until ctx ends, then shuts the server down (open
+// requests get two seconds). The channel receives the server's error (nil
+// after a clean shutdown) once both of Serve's goroutines have returned.
 func (s *Server) Serve(ctx context.Context, addr string) (net.Addr, <-chan error, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("local API on %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("local API on %s: %w (another cbnode running? give --api another address, or --api '' to disable it)", addr, err)
 	}
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan error, 1)
+	served := make(chan error, 1)
 	go func() {
 		err := srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
-		done <- err
+		served <- err
 	}()
+	done := make(chan error, 1)
 	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
+		var err error
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = srv.Shutdown(sctx)
+			cancel()
+			err = <-served
+		case err = <-served:
+		}
+		done <- err
 	}()
 	return ln.Addr(), done, nil
 }
@@ -205,7 +213,7 @@ func (s *Server) peer(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) details(w http.ResponseWriter, r *http.Request) {
 	var body struct {
-		CloudInformation *cost.CloudInfo `json:"cloudInformation"`
+		CloudInformation *cost.CloudPatch `json:"cloudInformation"`
 	}
 	if err := decode(r, &body); err != nil {
 		writeErr(w, http.StatusBadRequest, err)

@@ -26,23 +26,27 @@ func (f *fakeBackend) Peer(id string) (Peer, bool) {
 	}
 	return Peer{}, false
 }
-func (f *fakeBackend) SetDetails(id string, c cost.CloudInfo) (Peer, error) {
+func (f *fakeBackend) SetDetails(id string, p cost.CloudPatch) (Peer, error) {
 	if id != "vm1" {
 		return Peer{}, ErrForbidden
 	}
-	f.details = c
-	return Peer{HostName: "vm1", Details: c}, nil
+	f.details = p.Apply(f.details)
+	return Peer{HostName: "vm1", Details: f.details}, nil
 }
 func (f *fakeBackend) Ping(context.Context, string) (PingResult, error) {
 	return PingResult{}, ErrNotFound
 }
-func (f *fakeBackend) Rules() any                                       { return map[string]string{"ruleType": "basic"} }
-func (f *fakeBackend) SubmitRules(context.Context, []byte) (any, error) { return nil, ErrBadInput }
+func (f *fakeBackend) Rules() *cost.Rules { return cost.DefaultRules("cnabc", cost.RuleBasic) }
+func (f *fakeBackend) SubmitRules(context.Context, []byte) (*cost.Rules, error) {
+	return nil, ErrBadInput
+}
 func (f *fakeBackend) NetworkingRule(string) (NetworkingRule, error) {
 	return NetworkingRule{}, ErrForbidden
 }
-func (f *fakeBackend) Cost() any                { return cost.Report{} }
-func (f *fakeBackend) WriteMetrics(w io.Writer) { io.WriteString(w, "cbnode_members 1\n") }
+func (f *fakeBackend) Cost() cost.Report { return cost.Report{} }
+func (f *fakeBackend) Metrics() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "cbnode_members 1\n") })
+}
 
 func TestServer(t *testing.T) {
 	b := &fakeBackend{}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/cloud-barista/cbnode/cost"
+	"github.com/cloud-barista/cbnode/node"
+	"github.com/cloud-barista/cbnode/overlay/forward"
 )
 
 // Version is cbnode's version string, set by the linker (-X).
@@ -55,9 +57,9 @@ type Peer struct {
 	LastSeen  time.Time `json:"lastSeen"`
 	CertUntil time.Time `json:"certNotAfter"`
 	// Link is the data plane's view of the peer (counters, path), if any.
-	Link any `json:"link,omitempty"`
+	Link *forward.PeerStats `json:"link,omitempty"`
 	// HolePunch is the latest NAT hole punch with the peer, if any.
-	HolePunch any `json:"holePunch,omitempty"`
+	HolePunch *node.HolePunch `json:"holePunch,omitempty"`
 }
 
 // PingResult is POST /v1/ping.

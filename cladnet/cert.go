@@ -53,8 +53,8 @@ func SignCertificate(owner ed25519.PrivateKey, spec *Spec, p peer.ID, host strin
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("sign certificate: peer ID: %w", err)
 	}
-	if host == "" {
-		return nil, errors.New("sign certificate: empty host name")
+	if err := ValidateHostName(host); err != nil {
+		return nil, fmt.Errorf("sign certificate: %w", err)
 	}
 	c := &Certificate{
 		CladnetID: spec.ID,

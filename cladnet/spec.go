@@ -48,6 +48,18 @@ func ValidateName(name string) error {
 	return nil
 }
 
+var hostRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
+
+// ValidateHostName reports whether name is a host name as RFC 1123 allows
+// one label: 1-63 letters, digits and '-', not starting or ending with '-'.
+// Host names end up in logs, metrics labels and DNS-like lookups.
+func ValidateHostName(name string) error {
+	if !hostRE.MatchString(name) {
+		return fmt.Errorf("invalid host name %q: use 1-63 letters, digits or '-' (one DNS label, RFC 1123), not starting or ending with '-'", name)
+	}
+	return nil
+}
+
 // IDFromOwnerKey derives the CLADNet ID from the owner public key, so an ID
 // cannot be claimed by anyone who lacks the key.
 func IDFromOwnerKey(pub ed25519.PublicKey) string {

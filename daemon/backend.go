@@ -19,7 +19,12 @@ func (m *Member) IP() netip.Addr {
 }
 
 // APIAddr returns where the local API listens ("" if disabled).
-func (m *Member) APIAddr() string { return m.apiAddr }
+func (m *Member) APIAddr() string {
+	if m.apiAddr == nil {
+		return ""
+	}
+	return m.apiAddr.String()
+}
 
 // Membership exposes the members table (tests, tools).
 func (m *Member) Membership() *overlay.Membership { return m.mem }
@@ -81,12 +86,15 @@ func (m *Member) toPeer(mem overlay.Member) api.Peer {
 		p.HostPrivateIP = a.Cloud.PrivateIPs[0]
 	}
 	p.HostPublicIP = a.Cloud.PublicIP
-	if hp, ok := m.node.HolePunchResult(mem.ID); ok && !mem.Self {
-		p.HolePunch = hp
+	if mem.Self {
+		return p
 	}
-	if m.engine != nil && !mem.Self {
+	if hp, ok := m.node.HolePunchResult(mem.ID); ok {
+		p.HolePunch = &hp
+	}
+	if m.engine != nil {
 		if st, ok := m.engine.Stats(mem.ID); ok {
-			p.Link = st
+			p.Link = &st
 		}
 	}
 	return p
@@ -111,8 +119,9 @@ func (m *Member) Peer(hostID string) (api.Peer, bool) {
 	return m.toPeer(mem), true
 }
 
-// SetDetails implements api.Backend: a node changes only its own details.
-func (m *Member) SetDetails(hostID string, c cost.CloudInfo) (api.Peer, error) {
+// SetDetails implements api.Backend: a node changes only its own details,
+// field by field (see cost.CloudPatch).
+func (m *Member) SetDetails(hostID string, patch cost.CloudPatch) (api.Peer, error) {
 	mem, ok := m.mem.Lookup(hostID)
 	if !ok {
 		return api.Peer{}, fmt.Errorf("peer %q: %w", hostID, api.ErrNotFound)
@@ -120,7 +129,11 @@ func (m *Member) SetDetails(hostID string, c cost.CloudInfo) (api.Peer, error) {
 	if !mem.Self {
 		return api.Peer{}, fmt.Errorf("peer %s is not this node: a node changes only its own details (ask that node's API): %w", hostID, api.ErrForbidden)
 	}
-	if err := m.mem.SetCloud(c); err != nil {
+	next := patch.Apply(m.mem.Cloud())
+	if err := next.Validate(); err != nil {
+		return api.Peer{}, fmt.Errorf("%v: %w", err, api.ErrBadInput)
+	}
+	if err := m.mem.SetCloud(next); err != nil {
 		return api.Peer{}, fmt.Errorf("%v: %w", err, api.ErrBadInput)
 	}
 	p := m.toPeer(mem)

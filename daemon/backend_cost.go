@@ -4,23 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"sort"
-	"strings"
+	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/cloud-barista/cbnode/api"
+	"github.com/cloud-barista/cbnode/cost"
 	"github.com/cloud-barista/cbnode/overlay"
 )
 
 // Rules implements api.Backend.
-func (m *Member) Rules() any { return m.rules.Current() }
+func (m *Member) Rules() *cost.Rules { return m.rules.Current() }
 
 // SubmitRules implements api.Backend.
-func (m *Member) SubmitRules(ctx context.Context, doc []byte) (any, error) {
+func (m *Member) SubmitRules(ctx context.Context, doc []byte) (*cost.Rules, error) {
 	r, err := m.rules.Submit(ctx, doc)
 	switch {
 	case errors.Is(err, overlay.ErrStaleRules):
@@ -32,7 +32,7 @@ func (m *Member) SubmitRules(ctx context.Context, doc []byte) (any, error) {
 }
 
 // Cost implements api.Backend.
-func (m *Member) Cost() any {
+func (m *Member) Cost() cost.Report {
 	if m.engine != nil {
 		m.sampleMeter()
 	}
@@ -54,14 +54,15 @@ func (m *Member) NetworkingRule(hostID string) (api.NetworkingRule, error) {
 		if o.Self {
 			continue
 		}
-		v, _ := m.paths.get(o.ID)
+		v, _ := m.paths.Get(o.ID)
 		row := api.PathRule{
 			HostID: o.ID.String(), HostName: o.Ann.HostName, PeerIP: o.Ann.OverlayIP,
-			State: o.Ann.State, Reason: v.d.Reason, SelectedIP: v.d.SelectedIP,
+			State: o.Ann.State, Reason: v.Decision.Reason, SelectedIP: v.Decision.SelectedIP,
+			PeerScope: cost.ScopeInter,
 		}
-		class, price, _, _ := m.pathPrices(o.ID)
-		row.Class, row.PricePerGB = string(class), price
-		row.PeerScope = "inter"
+		if b, ok := m.paths.Billed(o.ID); ok {
+			row.Class, row.PricePerGB, row.PeerScope = string(b.Class), b.PricePerGB, b.Scope
+		}
 		if m.engine != nil {
 			if st, ok := m.engine.Stats(o.ID); ok && st.StreamUp {
 				row.Relayed, row.Remote = st.Path.Relayed, st.Path.Remote
@@ -69,13 +70,10 @@ func (m *Member) NetworkingRule(hostID string) (api.NetworkingRule, error) {
 					if ip, err := manet.ToIP(a); err == nil {
 						row.SelectedIP = ip.String()
 					}
-					if isPrivateAddr(a) {
-						row.PeerScope = "intra"
-					}
 				}
 			}
 		}
-		if v.lan && !v.d.Private {
+		if v.LAN && !v.Decision.Private {
 			row.Reason = "no VPC declared on either side: a plain LAN, private addresses allowed; " + row.Reason
 		}
 		nr.HostID = append(nr.HostID, row.HostID)
@@ -89,58 +87,55 @@ func (m *Member) NetworkingRule(hostID string) (api.NetworkingRule, error) {
 	return nr, nil
 }
 
-// WriteMetrics implements api.Backend: Prometheus text format.
-func (m *Member) WriteMetrics(w io.Writer) {
-	var b strings.Builder
-	metric := func(name, help, typ string) {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
-	}
-	metric("cbnode_members", "Members in the table, self included.", "gauge")
-	fmt.Fprintf(&b, "cbnode_members %d\n", len(m.mem.Members()))
-	if m.engine != nil {
-		stats := m.engine.AllStats()
-		ids := make([]peer.ID, 0, len(stats))
-		for id := range stats {
-			ids = append(ids, id)
-		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-		name := func(id peer.ID) string {
-			if v, ok := m.paths.get(id); ok {
-				return v.host
-			}
-			return id.String()
-		}
-		for _, c := range []struct {
-			n, help string
-			get     func(id peer.ID) uint64
-		}{
-			{"cbnode_tx_bytes_total", "Overlay bytes sent to a peer.", func(id peer.ID) uint64 { return stats[id].TxBytes }},
-			{"cbnode_rx_bytes_total", "Overlay bytes received from a peer.", func(id peer.ID) uint64 { return stats[id].RxBytes }},
-			{"cbnode_tx_packets_total", "Overlay packets sent to a peer.", func(id peer.ID) uint64 { return stats[id].TxPackets }},
-			{"cbnode_rx_packets_total", "Overlay packets received from a peer.", func(id peer.ID) uint64 { return stats[id].RxPackets }},
-		} {
-			metric(c.n, c.help, "counter")
-			for _, id := range ids {
-				fmt.Fprintf(&b, "%s{peer=%q} %d\n", c.n, name(id), c.get(id))
-			}
-		}
-		metric("cbnode_drops_total", "Packets dropped, by peer and reason.", "counter")
-		for _, id := range ids {
-			for reason, n := range stats[id].Drops {
-				fmt.Fprintf(&b, "cbnode_drops_total{peer=%q,reason=%q} %d\n", name(id), reason, n)
-			}
+// meter samples the data plane's sent bytes per peer and charges them to
+// the path they took.
+type meter struct {
+	m    *cost.Meter
+	mu   sync.Mutex
+	last map[peer.ID]uint64
+}
+
+func newMeter() meter { return meter{m: cost.NewMeter(), last: map[peer.ID]uint64{}} }
+
+func (m *Member) meterLoop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.sampleMeter()
+			return
+		case <-t.C:
+			m.sampleMeter()
 		}
 	}
-	rep := m.meter.m.Report()
-	metric("cbnode_cost_bytes_total", "Bytes sent, by peer and path class.", "counter")
-	metric("cbnode_cost_spent_usd_total", "Estimated spend (USD) from the price table, by peer and path class.", "counter")
-	metric("cbnode_cost_saved_usd_total", "Estimated saving (USD) against the basic rule, by peer and path class.", "counter")
-	for _, p := range rep.Peers {
-		for class, u := range p.Classes {
-			fmt.Fprintf(&b, "cbnode_cost_bytes_total{peer=%q,class=%q} %d\n", p.Peer, class, u.Bytes)
-			fmt.Fprintf(&b, "cbnode_cost_spent_usd_total{peer=%q,class=%q} %g\n", p.Peer, class, u.SpentUSD)
-			fmt.Fprintf(&b, "cbnode_cost_saved_usd_total{peer=%q,class=%q} %g\n", p.Peer, class, u.SavedUSD)
+}
+
+func (m *Member) sampleMeter() {
+	m.meter.mu.Lock()
+	defer m.meter.mu.Unlock()
+	for p, st := range m.engine.AllStats() {
+		prev := m.meter.last[p]
+		if st.TxBytes < prev { // peer state was recreated
+			prev = 0
 		}
+		m.meter.last[p] = st.TxBytes
+		delta := st.TxBytes - prev
+		if delta == 0 {
+			continue
+		}
+		b, ok := m.paths.Billed(p)
+		if !ok {
+			continue
+		}
+		m.meter.m.Add(m.peerName(p), b.Class, b.PricePerGB, b.PublicPricePerGB, delta)
 	}
-	_, _ = io.WriteString(w, b.String())
+}
+
+// peerName is p's host name for reports, its peer ID if unknown.
+func (m *Member) peerName(p peer.ID) string {
+	if v, ok := m.paths.Get(p); ok && v.Host != "" {
+		return v.Host
+	}
+	return p.String()
 }

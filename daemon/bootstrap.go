@@ -9,6 +9,7 @@ import (
 
 	"github.com/cloud-barista/cbnode/ipam"
 	"github.com/cloud-barista/cbnode/node"
+	"github.com/cloud-barista/cbnode/relay"
 )
 
 // BootstrapConfig configures a bootstrap node.
@@ -21,30 +22,59 @@ type BootstrapConfig struct {
 	// keys (base64 Ed25519 public keys, a spec's ownerKey).
 	RelayFor []string
 	Logger   *slog.Logger
-	// Ready is called with the node once it listens.
+	// Ready is called by RunBootstrap with the node once it listens.
 	Ready func(*node.Node)
 }
 
-// RunBootstrap runs a DHT server with a stable identity until ctx ends. It
-// holds no CLADNet key: it stores IPAM claims (checking their signatures, not
-// their certificates) and rendezvous records for any CLADNet.
-func RunBootstrap(ctx context.Context, cfg BootstrapConfig) error {
+// Bootstrap is a running bootstrap node.
+type Bootstrap struct {
+	Node *node.Node
+}
+
+// StartBootstrap starts a DHT server with a stable identity. It holds no
+// CLADNet key: it stores IPAM claims (checking their signatures, not their
+// certificates) and rendezvous records for any CLADNet, and relays for the
+// members of the CLADNets in RelayFor. ctx carries values only; Stop ends it.
+func StartBootstrap(ctx context.Context, cfg BootstrapConfig) (*Bootstrap, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
 	boot, err := node.ParseBootstrap(cfg.Peers)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	n, err := node.New(ctx, node.Config{
+	n, err := node.New(context.WithoutCancel(ctx), node.Config{
 		Key: cfg.Key, ListenIPs: cfg.ListenIPs, Port: cfg.Port, Bootstrap: boot, Server: true,
-		Public: true, RelayFor: cfg.RelayFor,
+		Public:     true,
 		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator()},
-		Logger:     cfg.Logger,
+		Logger:     log,
 	})
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.RelayFor) > 0 {
+		if _, err := relay.Start(n.Host, cfg.RelayFor, log); err != nil {
+			_ = n.Close()
+			return nil, err
+		}
+		log.Info("relaying for members of CLADNets", "owners", len(cfg.RelayFor))
+	}
+	return &Bootstrap{Node: n}, nil
+}
+
+// Stop closes the node and waits for its goroutines.
+func (b *Bootstrap) Stop() { _ = b.Node.Close() }
+
+// RunBootstrap runs a bootstrap node until ctx ends.
+func RunBootstrap(ctx context.Context, cfg BootstrapConfig) error {
+	b, err := StartBootstrap(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer n.Close()
+	defer b.Stop()
 	if cfg.Ready != nil {
-		cfg.Ready(n)
+		cfg.Ready(b.Node)
 	}
 	<-ctx.Done()
 	return nil

@@ -29,8 +29,7 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
-
-	cbrelay "github.com/cloud-barista/cbnode/relay"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DHTPrefix is the private DHT's protocol prefix: cbnode never speaks to the
@@ -66,9 +65,10 @@ type Config struct {
 	AllowAddr func(peer.ID, ma.Multiaddr) bool
 	// HolePunching enables DCUtR hole punching (members).
 	HolePunching bool
-	// RelayFor runs a circuit-v2 relay for the members of the CLADNets
-	// owned by these keys (base64 Ed25519, a spec's ownerKey).
-	RelayFor []string
+	// Metrics, if set, is where libp2p registers its own Prometheus
+	// metrics (a private registry: nothing is registered globally). Nil
+	// disables them.
+	Metrics prometheus.Registerer
 	// Extra libp2p options (relay, hole punching, tests).
 	Extra  []libp2p.Option
 	Logger *slog.Logger
@@ -142,7 +142,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			}
 			return g.filterAddrs(addrs)
 		}),
-		libp2p.DisableMetrics(), // no process-global Prometheus registry
+	}
+	if cfg.Metrics != nil {
+		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Metrics))
+	} else {
+		opts = append(opts, libp2p.DisableMetrics()) // no process-global Prometheus registry
 	}
 	if cfg.Public {
 		opts = append(opts, libp2p.ForceReachabilityPublic(), libp2p.EnableNATService())
@@ -157,13 +161,6 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		rm.Close()
 		return nil, fmt.Errorf("libp2p host: %w", err)
-	}
-	if len(cfg.RelayFor) > 0 {
-		if _, err := cbrelay.Start(h, cfg.RelayFor, log); err != nil {
-			h.Close()
-			return nil, err
-		}
-		log.Info("relaying for members of CLADNets", "owners", len(cfg.RelayFor))
 	}
 	mode := dht.ModeAutoServer
 	if cfg.Server {

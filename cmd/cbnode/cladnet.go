@@ -103,7 +103,7 @@ the signed document (or writes it with --out). Push it to any member with
 
 func oneArg(c *cli.Context, what string) (string, error) {
 	if c.NArg() != 1 {
-		return "", fmt.Errorf("%s: need exactly one %s (see '%s --help')", c.Command.FullName(), what, c.Command.HelpName)
+		return "", withCode(exitUsage, fmt.Errorf("%s: need exactly one %s (see '%s --help')", c.Command.FullName(), what, c.Command.HelpName))
 	}
 	return c.Args().First(), nil
 }

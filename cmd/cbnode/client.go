@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -14,7 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cloud-barista/cbnode/api"
-	"github.com/cloud-barista/cbnode/overlay/forward"
+	"github.com/cloud-barista/cbnode/cost"
 )
 
 var (
@@ -30,8 +27,8 @@ func statusCommand() *cli.Command {
 		Usage: "show this node: CLADNet, overlay IP, addresses, uptime",
 		Flags: []cli.Flag{apiFlag, jsonFlag},
 		Action: func(c *cli.Context) error {
-			var st api.Status
-			if err := client(c).Do(c.Context, http.MethodGet, "/v1/status", nil, &st); err != nil {
+			st, err := client(c).Status(c.Context)
+			if err != nil {
 				return err
 			}
 			if c.Bool("json") {
@@ -65,34 +62,6 @@ func statusCommand() *cli.Command {
 	}
 }
 
-func cladnetID(ctx context.Context, cl *api.Client) (string, error) {
-	var st api.Status
-	if err := cl.Do(ctx, http.MethodGet, "/v1/status", nil, &st); err != nil {
-		return "", err
-	}
-	return st.CladnetID, nil
-}
-
-// getCladnet GETs /v1/cladnet/{this node's CLADNet}/suffix into out.
-func getCladnet(c *cli.Context, suffix string, out any) error {
-	cl := client(c)
-	id, err := cladnetID(c.Context, cl)
-	if err != nil {
-		return err
-	}
-	return cl.Do(c.Context, http.MethodGet, "/v1/cladnet/"+id+"/"+suffix, nil, out)
-}
-
-// peerLink decodes the data-plane part of a peer.
-func peerLink(p api.Peer) (forward.PeerStats, bool) {
-	if p.Link == nil {
-		return forward.PeerStats{}, false
-	}
-	b, _ := json.Marshal(p.Link)
-	var st forward.PeerStats
-	return st, json.Unmarshal(b, &st) == nil
-}
-
 func peersCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "peers",
@@ -100,15 +69,15 @@ func peersCommand() *cli.Command {
 		Flags: []cli.Flag{apiFlag, jsonFlag},
 		Action: func(c *cli.Context) error {
 			if c.Bool("json") {
-				var raw json.RawMessage
-				if err := getCladnet(c, "peer", &raw); err != nil {
+				raw, err := client(c).PeersRaw(c.Context)
+				if err != nil {
 					return err
 				}
-				_, err := os.Stdout.Write(raw)
+				_, err = os.Stdout.Write(raw)
 				return err
 			}
-			var peers []api.Peer
-			if err := getCladnet(c, "peer", &peers); err != nil {
+			peers, err := client(c).Peers(c.Context)
+			if err != nil {
 				return err
 			}
 			w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
@@ -119,7 +88,7 @@ func peersCommand() *cli.Command {
 					host += " (self)"
 				}
 				path, tx, rx, drops := "-", "-", "-", "-"
-				if st, ok := peerLink(p); ok {
+				if st := p.Link; st != nil {
 					path = "direct"
 					if st.Path.Relayed {
 						path = "relayed"
@@ -190,8 +159,8 @@ func pingCommand() *cli.Command {
 					case <-time.After(c.Duration("interval")):
 					}
 				}
-				var res api.PingResult
-				if err := cl.Do(c.Context, http.MethodPost, "/v1/ping", map[string]string{"target": target}, &res); err != nil {
+				res, err := cl.Ping(c.Context, target)
+				if err != nil {
 					failed = err
 					fmt.Fprintf(os.Stderr, "ping %s: %v\n", target, err)
 					continue
@@ -222,32 +191,32 @@ Only the fields given change.`,
 		Flags: append([]cli.Flag{apiFlag}, cloudFlags()...),
 		Action: func(c *cli.Context) error {
 			cl := client(c)
-			var st api.Status
-			if err := cl.Do(c.Context, http.MethodGet, "/v1/status", nil, &st); err != nil {
+			st, err := cl.Status(c.Context)
+			if err != nil {
 				return err
 			}
-			var self api.Peer
-			path := "/v1/cladnet/" + st.CladnetID + "/peer/" + url.PathEscape(st.PeerID)
-			if err := cl.Do(c.Context, http.MethodGet, path, nil, &self); err != nil {
-				return err
-			}
-			ci := self.Details
-			set := func(flag string, dst *string) {
+			var patch cost.CloudPatch
+			set := func(flag string, dst **string) {
 				if c.IsSet(flag) {
-					*dst = c.String(flag)
+					v := c.String(flag)
+					*dst = &v
 				}
 			}
-			set("provider", &ci.ProviderName)
-			set("region", &ci.RegionID)
-			set("zone", &ci.AvailabilityZoneID)
-			set("vpc", &ci.VirtualNetworkID)
-			set("subnet-id", &ci.SubnetID)
-			set("public-ip", &ci.PublicIP)
+			set("provider", &patch.ProviderName)
+			set("region", &patch.RegionID)
+			set("zone", &patch.AvailabilityZoneID)
+			set("vpc", &patch.VirtualNetworkID)
+			set("subnet-id", &patch.SubnetID)
+			set("public-ip", &patch.PublicIP)
 			if c.IsSet("private-ip") {
-				ci.PrivateIPs = splitList(c.StringSlice("private-ip"))
+				ips := splitList(c.StringSlice("private-ip"))
+				patch.PrivateIPs = &ips
 			}
-			var out api.Peer
-			if err := cl.Do(c.Context, http.MethodPut, path+"/details", map[string]any{"cloudInformation": ci}, &out); err != nil {
+			if patch.Empty() {
+				return withCode(exitUsage, errors.New("set-details: give at least one of --provider, --region, --zone, --vpc, --subnet-id, --private-ip, --public-ip (an empty value clears a field)"))
+			}
+			out, err := cl.SetDetails(c.Context, st.PeerID, patch)
+			if err != nil {
 				return err
 			}
 			return printJSON(out.Details)

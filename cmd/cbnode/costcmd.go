@@ -3,15 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"sort"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/cloud-barista/cbnode/api"
 	"github.com/cloud-barista/cbnode/cost"
 )
 
@@ -25,11 +22,11 @@ func rulesCommand() *cli.Command {
 				Usage: "print the rules in force on this node",
 				Flags: []cli.Flag{apiFlag},
 				Action: func(c *cli.Context) error {
-					var raw json.RawMessage
-					if err := getCladnet(c, "rules", &raw); err != nil {
+					raw, err := client(c).RulesRaw(c.Context)
+					if err != nil {
 						return err
 					}
-					_, err := os.Stdout.Write(raw)
+					_, err = os.Stdout.Write(raw)
 					return err
 				},
 			},
@@ -47,17 +44,11 @@ func rulesCommand() *cli.Command {
 					if err != nil {
 						return fmt.Errorf("rules: %w", err)
 					}
-					var doc json.RawMessage = b
 					if !json.Valid(b) {
-						return fmt.Errorf("rules: %s is not JSON", f)
+						return withCode(exitUsage, fmt.Errorf("rules: %s is not JSON (sign it with 'cbnode cladnet rules')", f))
 					}
-					cl := client(c)
-					id, err := cladnetID(c.Context, cl)
+					r, err := client(c).PushRules(c.Context, b)
 					if err != nil {
-						return err
-					}
-					var r cost.Rules
-					if err := cl.Do(c.Context, http.MethodPut, "/v1/cladnet/"+id+"/rules", doc, &r); err != nil {
 						return err
 					}
 					fmt.Printf("applied rules version %d (%s); spreading to the members\n", r.Version, r.RuleType)
@@ -74,8 +65,8 @@ func costCommand() *cli.Command {
 		Usage: "what this node's traffic cost so far, and what the basic rule would have cost",
 		Flags: []cli.Flag{apiFlag, jsonFlag},
 		Action: func(c *cli.Context) error {
-			var rep cost.Report
-			if err := getCladnet(c, "cost", &rep); err != nil {
+			rep, err := client(c).Cost(c.Context)
+			if err != nil {
 				return err
 			}
 			if c.Bool("json") {
@@ -108,13 +99,12 @@ func networkingRuleCommand() *cli.Command {
 		Flags: []cli.Flag{apiFlag, jsonFlag},
 		Action: func(c *cli.Context) error {
 			cl := client(c)
-			var st api.Status
-			if err := cl.Do(c.Context, http.MethodGet, "/v1/status", nil, &st); err != nil {
+			st, err := cl.Status(c.Context)
+			if err != nil {
 				return err
 			}
-			var nr api.NetworkingRule
-			path := "/v1/cladnet/" + st.CladnetID + "/peer/" + url.PathEscape(st.PeerID) + "/networkingRule"
-			if err := cl.Do(c.Context, http.MethodGet, path, nil, &nr); err != nil {
+			nr, err := cl.NetworkingRule(c.Context, st.PeerID)
+			if err != nil {
 				return err
 			}
 			if c.Bool("json") {

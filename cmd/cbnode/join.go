@@ -20,6 +20,7 @@ import (
 	"github.com/cloud-barista/cbnode/daemon"
 	"github.com/cloud-barista/cbnode/node"
 	"github.com/cloud-barista/cbnode/overlay"
+	"github.com/cloud-barista/cbnode/overlay/tun"
 	"github.com/cloud-barista/cbnode/relay"
 )
 
@@ -43,7 +44,9 @@ func joinCommand() *cli.Command {
 address, tells the members). Needs a join token from 'cbnode cladnet issue'.
 NAME must be the CLADNet the token is for (its name or ID). The data plane
 (TUN device cbnet0) needs root or CAP_NET_ADMIN; --no-tun runs membership and
-IPAM only.`,
+IPAM only. --check validates everything and exits without joining.
+
+` + exitCodesHelp,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "token", Usage: "join token", EnvVars: []string{"CBNODE_TOKEN"}},
 			&cli.StringFlag{Name: "token-file", Usage: "file holding the join token", EnvVars: []string{"CBNODE_TOKEN_FILE"}},
@@ -58,6 +61,7 @@ IPAM only.`,
 			&cli.IntFlag{Name: "mtu", Usage: "TUN device MTU", Value: daemon.DefaultMTU, EnvVars: []string{"CBNODE_MTU"}},
 			&cli.BoolFlag{Name: "no-tun", Usage: "run without the data plane (no root needed)", EnvVars: []string{"CBNODE_NO_TUN"}},
 			&cli.BoolFlag{Name: "relay", Usage: "relay traffic for fellow members that cannot reach each other directly", EnvVars: []string{"CBNODE_RELAY"}},
+			&cli.BoolFlag{Name: "check", Usage: "check the token, the flags and the permission to create the TUN device, then exit (0: ready)"},
 			logLevelFlag,
 		}, cloudFlags()...),
 		Action: join,
@@ -114,91 +118,137 @@ func readToken(c *cli.Context) (*cladnet.Token, error) {
 	s := c.String("token")
 	if f := c.String("token-file"); f != "" {
 		if s != "" {
-			return nil, errors.New("give either --token or --token-file, not both")
+			return nil, withCode(exitUsage, errors.New("give either --token or --token-file, not both"))
 		}
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return nil, fmt.Errorf("token file: %w", err)
+			return nil, withCode(exitCredential, fmt.Errorf("token file: %w", err))
 		}
 		s = string(b)
 	}
 	if strings.TrimSpace(s) == "" {
-		return nil, errors.New("no join token: give --token, --token-file or CBNODE_TOKEN (from 'cbnode cladnet issue')")
+		return nil, withCode(exitCredential, errors.New("no join token: give --token, --token-file or CBNODE_TOKEN (from 'cbnode cladnet issue')"))
 	}
-	return cladnet.DecodeToken(s)
+	tok, err := cladnet.DecodeToken(s)
+	return tok, withCode(exitCredential, err)
 }
 
 func join(c *cli.Context) error {
-	name, err := oneArg(c, "CLADNet NAME")
+	cfg, err := joinConfig(c)
 	if err != nil {
 		return err
+	}
+	if c.Bool("check") {
+		return checkJoin(cfg)
+	}
+	if len(cfg.Bootstrap) == 0 {
+		cfg.Logger.Warn("no bootstrap addresses: this node can only be found by nodes that bootstrap from it")
+	}
+	cfg.Ready = func(m *daemon.Member) {
+		if a := m.APIAddr(); a != "" {
+			cfg.Logger.Info("local API listening", "addr", a)
+		}
+	}
+	return daemon.Run(c.Context, cfg)
+}
+
+// checkJoin is 'join --check': the token and flags were valid (joinConfig);
+// check the data plane's permission too, then say what would run.
+func checkJoin(cfg daemon.Config) error {
+	if cfg.TUN {
+		if err := tun.CheckPermission(); err != nil {
+			return err
+		}
+	}
+	id, _ := peer.IDFromPrivateKey(cfg.Key)
+	dp := "data plane " + cfg.TUNName
+	if !cfg.TUN {
+		dp = "no data plane (--no-tun)"
+	}
+	fmt.Printf("ok: would join CLADNet %s (%s) as %s (peer %s), certificate valid until %s, %d bootstrap node(s), %s\n",
+		cfg.Token.Spec.Name, cfg.Token.Spec.ID, cfg.Token.Cert.HostName, id,
+		cfg.Token.Cert.NotAfter.Format(time.RFC3339), len(cfg.Bootstrap), dp)
+	return nil
+}
+
+// joinConfig turns the join command's flags into the daemon's config: every
+// flag lands in it (TestJoinConfigTakesEveryFlag), and nothing is started.
+func joinConfig(c *cli.Context) (daemon.Config, error) {
+	name, err := oneArg(c, "CLADNet NAME")
+	if err != nil {
+		return daemon.Config{}, err
 	}
 	log, err := newLogger(c)
 	if err != nil {
-		return err
+		return daemon.Config{}, withCode(exitUsage, err)
 	}
 	tok, err := readToken(c)
 	if err != nil {
-		return err
+		return daemon.Config{}, err
 	}
 	if name != tok.Spec.Name && name != tok.Spec.ID {
-		return fmt.Errorf("the join token is for CLADNet %s (%s), not %s", tok.Spec.Name, tok.Spec.ID, name)
+		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("the join token is for CLADNet %s (%s), not %s", tok.Spec.Name, tok.Spec.ID, name))
+	}
+	if err := cladnet.ValidateHostName(tok.Cert.HostName); err != nil {
+		return daemon.Config{}, withCode(exitCredential, fmt.Errorf("join token: %w (issue a new token with a valid --host)", err))
 	}
 	stateDir := c.String("state-dir")
 	var key crypto.PrivKey
 	if tok.NodeKey != "" {
 		if key, err = tok.PrivateKey(); err != nil {
-			return err
+			return daemon.Config{}, withCode(exitCredential, err)
 		}
 	} else if key, err = node.LoadOrCreateKey(stateDir); err != nil {
-		return err
+		return daemon.Config{}, err
 	}
 	id, _ := peer.IDFromPrivateKey(key)
 	if err := tok.Cert.Verify(tok.Spec, id, time.Now()); err != nil {
 		if errors.Is(err, cladnet.ErrWrongPeer) {
-			return fmt.Errorf("the join token's certificate is for peer %s, but this node's key (%s) is %s", tok.Cert.PeerID, filepath.Join(stateDir, node.KeyFile), id)
+			return daemon.Config{}, withCode(exitCredential, fmt.Errorf("the join token's certificate is for peer %s, but this node's key (%s) is %s", tok.Cert.PeerID, filepath.Join(stateDir, node.KeyFile), id))
 		}
-		return fmt.Errorf("join token for CLADNet %s: %w", tok.Spec.Name, err)
+		return daemon.Config{}, withCode(exitCredential, fmt.Errorf("join token for CLADNet %s: %w", tok.Spec.Name, err))
 	}
 	boot, err := parseBootstrap(append(append([]string{}, tok.Bootstrap...), c.StringSlice("bootstrap")...))
 	if err != nil {
-		return err
+		return daemon.Config{}, withCode(exitUsage, err)
 	}
 	ci, err := cloudInfo(c)
 	if err != nil {
-		return err
+		return daemon.Config{}, withCode(exitUsage, err)
 	}
 	var reqIP netip.Addr
 	if s := c.String("ip"); s != "" {
 		if reqIP, err = netip.ParseAddr(s); err != nil {
-			return fmt.Errorf("--ip %q: %w", s, err)
+			return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--ip %q: %w", s, err))
 		}
 		p, _ := tok.Spec.Prefix()
 		if !p.Contains(reqIP) {
-			return fmt.Errorf("--ip %s is outside CLADNet %s's range %s", reqIP, tok.Spec.Name, p)
+			return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--ip %s is outside CLADNet %s's range %s", reqIP, tok.Spec.Name, p))
 		}
 	}
 	if c.Int("missed-heartbeats") < 1 || c.Duration("heartbeat") < 100*time.Millisecond {
-		return errors.New("--heartbeat must be at least 100ms and --missed-heartbeats at least 1")
+		return daemon.Config{}, withCode(exitUsage, errors.New("--heartbeat must be at least 100ms and --missed-heartbeats at least 1"))
 	}
-	if len(boot) == 0 {
-		log.Warn("no bootstrap addresses: this node can only be found by nodes that bootstrap from it")
+	if c.Duration("lease") < time.Minute {
+		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--lease %s is too short: give at least 1m (default 48h)", c.Duration("lease")))
 	}
-	return daemon.Run(c.Context, daemon.Config{
+	if mtu := c.Int("mtu"); mtu < tun.MinMTU || mtu > tun.MaxMTU {
+		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--mtu %d: give %d..%d (default %d)", mtu, tun.MinMTU, tun.MaxMTU, daemon.DefaultMTU))
+	}
+	if p := c.Int("port"); p < 0 || p > 65535 {
+		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--port %d: give 0..65535 (0 picks one)", p))
+	}
+	return daemon.Config{
 		Token: tok, Key: key, StateDir: stateDir,
-		ListenIPs: c.StringSlice("listen"), Port: c.Int("port"), Bootstrap: boot,
+		ListenIPs: splitList(c.StringSlice("listen")), Port: c.Int("port"), Bootstrap: boot,
 		APIAddr:   c.String("api"),
 		Heartbeat: c.Duration("heartbeat"), MissedHeartbeats: c.Int("missed-heartbeats"),
 		Cloud:       ci,
 		RequestedIP: reqIP, Lease: c.Duration("lease"),
-		TUN: !c.Bool("no-tun"), TUNName: c.String("tun-name"), MTU: c.Int("mtu"),
+		Relay: c.Bool("relay"),
+		TUN:   !c.Bool("no-tun"), TUNName: c.String("tun-name"), MTU: c.Int("mtu"),
 		Logger: log,
-		Ready: func(m *daemon.Member) {
-			if a := m.APIAddr(); a != "" {
-				log.Info("local API listening", "addr", a)
-			}
-		},
-	})
+	}, nil
 }
 
 func bootstrapCommand() *cli.Command {
@@ -226,11 +276,11 @@ of 'cbnode cladnet show'): a relay for anyone would be an open proxy.`,
 			}
 			owners := splitList(c.StringSlice("cladnet-owner"))
 			if c.Bool("relay") != (len(owners) > 0) {
-				return errors.New("--relay and --cladnet-owner go together: a relay serves the members of the CLADNets whose owner keys it is given")
+				return withCode(exitUsage, errors.New("--relay and --cladnet-owner go together: a relay serves the members of the CLADNets whose owner keys it is given"))
 			}
 			for _, k := range owners {
 				if _, _, err := relay.ParseOwnerKey(k); err != nil {
-					return err
+					return withCode(exitUsage, err)
 				}
 			}
 			key, err := node.LoadOrCreateKey(c.String("state-dir"))

@@ -24,7 +24,7 @@ func main() {
 		// One line, never a stack trace.
 		msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
 		fmt.Fprintf(os.Stderr, "cbnode: %s\n", msg)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -44,7 +44,9 @@ Typical use:
   cbnode bootstrap --state-dir /var/lib/cbnode-boot   # operator: prints its addresses
   cbnode cladnet issue lab --dir ./cladnets --host vm1 --bootstrap /ip4/.../p2p/...
   cbnode join lab --token-file vm1.token              # on each VM (root, for cbnet0)
-  cbnode status; cbnode peers; cbnode ping vm2`,
+  cbnode status; cbnode peers; cbnode ping vm2
+
+` + exitCodesHelp,
 		HideHelpCommand:      true,
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{
@@ -75,7 +77,7 @@ func usageError(c *cli.Context, err error, _ bool) error {
 	if c.Command != nil && c.Command.HelpName != "" {
 		name = c.Command.HelpName
 	}
-	return fmt.Errorf("%w (see '%s --help')", err, name)
+	return withCode(exitUsage, fmt.Errorf("%w (see '%s --help')", err, name))
 }
 
 func setUsageError(cmds []*cli.Command) {

@@ -1,0 +1,191 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/cloud-barista/cbnode/overlay"
+	"github.com/cloud-barista/cbnode/overlay/paths"
+)
+
+// enforceEvery is how often the path policy re-checks every member's path.
+const enforceEvery = 2 * time.Second
+
+// startLoops starts the member's goroutines: relay reservations, hole-punch
+// retries, the address allocator, the data plane, the meter and the event
+// loop. A failure of the allocator or the data plane ends the member.
+func (m *Member) startLoops() {
+	m.goFunc(m.reserver().Run)
+	punch := &overlay.PunchRetry{Host: m.node.Host, Members: m.memberIDs, Log: m.log}
+	m.goFunc(punch.Run)
+	m.goFunc(func(ctx context.Context) {
+		if err := m.alloc.Run(ctx); err != nil && ctx.Err() == nil {
+			m.fail(err)
+		}
+	})
+	if m.engine != nil {
+		m.goFunc(func(ctx context.Context) {
+			if err := m.engine.Run(ctx); err != nil && ctx.Err() == nil {
+				m.fail(fmt.Errorf("data plane: %w", err))
+			}
+		})
+		m.goFunc(func(ctx context.Context) { m.meterLoop(ctx, time.Second) })
+	}
+	changes, stopWatch := m.mem.Watch()
+	m.goFunc(func(ctx context.Context) {
+		defer stopWatch()
+		m.loop(ctx, changes)
+	})
+}
+
+// loop applies IPAM, membership and rules changes until ctx ends.
+func (m *Member) loop(ctx context.Context, members <-chan struct{}) {
+	enforce := time.NewTicker(enforceEvery)
+	defer enforce.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ip := <-m.alloc.Changes():
+			if err := m.setIP(ip); err != nil {
+				m.fail(err)
+				return
+			}
+		case <-members:
+			if m.ipamShouldCheck() {
+				m.alloc.CheckConflicts()
+			}
+			if len(m.recompute()) > 0 {
+				m.paths.Enforce(ctx)
+			}
+			m.updateRoutes()
+		case <-m.rules.Changes():
+			m.recompute()
+			m.paths.Enforce(ctx)
+		case <-enforce.C:
+			m.paths.Enforce(ctx)
+		}
+	}
+}
+
+// recompute hands the path policy the current rules and cloud facts; it
+// returns the members whose decision changed.
+func (m *Member) recompute() []peer.ID {
+	var peers []paths.Peer
+	for _, mem := range m.mem.Members() {
+		if mem.Self {
+			continue
+		}
+		peers = append(peers, paths.Peer{ID: mem.ID, Host: mem.Ann.HostName, OverlayIP: mem.Ann.OverlayIP, Cloud: mem.Ann.Cloud})
+	}
+	return m.paths.Update(m.rules.Current(), m.mem.Cloud(), peers)
+}
+
+// setIP applies a new (or lost) overlay address everywhere.
+func (m *Member) setIP(ip netip.Addr) error {
+	m.mu.Lock()
+	old := m.ip
+	m.ip = ip
+	m.mu.Unlock()
+	if old == ip {
+		return nil
+	}
+	if !ip.IsValid() {
+		m.log.Warn("overlay address lost", "old", old)
+	}
+	if m.dev != nil && ip.IsValid() {
+		if err := m.dev.SetAddr(netip.PrefixFrom(ip, m.prefix.Bits())); err != nil {
+			return fmt.Errorf("address %s on %s: %w", ip, m.dev.Name(), err)
+		}
+	}
+	if m.engine != nil {
+		m.engine.SetLocal(ip)
+	}
+	m.mem.SetOverlayIP(ip, m.alloc.ClaimedAt())
+	state := overlay.StateConfiguring
+	if ip.IsValid() && (m.dev != nil || !m.cfg.TUN) {
+		state = overlay.StateTunneling
+	}
+	m.mem.SetState(state)
+	m.updateRoutes()
+	return nil
+}
+
+// updateRoutes hands the data plane a fresh overlay-IP → peer snapshot. When
+// two members announce the same address (a conflict IPAM is resolving), the
+// one seen first keeps the route.
+func (m *Member) updateRoutes() {
+	if m.engine == nil {
+		return
+	}
+	routes := map[netip.Addr]peer.ID{}
+	first := map[netip.Addr]time.Time{}
+	for _, mem := range m.mem.Members() {
+		if mem.Self || mem.Ann.OverlayIP == "" {
+			continue
+		}
+		ip, err := netip.ParseAddr(mem.Ann.OverlayIP)
+		if err != nil {
+			continue
+		}
+		if t, dup := first[ip]; dup && !mem.FirstSeen.Before(t) {
+			continue
+		}
+		routes[ip], first[ip] = mem.ID, mem.FirstSeen
+	}
+	m.engine.SetRoutes(routes)
+}
+
+// ipamShouldCheck reports whether a members-table change concerns IPAM:
+// while we have no address (a full range may just have freed one), or when
+// another member announces our address. A conflict check is a quorum DHT
+// read, too costly for every change in a large CLADNet; the allocator also
+// re-checks on its own every ConflictInterval.
+func (m *Member) ipamShouldCheck() bool {
+	ip := m.IP()
+	if !ip.IsValid() {
+		return true
+	}
+	for _, mem := range m.mem.Members() {
+		if !mem.Self && mem.Ann.OverlayIP == ip.String() {
+			return true
+		}
+	}
+	return false
+}
+
+// memberIDs lists the other members.
+func (m *Member) memberIDs() []peer.ID {
+	var out []peer.ID
+	for _, mem := range m.mem.Members() {
+		if !mem.Self {
+			out = append(out, mem.ID)
+		}
+	}
+	return out
+}
+
+// relayCandidates are the bootstrap nodes and the members that relay.
+func (m *Member) relayCandidates() []peer.AddrInfo {
+	out := append([]peer.AddrInfo(nil), m.cfg.Bootstrap...)
+	for _, mem := range m.mem.Members() {
+		if mem.Self || !mem.Ann.Relay {
+			continue
+		}
+		info := peer.AddrInfo{ID: mem.ID}
+		for _, s := range mem.Ann.Addrs {
+			if a, err := ma.NewMultiaddr(s); err == nil {
+				if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err != nil {
+					info.Addrs = append(info.Addrs, a)
+				}
+			}
+		}
+		out = append(out, info)
+	}
+	return out
+}

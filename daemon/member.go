@@ -1,0 +1,312 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	record "github.com/libp2p/go-libp2p-record"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/cloud-barista/cbnode/api"
+	"github.com/cloud-barista/cbnode/cladnet"
+	"github.com/cloud-barista/cbnode/ipam"
+	"github.com/cloud-barista/cbnode/node"
+	"github.com/cloud-barista/cbnode/overlay"
+	"github.com/cloud-barista/cbnode/overlay/forward"
+	"github.com/cloud-barista/cbnode/overlay/paths"
+	"github.com/cloud-barista/cbnode/relay"
+)
+
+// Member is a running member node: one handle for everything it runs.
+type Member struct {
+	cfg     Config
+	log     *slog.Logger
+	spec    *cladnet.Spec
+	prefix  netip.Prefix
+	node    *node.Node
+	mem     *overlay.Membership
+	alloc   *ipam.Allocator
+	engine  *forward.Engine
+	dev     Device
+	link    *overlay.Link
+	resv    *relay.Reserver
+	rules   *overlay.Rules
+	paths   *paths.Policy
+	meter   meter
+	metrics *metrics
+	started time.Time
+
+	apiAddr net.Addr
+	apiDone <-chan error
+
+	// Every goroutine the member starts runs under ctx and is counted in
+	// wg; Stop cancels ctx and waits.
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	done     chan struct{} // closed by the first fail or by Stop
+	failOnce sync.Once
+	err      error
+	stopOnce sync.Once
+
+	mu sync.Mutex
+	ip netip.Addr
+}
+
+// Run joins the CLADNet and serves until ctx ends or the member fails, then
+// leaves gracefully. It returns the failure, if any.
+func Run(ctx context.Context, cfg Config) error {
+	m, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(m)
+	}
+	select {
+	case <-ctx.Done():
+	case <-m.Done():
+	}
+	m.Stop()
+	return m.Err()
+}
+
+// Start brings a member up and starts all of its goroutines. ctx carries
+// values only: the member's lifetime ends with Stop (so the leave can still
+// be announced after the caller's context was cancelled by a signal).
+func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
+	cfg = cfg.withDefaults()
+	log := cfg.Logger
+	t := cfg.Token
+	if t == nil || t.Spec == nil || t.Cert == nil {
+		return nil, errors.New("no join token")
+	}
+	if cfg.Key == nil {
+		return nil, errors.New("no node key")
+	}
+	spec := t.Spec
+	self, err := peer.IDFromPrivateKey(cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("node key: %w", err)
+	}
+	if err := t.Cert.Verify(spec, self, time.Now()); err != nil {
+		return nil, fmt.Errorf("join token for CLADNet %s: %w", spec.Name, err)
+	}
+	prefix, err := spec.Prefix()
+	if err != nil {
+		return nil, err
+	}
+	stateDir := filepath.Join(cfg.StateDir, spec.ID)
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	base := context.WithoutCancel(ctx)
+	m := &Member{cfg: cfg, log: log, spec: spec, prefix: prefix, started: time.Now(),
+		paths: paths.New(log), meter: newMeter(), done: make(chan struct{})}
+	m.ctx, m.cancel = context.WithCancel(base)
+	m.metrics = newMetrics()
+	m.metrics.reg.MustRegister(memberCollector{m})
+	defer func() {
+		if err != nil {
+			m.Stop()
+		}
+	}()
+
+	// The host's address factory asks for the relay circuit addresses from
+	// libp2p's own goroutines, before the reserver exists: circuitAddrs
+	// reads it under m.mu.
+	m.node, err = node.New(base, node.Config{
+		Key: cfg.Key, ListenIPs: cfg.ListenIPs, Port: cfg.Port,
+		Bootstrap: cfg.Bootstrap, PubSub: true, HolePunching: true,
+		Blocked:    []netip.Prefix{prefix},
+		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator(spec)},
+		AllowAddr:  m.paths.Allow,
+		ExtraAddrs: m.circuitAddrs,
+		Metrics:    m.metrics.reg,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.paths.Host = m.node.Host
+	relay.ServeCert(m.node.Host, t.Cert)
+	if cfg.Relay {
+		if _, err := relay.Start(m.node.Host, []string{spec.OwnerKey}, log); err != nil {
+			return nil, err
+		}
+		log.Info("relaying for fellow members")
+	}
+	m.mem, err = overlay.StartMembership(base, overlay.MembershipConfig{
+		Spec: spec, Cert: t.Cert, Key: cfg.Key, Node: m.node,
+		Heartbeat: cfg.Heartbeat, MissedHeartbeats: cfg.MissedHeartbeats,
+		Cloud: cfg.Cloud, Relay: cfg.Relay, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.setReserver(relay.NewReserver(m.node.Host, m.relayCandidates, m.mem.Republish, log))
+	if m.rules, err = overlay.StartRules(base, spec, m.node, stateDir, log); err != nil {
+		return nil, err
+	}
+	m.recompute()
+	m.alloc, err = ipam.NewAllocator(ipam.AllocatorConfig{
+		Spec: spec, Cert: t.Cert, Key: cfg.Key, DHT: m.node.DHT,
+		StateDir: stateDir, Requested: cfg.RequestedIP, Lease: cfg.Lease,
+		Members: m.mem, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.TUN {
+		if err := m.startDataPlane(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.APIAddr != "" {
+		srv := api.NewServer(m, log)
+		m.apiAddr, m.apiDone, err = srv.Serve(m.ctx, cfg.APIAddr)
+		if err != nil {
+			return nil, err
+		}
+	}
+	m.startLoops()
+	log.Info("joined CLADNet", "cladnet", spec.Name, "id", spec.ID, "peer", self, "host", t.Cert.HostName, "addrs", m.node.Addrs())
+	return m, nil
+}
+
+// circuitAddrs is the host's extra addresses: the circuit addresses of the
+// relay reservations (none until the reserver exists).
+func (m *Member) circuitAddrs() []ma.Multiaddr {
+	if r := m.reserver(); r != nil {
+		return r.Addrs()
+	}
+	return nil
+}
+
+func (m *Member) setReserver(r *relay.Reserver) {
+	m.mu.Lock()
+	m.resv = r
+	m.mu.Unlock()
+}
+
+func (m *Member) reserver() *relay.Reserver {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.resv
+}
+
+func (m *Member) startDataPlane() error {
+	dev, err := m.cfg.OpenDevice(m.cfg.TUNName, m.cfg.MTU)
+	if err != nil {
+		return fmt.Errorf("data plane: %w", err)
+	}
+	m.dev = dev
+	m.link = &overlay.Link{Host: m.node.Host, IsMember: m.mem.IsMember, ConnScore: m.paths.Score}
+	m.engine = forward.New(dev, m.link, forward.Options{Logger: m.log})
+	m.paths.Stream = func(p peer.ID) (forward.PathInfo, bool) {
+		st, ok := m.engine.Stats(p)
+		return st.Path, ok && st.StreamUp
+	}
+	m.paths.Rehome = m.engine.Rehome
+	m.link.Serve(m.engine)
+	m.link.WatchConns(m.engine)
+	return nil
+}
+
+// goFunc runs f under the member's context and wait group.
+func (m *Member) goFunc(f func(ctx context.Context)) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f(m.ctx)
+	}()
+}
+
+// fail ends the member with err (the first failure wins): Run returns it.
+func (m *Member) fail(err error) {
+	m.failOnce.Do(func() {
+		m.err = err
+		close(m.done)
+	})
+}
+
+// Done is closed when the member has failed (Err says why) or was stopped.
+func (m *Member) Done() <-chan struct{} { return m.done }
+
+// Err is the failure that ended the member, nil if none.
+func (m *Member) Err() error {
+	select {
+	case <-m.done:
+		return m.err
+	default:
+		return nil
+	}
+}
+
+// Stop leaves the CLADNet gracefully and releases everything, in order: the
+// API stops answering, the loops and the data plane stop (and are waited
+// for), the address release (a DHT write) and the leave announcement run
+// side by side within two seconds — so a service manager's stop timeout is
+// never reached — and the libp2p node closes last. Stop is idempotent and
+// safe on a member whose Start failed half way.
+func (m *Member) Stop() {
+	m.stopOnce.Do(m.stop)
+}
+
+func (m *Member) stop() {
+	m.fail(nil)
+	if m.spec != nil && m.mem != nil {
+		m.log.Info("leaving CLADNet", "cladnet", m.spec.Name)
+	}
+	m.cancel()
+	if m.apiDone != nil {
+		if err := <-m.apiDone; err != nil {
+			m.log.Debug("local API", "err", err)
+		}
+	}
+	if m.link != nil {
+		m.link.Stop()
+	}
+	if m.engine != nil {
+		m.engine.Close()
+	}
+	if m.dev != nil {
+		_ = m.dev.Close() // unblocks the engine's pending Read
+	}
+	m.wg.Wait()
+	m.paths.Wait()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	if m.alloc != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.alloc.Release(ctx); err != nil {
+				m.log.Debug("release overlay address", "err", err)
+			}
+		}()
+	}
+	if m.rules != nil {
+		m.rules.Close()
+	}
+	if m.mem != nil {
+		if err := m.mem.Leave(ctx); err != nil {
+			m.log.Warn("leave announcement not sent", "err", err)
+		}
+	}
+	wg.Wait()
+	if m.node != nil {
+		_ = m.node.Close()
+	}
+}
