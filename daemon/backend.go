@@ -64,7 +64,10 @@ func (m *Member) Status() api.Status {
 }
 
 func (m *Member) toPeer(mem overlay.Member) api.Peer {
-	a := mem.Ann
+	a := *mem.Ann // shared with the members table: copy before changing
+	if mem.Self {
+		a.Cloud = m.mem.Cloud() // newer than the last announcement
+	}
 	p := api.Peer{
 		CladnetID: m.spec.ID,
 		HostID:    mem.ID.String(),
@@ -136,9 +139,7 @@ func (m *Member) SetDetails(hostID string, patch cost.CloudPatch) (api.Peer, err
 	if err := m.mem.SetCloud(next); err != nil {
 		return api.Peer{}, fmt.Errorf("%v: %w", err, api.ErrBadInput)
 	}
-	p := m.toPeer(mem)
-	p.Details = m.mem.Cloud()
-	return p, nil
+	return m.toPeer(mem), nil
 }
 
 // Ping implements api.Backend: an RTT over the overlay's data plane.

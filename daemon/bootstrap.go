@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"io"
 	"log/slog"
 
 	record "github.com/libp2p/go-libp2p-record"
@@ -28,7 +29,8 @@ type BootstrapConfig struct {
 
 // Bootstrap is a running bootstrap node.
 type Bootstrap struct {
-	Node *node.Node
+	Node  *node.Node
+	relay io.Closer // nil unless relaying
 }
 
 // StartBootstrap starts a DHT server with a stable identity. It holds no
@@ -53,18 +55,27 @@ func StartBootstrap(ctx context.Context, cfg BootstrapConfig) (*Bootstrap, error
 	if err != nil {
 		return nil, err
 	}
+	b := &Bootstrap{Node: n}
 	if len(cfg.RelayFor) > 0 {
-		if _, err := relay.Start(n.Host, cfg.RelayFor, log); err != nil {
+		r, err := relay.Start(n.Host, cfg.RelayFor, log)
+		if err != nil {
 			_ = n.Close()
 			return nil, err
 		}
+		b.relay = r
 		log.Info("relaying for members of CLADNets", "owners", len(cfg.RelayFor))
 	}
-	return &Bootstrap{Node: n}, nil
+	return b, nil
 }
 
-// Stop closes the node and waits for its goroutines.
-func (b *Bootstrap) Stop() { _ = b.Node.Close() }
+// Stop closes the relay and the node and waits for their goroutines. It is
+// idempotent.
+func (b *Bootstrap) Stop() {
+	if b.relay != nil {
+		_ = b.relay.Close()
+	}
+	_ = b.Node.Close()
+}
 
 // RunBootstrap runs a bootstrap node until ctx ends.
 func RunBootstrap(ctx context.Context, cfg BootstrapConfig) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -39,6 +40,7 @@ type Member struct {
 	dev     Device
 	link    *overlay.Link
 	resv    *relay.Reserver
+	relay   io.Closer // the relay service, if Config.Relay
 	rules   *overlay.Rules
 	paths   *paths.Policy
 	meter   meter
@@ -140,7 +142,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	m.paths.Host = m.node.Host
 	relay.ServeCert(m.node.Host, t.Cert)
 	if cfg.Relay {
-		if _, err := relay.Start(m.node.Host, []string{spec.OwnerKey}, log); err != nil {
+		if m.relay, err = relay.Start(m.node.Host, []string{spec.OwnerKey}, log); err != nil {
 			return nil, err
 		}
 		log.Info("relaying for fellow members")
@@ -306,6 +308,9 @@ func (m *Member) stop() {
 		}
 	}
 	wg.Wait()
+	if m.relay != nil {
+		_ = m.relay.Close()
+	}
 	if m.node != nil {
 		_ = m.node.Close()
 	}

@@ -52,7 +52,7 @@ func exitCode(err error) int {
 		return ce.code
 	case errors.As(err, &ue):
 		return exitUnreachable
-	case errors.As(err, &se) && se.Code == http.StatusNotFound:
+	case errors.As(err, &se) && se.Code == http.StatusNotFound, errors.Is(err, cladnet.ErrNotFound):
 		return exitNotFound
 	case errors.Is(err, cladnet.ErrExpired), errors.Is(err, cladnet.ErrNotYetValid), errors.Is(err, cladnet.ErrWrongPeer),
 		errors.Is(err, cladnet.ErrBadSignature), errors.Is(err, cladnet.ErrForeignCladnet):

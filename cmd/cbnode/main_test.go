@@ -65,20 +65,25 @@ func TestCLI(t *testing.T) {
 		name string
 		args []string
 		want string
+		code int
 	}{
-		{"other CLADNet", []string{"join", "lab", "--token-file", filepath.Join(dir, "other.token")}, "is for CLADNet other"},
-		{"expired", []string{"join", "lab", "--token-file", filepath.Join(dir, "old.token")}, "expired"},
-		{"garbled", []string{"join", "lab", "--token", tok[:len(tok)-40] + "%%%"}, "garbled"},
-		{"truncated", []string{"join", "lab", "--token", tok[:60]}, "garbled"},
-		{"not a token", []string{"join", "lab", "--token", "hello"}, "not a cbnode join token"},
-		{"no token", []string{"join", "lab"}, "no join token"},
-		{"ip outside", []string{"join", "lab", "--token", tok, "--ip", "192.168.9.9"}, "outside"},
-		{"bad bootstrap", []string{"join", "lab", "--token", tok, "--bootstrap", "/ip4/1.2.3.4/tcp/1"}, "bootstrap"},
-		{"unknown flag", []string{"join", "lab", "--frobnicate"}, "flag provided but not defined"},
-		{"missing cladnet", []string{"cladnet", "issue", "nope", "--dir", cl}, "not found"},
-		{"bad cidr", []string{"cladnet", "create", "x", "--dir", cl, "--cidr", "10.0.0.1/24"}, "host bits"},
-		{"bad subnet", []string{"ipam", "recommend", "--subnet", "fd00::/8", "--hosts", "3"}, "IPv6"},
-		{"no node", []string{"status"}, "cannot reach the cbnode API"},
+		{"other CLADNet", []string{"join", "lab", "--token-file", filepath.Join(dir, "other.token")}, "is for CLADNet other", exitUsage},
+		{"expired", []string{"join", "lab", "--token-file", filepath.Join(dir, "old.token")}, "expired", exitCredential},
+		{"garbled", []string{"join", "lab", "--token", tok[:len(tok)-40] + "%%%"}, "garbled", exitCredential},
+		{"truncated", []string{"join", "lab", "--token", tok[:60]}, "garbled", exitCredential},
+		{"not a token", []string{"join", "lab", "--token", "hello"}, "not a cbnode join token", exitCredential},
+		{"no token", []string{"join", "lab"}, "no join token", exitCredential},
+		{"no token file", []string{"join", "lab", "--token-file", filepath.Join(dir, "nope")}, "token file", exitCredential},
+		{"ip outside", []string{"join", "lab", "--token", tok, "--ip", "192.168.9.9"}, "outside", exitUsage},
+		{"bad bootstrap", []string{"join", "lab", "--token", tok, "--bootstrap", "/ip4/1.2.3.4/tcp/1"}, "bootstrap", exitUsage},
+		{"bad mtu", []string{"join", "lab", "--token", tok, "--mtu", "100"}, "--mtu 100", exitUsage},
+		{"unknown flag", []string{"join", "lab", "--frobnicate"}, "flag provided but not defined", exitUsage},
+		{"no name", []string{"join", "--token", tok}, "need exactly one CLADNet NAME", exitUsage},
+		{"missing cladnet", []string{"cladnet", "issue", "nope", "--dir", cl}, "not found", exitNotFound},
+		{"host name with a tab", []string{"cladnet", "issue", "lab", "--dir", cl, "--host", "vm\t1"}, "invalid host name", exitFailure},
+		{"bad cidr", []string{"cladnet", "create", "x", "--dir", cl, "--cidr", "10.0.0.1/24"}, "host bits", exitFailure},
+		{"bad subnet", []string{"ipam", "recommend", "--subnet", "fd00::/8", "--hosts", "3"}, "IPv6", exitFailure},
+		{"no node", []string{"status"}, "cannot reach the cbnode API", exitUnreachable},
 	} {
 		out, err := run(append(tc.args, "--state-dir", state)...)
 		if tc.args[0] != "join" {
@@ -88,12 +93,19 @@ func TestCLI(t *testing.T) {
 			t.Errorf("%s: exit 0, want an error: %s", tc.name, out)
 			continue
 		}
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != tc.code {
+			t.Errorf("%s: %v, want exit code %d", tc.name, err, tc.code)
+		}
 		if n := strings.Count(strings.TrimSpace(out), "\n"); n != 0 || !strings.HasPrefix(out, "cbnode: ") {
 			t.Errorf("%s: want one line starting with 'cbnode: ', got %q", tc.name, out)
 		}
 		if !strings.Contains(out, tc.want) {
 			t.Errorf("%s: %q does not mention %q", tc.name, out, tc.want)
 		}
+	}
+	// --check validates and exits without joining.
+	if out := mustRun("join", "lab", "--token", tok, "--no-tun", "--check", "--state-dir", state); !strings.Contains(out, "ok: would join CLADNet lab") {
+		t.Errorf("join --check: %s", out)
 	}
 	// Every command explains itself.
 	for _, c := range [][]string{{"--help"}, {"join", "--help"}, {"cladnet", "issue", "--help"}, {"bootstrap", "--help"}} {

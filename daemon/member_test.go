@@ -1,0 +1,420 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/cloud-barista/cbnode/api"
+	"github.com/cloud-barista/cbnode/cladnet"
+	"github.com/cloud-barista/cbnode/cost"
+	"github.com/cloud-barista/cbnode/daemon"
+	"github.com/cloud-barista/cbnode/overlay/forward/forwardtest"
+)
+
+// lab is a CLADNet with a bootstrap node on 127.0.0.1, whose members run
+// in this process with in-memory devices: no root, no TUN, real libp2p.
+type lab struct {
+	t     *testing.T
+	owner *cladnet.Owner
+	boot  *daemon.Bootstrap
+	info  peer.AddrInfo
+}
+
+func newLab(t *testing.T, ruleType string) *lab {
+	t.Helper()
+	o, err := cladnet.Create(t.TempDir(), "lab", "10.77.0.0/24", ruleType, "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _, _ := crypto.GenerateEd25519Key(nil)
+	b, err := daemon.StartBootstrap(context.Background(), daemon.BootstrapConfig{
+		Key: k, ListenIPs: []string{"127.0.0.1"}, RelayFor: []string{o.Spec.OwnerKey}, Logger: quiet(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	return &lab{t: t, owner: o, boot: b, info: peer.AddrInfo{ID: b.Node.Host.ID(), Addrs: b.Node.Host.Addrs()}}
+}
+
+func quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// member is one member of a lab: its key and state survive a restart.
+type member struct {
+	l     *lab
+	name  string
+	key   crypto.PrivKey
+	state string
+	m     *daemon.Member
+	dev   *forwardtest.Device
+}
+
+func (l *lab) member(name string) *member {
+	k, _, _ := crypto.GenerateEd25519Key(nil)
+	return &member{l: l, name: name, key: k, state: l.t.TempDir()}
+}
+
+// cloudFacts put every member in one VPC and subnet, with 127.0.0.1 as the
+// public address and ::1 as the private one: under the basic rule packets
+// ride 127.0.0.1, under cost-prioritized ::1 (the same-subnet path is free).
+var cloudFacts = cost.CloudInfo{ProviderName: "aws", RegionID: "us-east-1", AvailabilityZoneID: "use1-az1",
+	VirtualNetworkID: "vpc-1", SubnetID: "subnet-1", PrivateIPs: []string{"::1"}, PublicIP: "127.0.0.1"}
+
+func (mb *member) start() {
+	t := mb.l.t
+	t.Helper()
+	id, _ := peer.IDFromPrivateKey(mb.key)
+	cert, err := cladnet.SignCertificate(mb.l.owner.Key, mb.l.owner.Spec, id, mb.name, nil, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan *forwardtest.Device, 1)
+	mb.m, err = daemon.Start(context.Background(), daemon.Config{
+		Token: &cladnet.Token{Spec: mb.l.owner.Spec, Cert: cert}, Key: mb.key, StateDir: mb.state,
+		ListenIPs: []string{"127.0.0.1", "::1"}, Bootstrap: []peer.AddrInfo{mb.l.info},
+		APIAddr:   "127.0.0.1:0",
+		Heartbeat: 500 * time.Millisecond, MissedHeartbeats: 4,
+		Cloud: cloudFacts, Lease: time.Hour,
+		TUN: true, OpenDevice: func(name string, mtu int) (daemon.Device, error) {
+			d := forwardtest.NewDevice(name, mtu)
+			opened <- d
+			return d, nil
+		},
+		Logger: quiet(),
+	})
+	if err != nil {
+		t.Fatalf("start %s: %v", mb.name, err)
+	}
+	mb.dev = <-opened
+	t.Cleanup(mb.m.Stop)
+}
+
+func (mb *member) ip() netip.Addr { return mb.m.IP() }
+
+func (mb *member) client() *api.Client { return api.NewClient(mb.m.APIAddr()) }
+
+// eventually polls cond every 50 ms until it holds, failing after timeout.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s: %v", timeout, what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// converged: every member is addressed, tunneling and sees all the others
+// tunneling at their addresses.
+func converged(ms []*member) func() error {
+	return func() error {
+		for _, a := range ms {
+			if !a.ip().IsValid() {
+				return fmt.Errorf("%s has no address", a.name)
+			}
+			peers := a.m.Peers()
+			if len(peers) != len(ms) {
+				return fmt.Errorf("%s sees %d members, want %d", a.name, len(peers), len(ms))
+			}
+			for _, p := range peers {
+				if p.State != "tunneling" || p.IP == "" {
+					return fmt.Errorf("%s sees %s %s at %q", a.name, p.HostName, p.State, p.IP)
+				}
+			}
+		}
+		return nil
+	}
+}
+
+// packet is a minimal IPv4 datagram from src to dst carrying seq.
+func packet(src, dst netip.Addr, seq uint32) []byte {
+	b := make([]byte, 64)
+	b[0] = 0x45
+	binary.BigEndian.PutUint16(b[2:4], uint16(len(b)))
+	b[8], b[9] = 64, 17
+	s, d := src.As4(), dst.As4()
+	copy(b[12:16], s[:])
+	copy(b[16:20], d[:])
+	binary.BigEndian.PutUint32(b[20:24], seq)
+	return b
+}
+
+// send injects a packet on a's device and waits for it on b's.
+func send(a, b *member, seq uint32) error {
+	want := packet(a.ip(), b.ip(), seq)
+	if err := a.dev.Inject(want, time.Second); err != nil {
+		return err
+	}
+	for {
+		got, err := b.dev.Recv(2 * time.Second)
+		if err != nil {
+			return fmt.Errorf("%s -> %s: %w", a.name, b.name, err)
+		}
+		if string(got) == string(want) {
+			return nil
+		}
+	}
+}
+
+// meshDelivers sends a packet between every ordered pair.
+func meshDelivers(t *testing.T, ms []*member, seq uint32) {
+	t.Helper()
+	for _, a := range ms {
+		for _, b := range ms {
+			if a != b {
+				if err := send(a, b, seq); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+}
+
+// pathsOn: every member's packet stream to every other runs over an
+// address containing want.
+func pathsOn(ms []*member, want string) func() error {
+	return func() error {
+		for _, a := range ms {
+			for _, p := range a.m.Peers() {
+				if p.Self {
+					continue
+				}
+				if p.Link == nil || !p.Link.StreamUp {
+					return fmt.Errorf("%s -> %s: no packet stream", a.name, p.HostName)
+				}
+				if !strings.Contains(p.Link.Path.Remote, want) {
+					return fmt.Errorf("%s -> %s over %s, want %s", a.name, p.HostName, p.Link.Path.Remote, want)
+				}
+			}
+		}
+		return nil
+	}
+}
+
+func TestMembersInProcess(t *testing.T) {
+	l := newLab(t, cost.RuleBasic)
+	ms := []*member{l.member("a"), l.member("b"), l.member("c")}
+	for _, mb := range ms {
+		mb.start()
+	}
+	eventually(t, 30*time.Second, "members converge", converged(ms))
+
+	seen := map[netip.Addr]string{}
+	for _, mb := range ms {
+		if other, dup := seen[mb.ip()]; dup {
+			t.Fatalf("%s and %s share %s", mb.name, other, mb.ip())
+		}
+		seen[mb.ip()] = mb.name
+		if got, want := mb.dev.Addr(), netip.PrefixFrom(mb.ip(), 24); got != want {
+			t.Errorf("%s: device address %s, want %s", mb.name, got, want)
+		}
+	}
+	meshDelivers(t, ms, 1)
+	eventually(t, 10*time.Second, "basic rule: public path", pathsOn(ms, "/ip4/127.0.0.1/"))
+
+	t.Run("api", func(t *testing.T) {
+		a := ms[0]
+		st, err := a.client().Status(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.IP != a.ip().String() || st.Members != 3 || st.Device != "cbnet0" {
+			t.Errorf("status = %+v", st)
+		}
+		nr, err := a.client().NetworkingRule(t.Context(), st.PeerID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range nr.Rules {
+			if r.PeerScope != "inter" || r.SelectedIP != "127.0.0.1" {
+				t.Errorf("networking rule row %+v: want inter over 127.0.0.1", r)
+			}
+		}
+	})
+
+	t.Run("metrics parse", func(t *testing.T) {
+		resp, err := http.Get("http://" + ms[0].m.APIAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		p := expfmt.NewTextParser(model.LegacyValidation)
+		fams, err := p.TextToMetricFamilies(resp.Body)
+		if err != nil {
+			t.Fatalf("scrape does not parse: %v", err)
+		}
+		for _, name := range []string{"cbnode_build_info", "cbnode_members", "cbnode_peer_path", "cbnode_tx_packets_total",
+			"cbnode_certificate_expiry_timestamp_seconds", "cbnode_ipam_state", "go_goroutines", "process_cpu_seconds_total"} {
+			if fams[name] == nil {
+				t.Errorf("no %s in the scrape", name)
+			}
+		}
+		if m := fams["cbnode_members"]; m != nil && m.Metric[0].GetGauge().GetValue() != 3 {
+			t.Errorf("cbnode_members = %v", m.Metric[0].GetGauge().GetValue())
+		}
+		libp2p := false
+		for name := range fams {
+			libp2p = libp2p || strings.HasPrefix(name, "libp2p_")
+		}
+		if !libp2p {
+			t.Error("no libp2p_* metrics in the scrape")
+		}
+	})
+
+	t.Run("rules push moves paths", func(t *testing.T) {
+		r := cost.DefaultRules(l.owner.Spec.ID, cost.RuleCostPrioritized)
+		r.Version, r.IssuedAt = 2, time.Now()
+		if err := cost.SignRules(l.owner.Key, r); err != nil {
+			t.Fatal(err)
+		}
+		doc, _ := r.Marshal()
+		if _, err := ms[1].client().PushRules(t.Context(), doc); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, "cost-prioritized: private path", pathsOn(ms, "/ip6/::1/"))
+		meshDelivers(t, ms, 2)
+		st, _ := ms[0].client().Status(t.Context())
+		nr, err := ms[0].client().NetworkingRule(t.Context(), st.PeerID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, row := range nr.Rules {
+			if row.PeerScope != "intra" || row.Class != string(cost.ClassSameSubnet) || row.PricePerGB != 0 {
+				t.Errorf("networking rule row %+v: want intra same-subnet at $0/GB", row)
+			}
+		}
+	})
+
+	t.Run("leave and restart", func(t *testing.T) {
+		c := ms[2]
+		ip := c.ip()
+		c.m.Stop()
+		if !c.dev.Closed() {
+			t.Error("Stop left the device open")
+		}
+		eventually(t, 3*time.Second, "the others see c leave", func() error {
+			for _, o := range ms[:2] {
+				if n := len(o.m.Peers()); n != 2 {
+					return fmt.Errorf("%s still sees %d members", o.name, n)
+				}
+			}
+			return nil
+		})
+		c.start()
+		eventually(t, 30*time.Second, "c is back", converged(ms))
+		if c.ip() != ip {
+			t.Errorf("restarted c got %s, had %s", c.ip(), ip)
+		}
+		meshDelivers(t, ms, 3)
+	})
+}
+
+// TestPartialDetailsKeepAddresses: cb-network's clients PUT five location
+// fields; the addresses given at join stay, an explicit empty value clears.
+func TestPartialDetailsKeepAddresses(t *testing.T) {
+	l := newLab(t, cost.RuleBasic)
+	a := l.member("a")
+	a.start()
+	st, err := a.client().Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"cloudInformation":{"providerName":"gcp","regionId":"asia-northeast3","availabilityZoneId":"asia-northeast3-a","virtualNetworkId":"vpc-9","subnetId":"sub-9"}}`
+	req, _ := http.NewRequest(http.MethodPut, "http://"+a.m.APIAddr()+"/v1/cladnet/"+st.CladnetID+"/peer/"+st.PeerID+"/details", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT details: %s", resp.Status)
+	}
+	self, err := a.client().Peer(t.Context(), st.PeerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := self.Details
+	if d.ProviderName != "gcp" || d.VirtualNetworkID != "vpc-9" || d.PublicIP != "127.0.0.1" || len(d.PrivateIPs) != 1 || d.PrivateIPs[0] != "::1" {
+		t.Fatalf("details after a partial PUT: %+v", d)
+	}
+	empty := ""
+	if _, err := a.client().SetDetails(t.Context(), st.PeerID, cost.CloudPatch{PublicIP: &empty}); err != nil {
+		t.Fatal(err)
+	}
+	if self, _ := a.client().Peer(t.Context(), st.PeerID); self.Details.PublicIP != "" || self.Details.ProviderName != "gcp" {
+		t.Fatalf("details after clearing the public IP: %+v", self.Details)
+	}
+}
+
+// TestStopWaitsForEverything: after Stop of every member and the bootstrap
+// node no goroutine of theirs is left.
+func TestStopWaitsForEverything(t *testing.T) {
+	run := func() {
+		l := newLab(t, cost.RuleBasic)
+		ms := []*member{l.member("a"), l.member("b")}
+		for _, mb := range ms {
+			mb.start()
+		}
+		eventually(t, 30*time.Second, "members converge", converged(ms))
+		meshDelivers(t, ms, 1)
+		if _, err := ms[0].client().Ping(t.Context(), "b"); err != nil {
+			t.Fatal(err)
+		}
+		for _, mb := range ms {
+			mb.m.Stop()
+			mb.m.Stop() // idempotent
+		}
+		l.boot.Stop()
+	}
+	// A first run starts what the process keeps once (libp2p's and net/http's
+	// package-level workers); the second must leave nothing behind.
+	run()
+	http.DefaultClient.CloseIdleConnections()
+	baseline := settle()
+	run()
+	http.DefaultClient.CloseIdleConnections()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > baseline {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines: %d after Stop, %d before\n%s", runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// settle waits until the goroutine count stops falling and returns it.
+func settle() int {
+	n := runtime.NumGoroutine()
+	for range 40 {
+		time.Sleep(100 * time.Millisecond)
+		m := runtime.NumGoroutine()
+		if m >= n {
+			return n
+		}
+		n = m
+	}
+	return n
+}
