@@ -9,9 +9,6 @@ import (
 	"github.com/cloud-barista/cbnode/cost"
 )
 
-// Version is cbnode's version string, set by the linker (-X).
-var Version = "dev"
-
 // Status is GET /v1/status.
 type Status struct {
 	PeerID    string            `json:"peerId"`
