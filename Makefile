@@ -6,12 +6,34 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/cloud-barista/cbnode/api.Version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build test test-short demo bench lint fuzz clean
+.PHONY: all build release test test-short demo bench lint fuzz clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/cbnode ./cmd/cbnode
+
+# Static release binaries for Linux, stripped, with their checksums:
+# bin/release/cbnode-linux-<arch> and bin/release/SHA256SUMS. Tag first
+# (git tag v1.2.3) so that VERSION is the tag; VERSION=... overrides.
+RELEASE_DIR    := $(BIN)/release
+RELEASE_ARCHES ?= amd64 arm64
+
+release:
+	rm -rf $(RELEASE_DIR)
+	mkdir -p $(RELEASE_DIR)
+	@set -e; for arch in $(RELEASE_ARCHES); do \
+	  out=$(RELEASE_DIR)/cbnode-linux-$$arch; \
+	  echo "build $$out ($(VERSION))"; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath \
+	    -ldflags "-s -w $(LDFLAGS)" -o $$out ./cmd/cbnode; \
+	  $(GO) version -m $$out | grep -q 'CGO_ENABLED=0' || { echo "$$out: not built with CGO_ENABLED=0"; exit 1; }; \
+	  if command -v file >/dev/null 2>&1; then \
+	    file -b $$out | grep -q 'statically linked' || { echo "$$out: not static: $$(file -b $$out)"; exit 1; }; \
+	  fi; \
+	done
+	cd $(RELEASE_DIR) && sha256sum cbnode-linux-* > SHA256SUMS
+	cat $(RELEASE_DIR)/SHA256SUMS
 
 # The whole suite: lint, then every package with the race detector, including
 # the in-process swarm tests on 127.0.0.1 and the namespace end-to-end tests.

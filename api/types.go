@@ -11,9 +11,6 @@ import (
 	"github.com/cloud-barista/cbnode/overlay/forward"
 )
 
-// Version is cbnode's version string, set by the linker (-X).
-var Version = "dev"
-
 // Status is GET /v1/status.
 type Status struct {
 	PeerID    string            `json:"peerId"`
