@@ -189,3 +189,15 @@ func TestTokenRoundTripAndBadInput(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateHostName(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"vm1": true, "VM-1": true, "a": true, strings.Repeat("a", 63): true, "node-abc123": true,
+		"": false, "-vm": false, "vm-": false, "vm\t1": false, "vm 1": false, "vm.example": false,
+		"vm_1": false, strings.Repeat("a", 64): false, "vm\"1": false, "ümlaut": false,
+	} {
+		if err := ValidateHostName(name); (err == nil) != ok {
+			t.Errorf("ValidateHostName(%q) = %v, want ok %v", name, err, ok)
+		}
+	}
+}

@@ -63,6 +63,7 @@ type member struct {
 	state string
 	m     *daemon.Member
 	dev   *forwardtest.Device
+	relay bool // relay for fellow members (join --relay)
 }
 
 func (l *lab) member(name string) *member {
@@ -90,7 +91,7 @@ func (mb *member) start() {
 		ListenIPs: []string{"127.0.0.1", "::1"}, Bootstrap: []peer.AddrInfo{mb.l.info},
 		APIAddr:   "127.0.0.1:0",
 		Heartbeat: 500 * time.Millisecond, MissedHeartbeats: 4,
-		Cloud: cloudFacts, Lease: time.Hour,
+		Cloud: cloudFacts, Lease: time.Hour, Relay: mb.relay,
 		TUN: true, OpenDevice: func(name string, mtu int) (daemon.Device, error) {
 			d := forwardtest.NewDevice(name, mtu)
 			opened <- d
@@ -327,6 +328,26 @@ func TestMembersInProcess(t *testing.T) {
 			t.Errorf("restarted c got %s, had %s", c.ip(), ip)
 		}
 		meshDelivers(t, ms, 3)
+	})
+}
+
+// TestMemberRelays: a member started with Relay (join --relay) relays for
+// its fellow members: they reserve a slot on it and advertise the circuit.
+func TestMemberRelays(t *testing.T) {
+	l := newLab(t, cost.RuleBasic)
+	a, r := l.member("a"), l.member("r")
+	r.relay = true
+	a.start()
+	r.start()
+	rid, _ := peer.IDFromPrivateKey(r.key)
+	eventually(t, 30*time.Second, "a advertises a circuit through r", func() error {
+		st := a.m.Status()
+		for _, addr := range st.Addrs {
+			if strings.Contains(addr, "/p2p/"+rid.String()+"/p2p-circuit") {
+				return nil
+			}
+		}
+		return fmt.Errorf("a's addresses: %v", st.Addrs)
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -99,6 +100,22 @@ func TestParseBootstrap(t *testing.T) {
 	for _, bad := range []string{"/ip4/127.0.0.1/tcp/7460", "not-a-multiaddr", "/ip4/1.2.3.4/tcp/1/p2p/xyz"} {
 		if _, err := ParseBootstrap([]string{bad}); err == nil {
 			t.Errorf("ParseBootstrap(%q) accepted", bad)
+		}
+	}
+}
+
+// TestNodeKnowsNoCLADNet: the libp2p host package stays below the CLADNet
+// concepts (certificates, relays for members): it must not import them.
+func TestNodeKnowsNoCLADNet(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v: %s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, banned := range []string{"/cbnode/cladnet", "/cbnode/relay", "/cbnode/overlay", "/cbnode/ipam", "/cbnode/daemon"} {
+			if strings.HasSuffix(dep, banned) || strings.Contains(dep, banned+"/") {
+				t.Errorf("node depends on %s", dep)
+			}
 		}
 	}
 }
