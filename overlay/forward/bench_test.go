@@ -1,4 +1,4 @@
-package forward
+package forward_test
 
 import (
 	"context"
@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cloud-barista/cbnode/overlay/forward"
+	"github.com/cloud-barista/cbnode/overlay/forward/forwardtest"
 )
 
 // benchWindow is how many packets the benchmark source keeps in flight
@@ -78,38 +81,52 @@ func (s *benchSink) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// runTimed starts the engines (each Run's result goes to runs) and times
+// the benchmark until done is closed.
+func runTimed(b *testing.B, done <-chan struct{}, runs chan<- error, engines ...*forward.Engine) {
+	b.SetBytes(benchSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for _, e := range engines {
+		go func() { runs <- e.Run(context.Background()) }()
+	}
+	<-done
+	b.StopTimer()
+}
+
+// reportBatching reports e's packets per stream write to p and returns
+// p's stats.
+func reportBatching(b *testing.B, e *forward.Engine, p peer.ID) forward.PeerStats {
+	st, _ := e.Stats(p)
+	if st.TxWrites > 0 {
+		b.ReportMetric(float64(st.TxPackets)/float64(st.TxWrites), "pkts/write")
+	}
+	return st
+}
+
 // BenchmarkForward measures one 1400-byte packet end to end: device read
 // on A, routing, queue, batched write over an in-memory pipe, framing and
 // validation on B, device write on B.
 func BenchmarkForward(b *testing.B) {
 	ipA, ipB := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	link := newCreditLink()
-	src := &benchSource{link: link, pkt: ipv4Packet(ipA, ipB, benchSize, 0)}
+	src := &benchSource{link: link, pkt: forwardtest.IPv4Packet(ipA, ipB, benchSize, 0)}
 	sink := &benchSink{link: link, target: int64(b.N), done: make(chan struct{})}
 
-	fn := newFakeNet()
-	ea := New(src, fn.dialer("A"), Options{})
-	eb := New(sink, fn.dialer("B"), Options{})
-	fn.add("A", ea)
-	fn.add("B", eb)
+	fn := forwardtest.NewNet()
+	ea := forward.New(src, fn.Dialer("A"), forward.Options{})
+	eb := forward.New(sink, fn.Dialer("B"), forward.Options{})
+	fn.Add("A", ea)
+	fn.Add("B", eb)
 	ea.SetLocal(ipA)
 	eb.SetLocal(ipB)
 	ea.SetRoutes(map[netip.Addr]peer.ID{ipB: "B"})
 	eb.SetRoutes(map[netip.Addr]peer.ID{ipA: "A"})
 	runs := make(chan error, 2)
 
-	b.SetBytes(benchSize)
-	b.ReportAllocs()
-	b.ResetTimer()
-	go func() { runs <- ea.Run(context.Background()) }()
-	go func() { runs <- eb.Run(context.Background()) }()
-	<-sink.done
-	b.StopTimer()
+	runTimed(b, sink.done, runs, ea, eb)
 
-	st, _ := ea.Stats("B")
-	if st.TxWrites > 0 {
-		b.ReportMetric(float64(st.TxPackets)/float64(st.TxWrites), "pkts/write")
-	}
+	st := reportBatching(b, ea, "B")
 	if len(st.Drops) != 0 {
 		b.Fatalf("drops: %v", st.Drops)
 	}
@@ -118,7 +135,7 @@ func BenchmarkForward(b *testing.B) {
 	close(link.closed)
 	<-runs
 	<-runs
-	fn.wg.Wait()
+	fn.Wait()
 }
 
 // countingStream is a Stream that discards writes and returns one credit
@@ -145,10 +162,10 @@ func (s *countingStream) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-type streamDialer struct{ s Stream }
+type streamDialer struct{ s forward.Stream }
 
-func (d streamDialer) OpenStream(context.Context, peer.ID) (Stream, PathInfo, error) {
-	return d.s, PathInfo{Transport: "bench"}, nil
+func (d streamDialer) OpenStream(context.Context, peer.ID) (forward.Stream, forward.PathInfo, error) {
+	return d.s, forward.PathInfo{Transport: "bench"}, nil
 }
 
 // BenchmarkSendPath measures the send half alone: device read, lookup,
@@ -156,53 +173,19 @@ func (d streamDialer) OpenStream(context.Context, peer.ID) (Stream, PathInfo, er
 func BenchmarkSendPath(b *testing.B) {
 	ipA, ipB := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	link := newCreditLink()
-	src := &benchSource{link: link, pkt: ipv4Packet(ipA, ipB, benchSize, 0)}
-	cs := &countingStream{link: link, frameSize: HeaderLen + benchSize, target: int64(b.N),
+	src := &benchSource{link: link, pkt: forwardtest.IPv4Packet(ipA, ipB, benchSize, 0)}
+	cs := &countingStream{link: link, frameSize: forward.HeaderLen + benchSize, target: int64(b.N),
 		done: make(chan struct{}), closed: make(chan struct{})}
-	e := New(src, streamDialer{cs}, Options{})
+	e := forward.New(src, streamDialer{cs}, forward.Options{})
 	e.SetLocal(ipA)
 	e.SetRoutes(map[netip.Addr]peer.ID{ipB: "B"})
 	run := make(chan error, 1)
 
-	b.SetBytes(benchSize)
-	b.ReportAllocs()
-	b.ResetTimer()
-	go func() { run <- e.Run(context.Background()) }()
-	<-cs.done
-	b.StopTimer()
+	runTimed(b, cs.done, run, e)
 
-	st, _ := e.Stats("B")
-	if st.TxWrites > 0 {
-		b.ReportMetric(float64(st.TxPackets)/float64(st.TxWrites), "pkts/write")
-	}
+	reportBatching(b, e, "B")
 	e.Close()
 	close(link.closed)
 	close(cs.closed)
 	<-run
-}
-
-// BenchmarkRoute measures the per-packet routing decision (snapshot load,
-// map lookup, enqueue) with 256 peers in the table.
-func BenchmarkRoute(b *testing.B) {
-	e := New(discardDev{}, nil, Options{})
-	rt := &routeTable{byIP: map[ip4]*peerState{}, peers: map[peer.ID]*peerState{}}
-	var target *peerState
-	for i := range 256 {
-		id := peer.ID(rune('a' + i))
-		ps := e.newPeer(id)
-		k, _ := ip4From(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}))
-		rt.byIP[k] = ps
-		rt.peers[id] = ps
-		target = ps
-	}
-	e.routes.Store(rt)
-	pkt := ipv4Packet(netip.MustParseAddr("10.0.0.1"), netip.AddrFrom4([4]byte{10, 0, 1, 255}), benchSize, 0)
-	b.SetBytes(benchSize)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		p := e.pool.get()
-		e.forward(p, copy(p.buf[HeaderLen:], pkt))
-		e.pool.put(<-target.queue)
-	}
 }

@@ -52,4 +52,16 @@
 //	ping.go    Probe/ProbeReply round-trip measurement
 //	stats.go   atomic counters and JSON-friendly snapshots
 //	options.go tunables and defaults
+//
+// Tests run without root, TUN or libp2p on the fakes in forwardtest (an
+// importable package, so the daemon's in-process tests share them):
+//
+//	forwardtest/       Device, Net/Dialer/Stream, IPv4 packet builders, Eventually, WaitGoroutines
+//	internal/ipv4test  the IPv4 packet builder behind forwardtest's, also used by the internal tests
+//	mesh_test.go       newMesh: running engines wired by a forwardtest.Net (package forward_test)
+//	engine_test.go     end-to-end engine behaviour on a mesh (package forward_test)
+//	bench_test.go      end-to-end and send-path benchmarks (package forward_test)
+//	export_test.go     the few internals the forward_test tests need
+//	frame_test.go      header, IPv4 checks, receive fuzzing, probes, zero-alloc send path (internal)
+//	route_test.go      routing decision benchmark (internal)
 package forward

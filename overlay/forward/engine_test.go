@@ -1,4 +1,4 @@
-package forward
+package forward_test
 
 import (
 	"context"
@@ -13,10 +13,13 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cloud-barista/cbnode/overlay/forward"
+	"github.com/cloud-barista/cbnode/overlay/forward/forwardtest"
 )
 
 func TestRoutesToRightPeer(t *testing.T) {
-	nodes, _ := newMesh(t, 4, Options{})
+	nodes, _ := newMesh(t, 4, forward.Options{})
 	a := nodes[0]
 	for round := range 5 {
 		for i, dst := range nodes[1:] {
@@ -54,7 +57,7 @@ func TestRoutesToRightPeer(t *testing.T) {
 
 func TestInOrder10000(t *testing.T) {
 	const total = 10000
-	nodes, _ := newMesh(t, 2, Options{})
+	nodes, _ := newMesh(t, 2, forward.Options{})
 	a, b := nodes[0], nodes[1]
 
 	var received atomic.Int64
@@ -62,7 +65,7 @@ func TestInOrder10000(t *testing.T) {
 	go func() {
 		for i := range total {
 			select {
-			case p := <-b.dev.out:
+			case p := <-b.dev.Output():
 				if got := pktSeq(p); got != uint32(i) {
 					errc <- &seqError{got: got, want: uint32(i)}
 					return
@@ -100,20 +103,20 @@ type seqError struct{ got, want uint32 }
 func (e *seqError) Error() string { return "out of order" }
 
 // rawPeer attaches a hand-driven inbound stream from peer `from` to e.
-func rawPeer(t *testing.T, e *Engine, from peer.ID) (net.Conn, chan struct{}) {
+func rawPeer(t *testing.T, e *forward.Engine, from peer.ID) (net.Conn, chan struct{}) {
 	t.Helper()
 	c1, c2 := net.Pipe()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		e.HandleStream(from, c2, PathInfo{Remote: "/raw"})
+		e.HandleStream(from, c2, forward.PathInfo{Remote: "/raw"})
 	}()
 	t.Cleanup(func() { c1.Close(); <-done })
 	return c1, done
 }
 
 func TestReceiveValidation(t *testing.T) {
-	nodes, _ := newMesh(t, 3, Options{})
+	nodes, _ := newMesh(t, 3, forward.Options{})
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	conn, done := rawPeer(t, b.e, a.id)
 	write := func(f []byte) {
@@ -127,17 +130,17 @@ func TestReceiveValidation(t *testing.T) {
 	}
 
 	// Valid packet is delivered.
-	write(frameBytes(FrameData, ipv4Packet(a.ip, b.ip, 80, 1)))
+	write(frameBytes(forward.FrameData, ipv4Packet(a.ip, b.ip, 80, 1)))
 	if p := b.dev.recv(t); pktSeq(p) != 1 {
 		t.Fatalf("unexpected packet")
 	}
 
 	// Forged inner source (C's address on A's stream): spoofed.
-	write(frameBytes(FrameData, ipv4Packet(c.ip, b.ip, 80, 2)))
+	write(frameBytes(forward.FrameData, ipv4Packet(c.ip, b.ip, 80, 2)))
 	eventually(t, time.Second, "spoofed", drops("spoofed"))
 
 	// Zero-length data frame.
-	write(frameBytes(FrameData, nil))
+	write(frameBytes(forward.FrameData, nil))
 	eventually(t, time.Second, "bad_length", drops("bad_length"))
 
 	// Bad headers: IPv6 version, IHL < 5, total length mismatch, IHL > total.
@@ -156,17 +159,17 @@ func TestReceiveValidation(t *testing.T) {
 	bad = append(bad, p)
 	bad = append(bad, []byte{0x45, 0, 0, 3}) // shorter than a header
 	for _, p := range bad {
-		write(frameBytes(FrameData, p))
+		write(frameBytes(forward.FrameData, p))
 	}
 	eventually(t, time.Second, "bad_header", func() bool {
 		return mustStats(t, b.e, a.id).Drops["bad_header"] == uint64(len(bad))
 	})
 
 	// Unknown frame type: skipped, stream stays usable.
-	write(frameBytes(FrameType(9), []byte("hello")))
+	write(frameBytes(forward.FrameType(9), []byte("hello")))
 	eventually(t, time.Second, "bad_type", drops("bad_type"))
-	write(frameBytes(FrameKeepalive, nil))
-	write(frameBytes(FrameData, ipv4Packet(a.ip, b.ip, 80, 4)))
+	write(frameBytes(forward.FrameKeepalive, nil))
+	write(frameBytes(forward.FrameData, ipv4Packet(a.ip, b.ip, 80, 4)))
 	if p := b.dev.recv(t); pktSeq(p) != 4 {
 		t.Fatalf("unexpected packet")
 	}
@@ -178,8 +181,8 @@ func TestReceiveValidation(t *testing.T) {
 	}
 
 	// Over-long length: framing is lost, the stream is closed.
-	hdr := make([]byte, HeaderLen)
-	putHeader(hdr, FrameData, b.e.maxPayload+1)
+	hdr := make([]byte, forward.HeaderLen)
+	forward.PutHeader(hdr, forward.FrameData, forward.MaxPayload(b.e)+1)
 	write(hdr)
 	select {
 	case <-done:
@@ -192,7 +195,7 @@ func TestReceiveValidation(t *testing.T) {
 
 	// A peer not in the routing table gets nothing delivered.
 	conn2, _ := rawPeer(t, b.e, peer.ID("stranger"))
-	if _, err := conn2.Write(frameBytes(FrameData, ipv4Packet(a.ip, b.ip, 80, 5))); err != nil {
+	if _, err := conn2.Write(frameBytes(forward.FrameData, ipv4Packet(a.ip, b.ip, 80, 5))); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, time.Second, "unknown_peer", func() bool {
@@ -203,15 +206,15 @@ func TestReceiveValidation(t *testing.T) {
 
 func TestQueueFullDrops(t *testing.T) {
 	const qlen = 16
-	nodes, _ := newMesh(t, 2, Options{QueueLen: qlen})
+	nodes, _ := newMesh(t, 2, forward.Options{QueueLen: qlen})
 	a, b := nodes[0], nodes[1]
 
 	// Gate A's stream to B, then make the writer block inside Write.
-	a.dialer.gated.Store(true)
+	a.dialer.SetGated(true)
 	a.e.Rehome(b.id)
 	eventually(t, time.Second, "rehome", func() bool { return mustStats(t, a.e, b.id).Rehomes == 1 })
 	a.dev.inject(t, ipv4Packet(a.ip, b.ip, 100, 0))
-	<-a.dialer.entered
+	<-a.dialer.Entered()
 
 	for i := 1; i <= 100; i++ {
 		a.dev.inject(t, ipv4Packet(a.ip, b.ip, 100, uint32(i)))
@@ -223,7 +226,7 @@ func TestQueueFullDrops(t *testing.T) {
 		t.Fatalf("queue length = %d, want %d", s.QueueLen, qlen)
 	}
 
-	close(a.dialer.gate)
+	a.dialer.Release()
 	for i := 0; i <= qlen; i++ {
 		if p := b.dev.recv(t); pktSeq(p) != uint32(i) {
 			t.Fatalf("got seq %d, want %d", pktSeq(p), i)
@@ -234,25 +237,25 @@ func TestQueueFullDrops(t *testing.T) {
 
 func TestCoalescing(t *testing.T) {
 	const n = 500
-	nodes, _ := newMesh(t, 2, Options{})
+	nodes, _ := newMesh(t, 2, forward.Options{})
 	a, b := nodes[0], nodes[1]
-	a.dialer.gated.Store(true)
+	a.dialer.SetGated(true)
 	a.e.Rehome(b.id)
 	eventually(t, time.Second, "rehome", func() bool { return mustStats(t, a.e, b.id).Rehomes == 1 })
-	fs := a.dialer.last()
+	fs := a.dialer.Last()
 	a.dev.inject(t, ipv4Packet(a.ip, b.ip, 200, 0))
-	<-a.dialer.entered
+	<-a.dialer.Entered()
 	for i := 1; i < n; i++ {
 		a.dev.inject(t, ipv4Packet(a.ip, b.ip, 200, uint32(i)))
 	}
 	eventually(t, 2*time.Second, "queued", func() bool { return mustStats(t, a.e, b.id).QueueLen == n-1 })
-	close(a.dialer.gate)
+	a.dialer.Release()
 	for i := range n {
 		if p := b.dev.recv(t); pktSeq(p) != uint32(i) {
 			t.Fatalf("got seq %d, want %d", pktSeq(p), i)
 		}
 	}
-	writes := fs.writes.Load()
+	writes := fs.Writes()
 	t.Logf("%d packets in %d stream writes", n, writes)
 	if writes > 3 {
 		t.Fatalf("%d packets took %d writes; want coalescing into <= 3", n, writes)
@@ -260,7 +263,7 @@ func TestCoalescing(t *testing.T) {
 }
 
 func TestReconnectAfterBrokenStream(t *testing.T) {
-	nodes, _ := newMesh(t, 2, Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	nodes, _ := newMesh(t, 2, forward.Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
 	a, b := nodes[0], nodes[1]
 	seq := uint32(0)
 	send := func(k int) {
@@ -280,20 +283,20 @@ func TestReconnectAfterBrokenStream(t *testing.T) {
 
 	// Break the stream: the next write fails, the writer redials and the
 	// failed batch is resent on the new stream.
-	a.dialer.last().Close()
+	a.dialer.Last().Close()
 	send(10)
 	recvAll(10)
 	eventually(t, 2*time.Second, "reconnect", func() bool { return mustStats(t, a.e, b.id).Reconnects >= 1 })
 
 	// Outage: dials fail; packets stay queued and are delivered afterwards.
-	a.dialer.fail.Store(true)
-	a.dialer.last().Close()
+	a.dialer.SetFail(true)
+	a.dialer.Last().Close()
 	send(10)
 	eventually(t, 2*time.Second, "dial failures", func() bool { return mustStats(t, a.e, b.id).DialFailures >= 2 })
 	if s := mustStats(t, a.e, b.id); s.StreamUp {
 		t.Fatalf("stream reported up during outage: %+v", s)
 	}
-	a.dialer.fail.Store(false)
+	a.dialer.SetFail(false)
 	recvAll(10)
 	eventually(t, time.Second, "tx counters", func() bool { return mustStats(t, a.e, b.id).TxPackets == 30 })
 	s := mustStats(t, a.e, b.id)
@@ -303,7 +306,7 @@ func TestReconnectAfterBrokenStream(t *testing.T) {
 }
 
 func TestRehomeWithoutLoss(t *testing.T) {
-	nodes, _ := newMesh(t, 2, Options{})
+	nodes, _ := newMesh(t, 2, forward.Options{})
 	a, b := nodes[0], nodes[1]
 	for i := range 100 {
 		a.dev.inject(t, ipv4Packet(a.ip, b.ip, 300, uint32(i)))
@@ -312,7 +315,7 @@ func TestRehomeWithoutLoss(t *testing.T) {
 		b.dev.recv(t)
 	}
 	before := mustStats(t, a.e, b.id)
-	old := a.dialer.last()
+	old := a.dialer.Last()
 
 	a.e.Rehome(b.id)
 	eventually(t, time.Second, "rehome", func() bool { return mustStats(t, a.e, b.id).Rehomes == 1 })
@@ -342,9 +345,9 @@ func TestRehomeWithoutLoss(t *testing.T) {
 }
 
 func TestSetRoutesSwapDuringTraffic(t *testing.T) {
-	nodes, _ := newMesh(t, 3, Options{})
+	nodes, _ := newMesh(t, 3, forward.Options{})
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	psB := a.e.routes.Load().peers[b.id]
+	psB := forward.PeerStateOf(a.e, b.id)
 	extra := netip.MustParseAddr("10.99.1.2")
 	full := map[netip.Addr]peer.ID{b.ip: b.id, c.ip: c.id}
 	alt := map[netip.Addr]peer.ID{b.ip: b.id, c.ip: c.id, extra: b.id}
@@ -360,8 +363,8 @@ func TestSetRoutesSwapDuringTraffic(t *testing.T) {
 				return
 			default:
 			}
-			a.dev.in <- ipv4Packet(a.ip, b.ip, 200, i)
-			a.dev.in <- ipv4Packet(a.ip, c.ip, 200, i)
+			a.dev.Input() <- ipv4Packet(a.ip, b.ip, 200, i)
+			a.dev.Input() <- ipv4Packet(a.ip, c.ip, 200, i)
 		}
 	}()
 	for _, n := range []*node{b, c} { // sinks
@@ -369,7 +372,7 @@ func TestSetRoutesSwapDuringTraffic(t *testing.T) {
 			defer wg.Done()
 			for {
 				select {
-				case <-n.dev.out:
+				case <-n.dev.Output():
 				case <-stop:
 					return
 				}
@@ -391,16 +394,16 @@ func TestSetRoutesSwapDuringTraffic(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	if got := a.e.routes.Load().peers[b.id]; got != psB {
+	if got := forward.PeerStateOf(a.e, b.id); got != psB {
 		t.Fatal("peer state for B was replaced by SetRoutes")
 	}
 	s := mustStats(t, a.e, b.id)
-	if s.TxPackets == 0 || s.Reconnects != 0 || a.dialer.opened.Load() != 2 {
-		t.Fatalf("B stats %+v, streams opened %d", s, a.dialer.opened.Load())
+	if s.TxPackets == 0 || s.Reconnects != 0 || a.dialer.Opened() != 2 {
+		t.Fatalf("B stats %+v, streams opened %d", s, a.dialer.Opened())
 	}
 
 	// Removing C stops its writer and closes its stream.
-	cStream := a.dialer.lastTo(c.id)
+	cStream := a.dialer.LastTo(c.id)
 	a.e.SetRoutes(map[netip.Addr]peer.ID{b.ip: b.id})
 	if _, ok := a.e.Stats(c.id); ok {
 		t.Fatal("C still has stats after removal")
@@ -410,7 +413,7 @@ func TestSetRoutesSwapDuringTraffic(t *testing.T) {
 		return err != nil
 	})
 	// Let Run drain what the traffic generator left in the device first.
-	eventually(t, 2*time.Second, "device input drained", func() bool { return len(a.dev.in) == 0 })
+	eventually(t, 2*time.Second, "device input drained", func() bool { return len(a.dev.Input()) == 0 })
 	time.Sleep(10 * time.Millisecond)
 	noRoute := a.e.EngineStats().Drops["no_route"]
 	a.dev.inject(t, ipv4Packet(a.ip, c.ip, 100, 0))
@@ -420,7 +423,7 @@ func TestSetRoutesSwapDuringTraffic(t *testing.T) {
 }
 
 func TestPing(t *testing.T) {
-	nodes, _ := newMesh(t, 2, Options{})
+	nodes, _ := newMesh(t, 2, forward.Options{})
 	a, b := nodes[0], nodes[1]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -438,18 +441,18 @@ func TestPing(t *testing.T) {
 		t.Fatal("ping to unknown peer succeeded")
 	}
 	// No reply (dials fail): the context bounds the wait.
-	a.dialer.fail.Store(true)
-	a.dialer.last().Close()
+	a.dialer.SetFail(true)
+	a.dialer.Last().Close()
 	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel2()
 	if _, _, err := a.e.Ping(short, b.id); err == nil {
 		t.Fatal("ping without a stream succeeded")
 	}
-	a.dialer.fail.Store(false)
+	a.dialer.SetFail(false)
 }
 
 func TestKeepaliveIsPassive(t *testing.T) {
-	nodes, _ := newMesh(t, 2, Options{KeepaliveInterval: 20 * time.Millisecond})
+	nodes, _ := newMesh(t, 2, forward.Options{KeepaliveInterval: 20 * time.Millisecond})
 	a, b := nodes[0], nodes[1]
 	eventually(t, 2*time.Second, "streams up", func() bool {
 		return mustStats(t, a.e, b.id).StreamUp && mustStats(t, b.e, a.id).StreamUp
@@ -481,7 +484,7 @@ func TestKeepaliveIsPassive(t *testing.T) {
 }
 
 func TestDeadPathReopens(t *testing.T) {
-	nodes, _ := newMesh(t, 2, Options{KeepaliveInterval: 10 * time.Millisecond})
+	nodes, _ := newMesh(t, 2, forward.Options{KeepaliveInterval: 10 * time.Millisecond})
 	a, b := nodes[0], nodes[1]
 	// B stops answering A; A keeps sending data, hears nothing back and
 	// must reopen its stream.
@@ -497,7 +500,7 @@ func TestDeadPathReopens(t *testing.T) {
 				return
 			case <-time.After(5 * time.Millisecond):
 				select {
-				case a.dev.in <- ipv4Packet(a.ip, b.ip, 100, seq):
+				case a.dev.Input() <- ipv4Packet(a.ip, b.ip, 100, seq):
 				case <-stop:
 					return
 				}
@@ -520,16 +523,16 @@ func TestDeadPathReopens(t *testing.T) {
 
 func TestCloseStopsGoroutines(t *testing.T) {
 	baseline := runtime.NumGoroutine()
-	fn := newFakeNet()
-	var engines []*Engine
-	var devs []*fakeDev
+	fn := forwardtest.NewNet()
+	var engines []*forward.Engine
+	var devs []testDev
 	runs := make(chan error, 3)
 	ips := []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3")}
 	ids := []peer.ID{"a", "b", "c"}
 	for i := range 3 {
-		d := newFakeDev(1400)
-		e := New(d, fn.dialer(ids[i]), Options{KeepaliveInterval: 10 * time.Millisecond})
-		fn.add(ids[i], e)
+		d := newTestDev(1400)
+		e := forward.New(d, fn.Dialer(ids[i]), forward.Options{KeepaliveInterval: 10 * time.Millisecond})
+		fn.Add(ids[i], e)
 		e.SetLocal(ips[i])
 		engines, devs = append(engines, e), append(devs, d)
 	}
@@ -546,7 +549,7 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	for i := range 50 {
 		devs[0].inject(t, ipv4Packet(ips[0], ips[1+i%2], 100, uint32(i)))
 	}
-	eventually(t, 2*time.Second, "delivery", func() bool { return devs[1].writes.Load()+devs[2].writes.Load() == 50 })
+	eventually(t, 2*time.Second, "delivery", func() bool { return devs[1].Writes()+devs[2].Writes() == 50 })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	if _, _, err := engines[1].Ping(ctx, ids[2]); err != nil {
 		t.Fatal(err)
@@ -562,11 +565,11 @@ func TestCloseStopsGoroutines(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fn.wg.Wait()
-	waitGoroutines(t, baseline)
+	fn.Wait()
+	forwardtest.WaitGoroutines(t, baseline)
 	// Using a closed engine is harmless.
 	engines[0].SetRoutes(map[netip.Addr]peer.ID{ips[1]: ids[1]})
-	engines[0].HandleStream(ids[1], nopStream{}, PathInfo{})
+	engines[0].HandleStream(ids[1], nopStream{}, forward.PathInfo{})
 	engines[0].Rehome(ids[1])
 	if _, _, err := engines[0].Ping(context.Background(), ids[1]); err == nil {
 		t.Fatal("Ping on a closed engine succeeded")
@@ -580,13 +583,13 @@ func (nopStream) Write(b []byte) (int, error) { return len(b), nil }
 func (nopStream) Close() error                { return nil }
 
 func TestRunReturnsDeviceError(t *testing.T) {
-	d := newFakeDev(1400)
-	e := New(d, newFakeNet().dialer("x"), Options{})
+	d := newTestDev(1400)
+	e := forward.New(d, forwardtest.NewNet().Dialer("x"), forward.Options{})
 	defer e.Close()
 	done := make(chan error, 1)
 	go func() { done <- e.Run(context.Background()) }()
 	time.Sleep(5 * time.Millisecond)
-	if err := e.Run(context.Background()); err != ErrAlreadyRunning {
+	if err := e.Run(context.Background()); err != forward.ErrAlreadyRunning {
 		t.Fatalf("second Run: %v", err)
 	}
 	d.Close()
@@ -596,11 +599,11 @@ func TestRunReturnsDeviceError(t *testing.T) {
 }
 
 func TestStatsJSON(t *testing.T) {
-	nodes, _ := newMesh(t, 2, Options{})
+	nodes, _ := newMesh(t, 2, forward.Options{})
 	a, b := nodes[0], nodes[1]
 	a.dev.inject(t, ipv4Packet(a.ip, b.ip, 100, 0))
 	b.dev.recv(t)
-	var m map[peer.ID]PeerStats = b.e.AllStats() // plain map semantics
+	var m map[peer.ID]forward.PeerStats = b.e.AllStats() // plain map semantics
 	if len(m) != 1 {
 		t.Fatalf("AllStats = %v", m)
 	}
@@ -631,7 +634,7 @@ func TestStatsJSON(t *testing.T) {
 
 func TestRehomeUnderTraffic(t *testing.T) {
 	const total = 3000
-	nodes, _ := newMesh(t, 2, Options{})
+	nodes, _ := newMesh(t, 2, forward.Options{})
 	a, b := nodes[0], nodes[1]
 	seen := make([]bool, total)
 	var received atomic.Int64
@@ -640,7 +643,7 @@ func TestRehomeUnderTraffic(t *testing.T) {
 		defer close(done)
 		for received.Load() < total {
 			select {
-			case p := <-b.dev.out:
+			case p := <-b.dev.Output():
 				if s := pktSeq(p); s < total && !seen[s] {
 					seen[s] = true
 					received.Add(1)
@@ -667,5 +670,5 @@ func TestRehomeUnderTraffic(t *testing.T) {
 	if s.Rehomes < 2 || s.Reconnects != 0 || len(s.Drops) != 0 {
 		t.Fatalf("stats = %+v", s)
 	}
-	t.Logf("%d rehomes, %d streams opened", s.Rehomes, a.dialer.opened.Load())
+	t.Logf("%d rehomes, %d streams opened", s.Rehomes, a.dialer.Opened())
 }

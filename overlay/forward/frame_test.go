@@ -9,7 +9,17 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cloud-barista/cbnode/overlay/forward/internal/ipv4test"
 )
+
+// frameBytes encodes one frame.
+func frameBytes(t FrameType, payload []byte) []byte {
+	b := make([]byte, HeaderLen+len(payload))
+	putHeader(b, t, len(payload))
+	copy(b[HeaderLen:], payload)
+	return b
+}
 
 func TestHeaderRoundTrip(t *testing.T) {
 	b := make([]byte, HeaderLen)
@@ -36,7 +46,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 
 func TestValidIPv4(t *testing.T) {
 	src, dst := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
-	good := ipv4Packet(src, dst, 60, 0)
+	good := ipv4test.Packet(src, dst, 60, 0)
 	mut := func(f func(p []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
 	cases := map[string]struct {
 		pkt  []byte
@@ -50,14 +60,14 @@ func TestValidIPv4(t *testing.T) {
 		"ihl4":           {mut(func(p []byte) []byte { p[0] = 0x44; return p }), false},
 		"total too big":  {mut(func(p []byte) []byte { p[3] = 61; return p }), false},
 		"total too low":  {mut(func(p []byte) []byte { p[3] = 59; return p }), false},
-		"ihl past total": {func() []byte { p := ipv4Packet(src, dst, 40, 0); p[0] = 0x4f; return p }(), false},
+		"ihl past total": {func() []byte { p := ipv4test.Packet(src, dst, 40, 0); p[0] = 0x4f; return p }(), false},
 	}
 	for name, tc := range cases {
 		if got := validIPv4(tc.pkt); got != tc.want {
 			t.Errorf("%s: validIPv4 = %v, want %v", name, got, tc.want)
 		}
 	}
-	if ipv4Src(good) != src || ipv4Dst(good) != dst {
+	if ipv4test.Src(good) != src || ipv4test.Dst(good) != dst {
 		t.Fatal("address extraction")
 	}
 }
@@ -103,7 +113,7 @@ func staticEngine(dev Device, opts Options) (*Engine, *peerState) {
 // panic, and must only deliver packets with a valid header and source.
 func FuzzReceive(f *testing.F) {
 	src, dst := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.9")
-	f.Add(frameBytes(FrameData, ipv4Packet(src, dst, 100, 1)))
+	f.Add(frameBytes(FrameData, ipv4test.Packet(src, dst, 100, 1)))
 	f.Add(frameBytes(FrameProbe, make([]byte, probeLen)))
 	f.Add(frameBytes(FrameProbeReply, make([]byte, probeLen)))
 	f.Add(frameBytes(FrameKeepalive, []byte{1, 2, 3}))
@@ -126,7 +136,7 @@ type checkDev struct {
 }
 
 func (d *checkDev) Write(p []byte) (int, error) {
-	if !validIPv4(p) || ipv4Src(p) != d.src {
+	if !validIPv4(p) || ipv4test.Src(p) != d.src {
 		d.t.Fatalf("delivered invalid packet % x", p)
 	}
 	return len(p), nil
@@ -167,7 +177,7 @@ func TestProbeAnsweredThroughQueue(t *testing.T) {
 func TestSendPathZeroAlloc(t *testing.T) {
 	e, ps := staticEngine(discardDev{}, Options{})
 	defer e.Close()
-	pkt := ipv4Packet(netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("10.0.0.1"), 1400, 0)
+	pkt := ipv4test.Packet(netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("10.0.0.1"), 1400, 0)
 	allocs := testing.AllocsPerRun(1000, func() {
 		p := e.pool.get()
 		n := copy(p.buf[HeaderLen:], pkt)
