@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 
 	"github.com/urfave/cli/v2"
 
@@ -17,14 +16,12 @@ var logFormatFlag = &cli.StringFlag{Name: "log-format", Usage: "text or json", V
 
 // newLogger builds the node's logger from --log-level and, where the command
 // has it, --log-format, and routes libp2p's own loggers (go-libp2p, fx, the
-// DHT) into it, so that stderr holds slog lines only. libp2p lines below
-// warn are dropped unless --log-level is debug: at info they would be
-// libp2p's chatter, not cbnode's.
+// DHT) into it, so that stderr holds slog lines only. Of libp2p's lines only
+// errors are kept, as libp2p's own defaults do, unless --log-level is debug:
+// its warnings are routine on a healthy node (e.g. the DHT's "failed when
+// refreshing routing table" on a bootstrap node without peers yet).
 func newLogger(c *cli.Context) (*slog.Logger, error) {
-	format := "text"
-	if slices.Contains(c.FlagNames(), logFormatFlag.Name) {
-		format = c.String(logFormatFlag.Name)
-	}
+	format := c.String(logFormatFlag.Name) // "" (text) on a command without the flag
 	lvl, err := logging.ParseLevel(c.String("log-level"))
 	if err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
@@ -33,9 +30,10 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--log-format %q: want text or json", format)
 	}
-	if lvl > slog.LevelDebug {
-		lvl = max(lvl, slog.LevelWarn)
+	libLevel := slog.LevelError
+	if lvl <= slog.LevelDebug {
+		libLevel = lvl
 	}
-	logging.RouteLibp2p(log, lvl)
+	logging.RouteLibp2p(log, libLevel)
 	return log, nil
 }
