@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloud-barista/cbnode/cost"
@@ -57,11 +58,23 @@ var (
 	ErrConflict  = errors.New("conflict")
 )
 
-// Server serves the local API.
+// Server serves the local API. Every request first passes the guard of
+// guard.go: its Host must name this machine (localhost, *.localhost,
+// 127.0.0.0/8, ::1, the IP literal the connection arrived on, the host name
+// when listening on a non-loopback address, or AllowedHosts), and requests
+// other than GET, HEAD and OPTIONS must not come cross-origin from a browser
+// and must not label their body as a form or plain text.
 type Server struct {
-	b   Backend
-	log *slog.Logger
-	mux *http.ServeMux
+	// AllowedHosts are further names (or IP literals) the Host header may
+	// give, e.g. a DNS name of this VM; ports are ignored. Set it before
+	// Serve.
+	AllowedHosts []string
+
+	b      Backend
+	log    *slog.Logger
+	mux    *http.ServeMux
+	cop    *http.CrossOriginProtection
+	policy atomic.Pointer[hostPolicy]
 }
 
 // NewServer builds the handler set; b may be nil for a node without a
@@ -70,7 +83,7 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{b: b, log: log, mux: http.NewServeMux()}
+	s := &Server{b: b, log: log, mux: http.NewServeMux(), cop: http.NewCrossOriginProtection()}
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "healthy", "version": Version})
 	})
@@ -104,6 +117,9 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.guard(w, r) {
+		return
+	}
 	s.mux.ServeHTTP(&jsonErrors{ResponseWriter: w, r: r}, r)
 }
 
@@ -147,10 +163,16 @@ func (j *jsonErrors) Write(b []byte) (int, error) {
 // Serve listens on addr until ctx ends, then shuts the server down (open
 // requests get two seconds). The channel receives the server's error (nil
 // after a clean shutdown) once both of Serve's goroutines have returned.
+// The listen address decides which Host headers are accepted besides the
+// loopback ones (see Server).
 func (s *Server) Serve(ctx context.Context, addr string) (net.Addr, <-chan error, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("local API on %s: %w (another cbnode running? give --api another address, or --api '' to disable it)", addr, err)
+	}
+	if err := s.learnListener(ln.Addr()); err != nil {
+		ln.Close()
+		return nil, nil, err
 	}
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)

@@ -10,8 +10,12 @@ import (
 // ("cbnode join lab --token T"): urfave/cli v2 stops parsing flags at the
 // first positional argument. It finds the (sub)command, then moves that
 // command's flags, with their values, before its positional arguments.
+//
+// Shell completion requests ("... --generate-bash-completion" last) are left
+// alone: moving their positional words behind "--" would turn off
+// completion and run the command instead.
 func interspersed(app *cli.App, args []string) []string {
-	if len(args) < 2 {
+	if len(args) < 2 || args[len(args)-1] == "--generate-bash-completion" {
 		return args
 	}
 	out := []string{args[0]}

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -62,7 +61,7 @@ IPAM only. --check validates everything and exits without joining.
 			&cli.BoolFlag{Name: "no-tun", Usage: "run without the data plane (no root needed)", EnvVars: []string{"CBNODE_NO_TUN"}},
 			&cli.BoolFlag{Name: "relay", Usage: "relay traffic for fellow members that cannot reach each other directly", EnvVars: []string{"CBNODE_RELAY"}},
 			&cli.BoolFlag{Name: "check", Usage: "check the token, the flags and the permission to create the TUN device, then exit (0: ready)"},
-			logLevelFlag,
+			logLevelFlag, logFormatFlag,
 		}, cloudFlags()...),
 		Action: join,
 	}
@@ -104,14 +103,6 @@ func splitList(in []string) []string {
 
 func parseBootstrap(addrs []string) ([]peer.AddrInfo, error) {
 	return node.ParseBootstrap(splitList(addrs))
-}
-
-func newLogger(c *cli.Context) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})), nil
 }
 
 func readToken(c *cli.Context) (*cladnet.Token, error) {
@@ -268,7 +259,7 @@ of 'cbnode cladnet show'): a relay for anyone would be an open proxy.`,
 			&cli.StringSliceFlag{Name: "peer", Usage: "another bootstrap node's multiaddr (repeatable)", EnvVars: []string{"CBNODE_BOOTSTRAP_PEERS"}},
 			&cli.BoolFlag{Name: "relay", Usage: "relay for members of the --cladnet-owner CLADNets", EnvVars: []string{"CBNODE_RELAY"}},
 			&cli.StringSliceFlag{Name: "cladnet-owner", Usage: "owner public key of a CLADNet to relay for (repeatable)", EnvVars: []string{"CBNODE_CLADNET_OWNER"}},
-			logLevelFlag},
+			logLevelFlag, logFormatFlag},
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {

@@ -62,6 +62,8 @@ Typical use:
 			rulesCommand(),
 			costCommand(),
 			ipamCommand(),
+			completionCommand(),
+			manCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors
 		OnUsageError:   usageError,

@@ -18,6 +18,7 @@ func TestInterspersed(t *testing.T) {
 		{[]string{"cbnode", "ping", "vm2", "-c", "2"}, []string{"cbnode", "ping", "-c", "2", "--", "vm2"}},
 		{[]string{"cbnode", "--help"}, []string{"cbnode", "--help"}},
 		{[]string{"cbnode", "cladnet"}, []string{"cbnode", "cladnet"}},
+		{[]string{"cbnode", "ping", "vm2", "--generate-bash-completion"}, []string{"cbnode", "ping", "vm2", "--generate-bash-completion"}},
 	} {
 		if got := interspersed(app, tc.in); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("interspersed(%q) = %q, want %q", tc.in, got, tc.want)
