@@ -54,10 +54,17 @@ bench: build
 	$(GO) run ./bench/controlplane -out bench/controlplane.md
 	$(GO) run ./bench/dataplane -bin $(BIN)/cbnode -out bench/dataplane.md
 
+# staticcheck runs where it is installed (.ci/run installs this version:
+# go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)).
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $$($(GO) env GOPATH)/bin/staticcheck)
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@if [ -x "$(STATICCHECK)" ]; then echo "staticcheck ./..."; $(STATICCHECK) ./...; \
+	  else echo "staticcheck not installed: skipped (go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION))"; fi
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRecommend -fuzztime 60s ./ipam/
