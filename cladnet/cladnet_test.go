@@ -2,6 +2,7 @@ package cladnet
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -198,6 +199,24 @@ func TestValidateHostName(t *testing.T) {
 	} {
 		if err := ValidateHostName(name); (err == nil) != ok {
 			t.Errorf("ValidateHostName(%q) = %v, want ok %v", name, err, ok)
+		}
+	}
+}
+
+func TestValidateRange(t *testing.T) {
+	for cidr, ok := range map[string]bool{
+		"10.77.0.0/24": true, "10.0.0.0/8": true, "172.16.0.0/12": true, "172.31.255.0/24": true,
+		"192.168.0.0/16": true, "100.64.0.0/10": true, "100.100.0.0/16": true,
+		"8.8.8.0/24": false, "127.0.0.0/8": false, "169.254.0.0/16": false, "224.0.0.0/24": false,
+		"172.32.0.0/16": false, "100.128.0.0/16": false, "0.0.0.0/8": false, "240.0.0.0/8": false,
+		"10.0.0.1/24": false, "10.0.0.0/31": false, "fd00::/64": false, "192.168.0.0/15": false,
+	} {
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ValidateRange(p); (err == nil) != ok {
+			t.Errorf("ValidateRange(%s) = %v, want ok %v", cidr, err, ok)
 		}
 	}
 }

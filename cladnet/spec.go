@@ -128,7 +128,20 @@ func ValidateRange(p netip.Prefix) error {
 	if p.Bits() < 8 || p.Bits() > 30 {
 		return fmt.Errorf("range %s: prefix length must be between /8 and /30", p)
 	}
-	return nil
+	for _, ok := range privateRanges {
+		if ok.Bits() <= p.Bits() && ok.Contains(p.Addr()) {
+			return nil
+		}
+	}
+	return fmt.Errorf("range %s is not private: a CLADNet range must lie in 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 (RFC 1918) or 100.64.0.0/10 (shared, CGNAT), so it cannot shadow public, loopback, link-local or multicast addresses ('cbnode ipam recommend' picks one)", p)
+}
+
+// privateRanges may hold CLADNet ranges.
+var privateRanges = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("100.64.0.0/10"),
 }
 
 // NewSpec makes a spec for a new CLADNet owned by pub.

@@ -62,12 +62,23 @@ func interspersed(app *cli.App, args []string) []string {
 			pos = append(pos, a)
 			continue
 		}
-		flags = append(flags, a)
 		name := strings.TrimLeft(a, "-")
+		// "-c1": a one-letter value flag with its value attached.
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' && !strings.Contains(a, "=") && takesValue[a[1:2]] && !takesValueKnown(takesValue, name) {
+			flags = append(flags, a[:2], a[2:])
+			continue
+		}
+		flags = append(flags, a)
 		if strings.Contains(name, "=") {
 			continue
 		}
-		if takesValue[name] && i+1 < len(rest) {
+		if takesValue[name] {
+			if i+1 == len(rest) {
+				// A value flag at the very end has no value: leave it last,
+				// so the flag parser says "flag needs an argument" instead of
+				// taking the "--" below (or a positional argument) as its value.
+				return append(out, flags...)
+			}
 			flags = append(flags, rest[i+1])
 			i++
 		}
@@ -78,4 +89,11 @@ func interspersed(app *cli.App, args []string) []string {
 		out = append(out, pos...)
 	}
 	return out
+}
+
+// takesValueKnown reports whether name is itself a known flag (so "-ab" is
+// flag "ab", not "-a b").
+func takesValueKnown(known map[string]bool, name string) bool {
+	_, ok := known[name]
+	return ok
 }

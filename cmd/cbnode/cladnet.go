@@ -55,7 +55,12 @@ underlay subnets) and holds --hosts nodes with room to double.`,
 				Description: `Prints (or writes with --out, 0600) a join token: a fresh node key, a node
 certificate signed by the owner key, the CLADNet spec and the bootstrap
 addresses. With --peer-id, the certificate is for a node that made its own key
-('cbnode key' on the VM), and the token carries no key.`,
+('cbnode key' on the VM), and the token carries no key. The token carries the
+node's private key unless --peer-id is given: treat it as a secret.
+
+Host names are one DNS label (RFC 1123) and unique in the CLADNet: the
+CLADNet directory lists what was issued (issued.json), and a name held by
+another node's live certificate is refused unless --replace.`,
 				Flags: []cli.Flag{
 					dirFlag,
 					&cli.StringFlag{Name: "host", Usage: "host name of the VM (default: node-<peer id suffix>)", EnvVars: []string{"CBNODE_HOST"}},
@@ -64,6 +69,7 @@ addresses. With --peer-id, the certificate is for a node that made its own key
 					&cli.StringSliceFlag{Name: "group", Usage: "group to put in the certificate (repeatable)", EnvVars: []string{"CBNODE_GROUPS"}},
 					&cli.StringFlag{Name: "peer-id", Usage: "sign for this existing node key instead of making one", EnvVars: []string{"CBNODE_PEER_ID"}},
 					&cli.StringFlag{Name: "out", Usage: "write the token to this file (0600) instead of stdout"},
+					&cli.BoolFlag{Name: "replace", Usage: "issue the host name even though a live certificate of another node holds it"},
 				},
 				Action: cladnetIssue,
 			},
@@ -158,13 +164,13 @@ func cladnetIssue(c *cli.Context) error {
 		}
 	}
 	if _, err := parseBootstrap(tok.Bootstrap); err != nil {
-		return err
+		return withCode(exitUsage, err)
 	}
 	var id peer.ID
 	if s := c.String("peer-id"); s != "" {
 		id, err = peer.Decode(s)
 		if err != nil {
-			return fmt.Errorf("--peer-id %q: %w", s, err)
+			return withCode(exitUsage, fmt.Errorf("--peer-id %q is not a peer ID: give the ID 'cbnode key' prints on the node (12D3KooW...)", s))
 		}
 	} else {
 		k, _, err := crypto.GenerateEd25519Key(nil)
@@ -181,9 +187,21 @@ func cladnetIssue(c *cli.Context) error {
 		s := id.String()
 		host = "node-" + strings.ToLower(s[len(s)-6:])
 	}
-	tok.Cert, err = cladnet.SignCertificate(o.Key, o.Spec, id, host, c.StringSlice("group"), time.Now(), c.Duration("ttl"))
+	now := time.Now()
+	if !c.Bool("replace") {
+		if err := o.CheckHost(c.String("dir"), host, id.String(), now); err != nil {
+			return withCode(exitUsage, err)
+		}
+	}
+	tok.Cert, err = cladnet.SignCertificate(o.Key, o.Spec, id, host, c.StringSlice("group"), now, c.Duration("ttl"))
 	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	if err := o.Record(c.String("dir"), tok.Cert, now); err != nil {
 		return err
+	}
+	if len(tok.Bootstrap) == 0 {
+		fmt.Fprintln(os.Stderr, "warning: the token names no bootstrap node (--bootstrap): the member will need 'cbnode join --bootstrap ...' to find the CLADNet")
 	}
 	s, err := tok.Encode()
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -147,10 +148,11 @@ func pingCommand() *cli.Command {
 				return err
 			}
 			if c.Int("count") < 1 {
-				return fmt.Errorf("--count must be at least 1")
+				return withCode(exitUsage, fmt.Errorf("--count must be at least 1"))
 			}
 			cl := client(c)
-			var failed error
+			failed := 0
+			var last error
 			for i := 0; i < c.Int("count"); i++ {
 				if i > 0 {
 					select {
@@ -160,9 +162,16 @@ func pingCommand() *cli.Command {
 					}
 				}
 				res, err := cl.Ping(c.Context, target)
+				var ue *api.UnreachableError
+				var se *api.StatusError
+				if errors.As(err, &ue) || (errors.As(err, &se) && se.Code != http.StatusGatewayTimeout && se.Code != http.StatusInternalServerError) {
+					return err // no node, no such member: trying again will not help
+				}
 				if err != nil {
-					failed = err
-					fmt.Fprintf(os.Stderr, "ping %s: %v\n", target, err)
+					failed, last = failed+1, err
+					if c.Int("count") > 1 {
+						fmt.Fprintf(os.Stderr, "ping %s: %v\n", target, err)
+					}
 					continue
 				}
 				if c.Bool("json") {
@@ -177,7 +186,13 @@ func pingCommand() *cli.Command {
 				}
 				fmt.Printf("pong from %s (%s) via %s %s (%s) in %.3f ms\n", res.HostName, res.IP, path, res.Remote, res.Transport, res.RTTms)
 			}
-			return failed
+			switch {
+			case failed == 0:
+				return nil
+			case c.Int("count") == 1:
+				return last
+			}
+			return fmt.Errorf("%d of %d pings to %s failed (last: %v)", failed, c.Int("count"), target, last)
 		},
 	}
 }

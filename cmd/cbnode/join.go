@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -226,8 +228,16 @@ func joinConfig(c *cli.Context) (daemon.Config, error) {
 	if mtu := c.Int("mtu"); mtu < tun.MinMTU || mtu > tun.MaxMTU {
 		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--mtu %d: give %d..%d (default %d)", mtu, tun.MinMTU, tun.MaxMTU, daemon.DefaultMTU))
 	}
-	if p := c.Int("port"); p < 0 || p > 65535 {
-		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--port %d: give 0..65535 (0 picks one)", p))
+	if err := tun.Validate(c.String("tun-name"), c.Int("mtu")); err != nil {
+		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--tun-name: %w", err))
+	}
+	if err := checkListen(c); err != nil {
+		return daemon.Config{}, withCode(exitUsage, err)
+	}
+	if a := c.String("api"); a != "" {
+		if err := checkHostPort(a); err != nil {
+			return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--api %q: %w (give host:port such as 127.0.0.1:7470, or '' to disable the API)", a, err))
+		}
 	}
 	return daemon.Config{
 		Token: tok, Key: key, StateDir: stateDir,
@@ -264,6 +274,9 @@ of 'cbnode cladnet show'): a relay for anyone would be an open proxy.`,
 			log, err := newLogger(c)
 			if err != nil {
 				return err
+			}
+			if err := checkListen(c); err != nil {
+				return withCode(exitUsage, err)
 			}
 			owners := splitList(c.StringSlice("cladnet-owner"))
 			if c.Bool("relay") != (len(owners) > 0) {
@@ -312,4 +325,33 @@ func keyCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// checkListen checks --listen (IP addresses) and --port before anything
+// binds.
+func checkListen(c *cli.Context) error {
+	if p := c.Int("port"); p < 0 || p > 65535 {
+		return fmt.Errorf("--port %d: give 0..65535 (0 picks one)", p)
+	}
+	for _, s := range splitList(c.StringSlice("listen")) {
+		if _, err := netip.ParseAddr(s); err != nil {
+			return fmt.Errorf("--listen %q is not an IP address (give one such as 0.0.0.0, 10.0.1.5 or ::)", s)
+		}
+	}
+	return nil
+}
+
+// checkHostPort checks a host:port listen address.
+func checkHostPort(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number in 0..65535", port)
+	}
+	if _, err := netip.ParseAddr(host); err != nil && host != "localhost" && host != "" {
+		return fmt.Errorf("host %q is not an IP address or localhost", host)
+	}
+	return nil
 }

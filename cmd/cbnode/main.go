@@ -68,6 +68,7 @@ Typical use:
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors
 		OnUsageError:   usageError,
 	}
+	app.Action = unknownCommand
 	setUsageError(app.Commands)
 	return app
 }
@@ -85,6 +86,23 @@ func usageError(c *cli.Context, err error, _ bool) error {
 func setUsageError(cmds []*cli.Command) {
 	for _, c := range cmds {
 		c.OnUsageError = usageError
+		if len(c.Subcommands) > 0 && c.Action == nil {
+			c.Action = unknownCommand
+		}
 		setUsageError(c.Subcommands)
 	}
+}
+
+// unknownCommand is the action of the app and of commands that only group
+// subcommands: with no word it shows the help, with one it is a usage error
+// (urfave/cli would answer "No help topic for ...").
+func unknownCommand(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.ShowSubcommandHelp(c)
+	}
+	name := "cbnode"
+	if c.Command != nil && c.Command.HelpName != "" {
+		name = c.Command.HelpName
+	}
+	return withCode(exitUsage, fmt.Errorf("unknown command %q (see '%s --help')", c.Args().First(), name))
 }

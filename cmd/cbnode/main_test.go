@@ -18,6 +18,9 @@ func TestInterspersed(t *testing.T) {
 		{[]string{"cbnode", "ping", "vm2", "-c", "2"}, []string{"cbnode", "ping", "-c", "2", "--", "vm2"}},
 		{[]string{"cbnode", "--help"}, []string{"cbnode", "--help"}},
 		{[]string{"cbnode", "cladnet"}, []string{"cbnode", "cladnet"}},
+		{[]string{"cbnode", "cladnet", "create", "q", "--dir"}, []string{"cbnode", "cladnet", "create", "--dir"}},
+		{[]string{"cbnode", "ping", "vm2", "-c1"}, []string{"cbnode", "ping", "-c", "1", "--", "vm2"}},
+		{[]string{"cbnode", "join", "lab", "--no-tun"}, []string{"cbnode", "join", "--no-tun", "--", "lab"}},
 		{[]string{"cbnode", "ping", "vm2", "--generate-bash-completion"}, []string{"cbnode", "ping", "vm2", "--generate-bash-completion"}},
 	} {
 		if got := interspersed(app, tc.in); !reflect.DeepEqual(got, tc.want) {
@@ -57,7 +60,8 @@ func TestCLI(t *testing.T) {
 	}
 	mustRun("cladnet", "issue", "other", "--dir", cl, "--host", "x", "--out", filepath.Join(dir, "other.token"))
 	mustRun("cladnet", "issue", "lab", "--dir", cl, "--host", "old", "--ttl", "1ns", "--out", filepath.Join(dir, "old.token"))
-	tok := strings.TrimSpace(mustRun("cladnet", "issue", "lab", "--dir", cl, "--host", "vm1"))
+	tok := strings.TrimSpace(mustRun("cladnet", "issue", "lab", "--dir", cl, "--host", "vm1",
+		"--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK"))
 	if !strings.HasPrefix(tok, "cbnode-token-v1:") {
 		t.Fatalf("token: %q", tok)
 	}
@@ -78,13 +82,25 @@ func TestCLI(t *testing.T) {
 		{"ip outside", []string{"join", "lab", "--token", tok, "--ip", "192.168.9.9"}, "outside", exitUsage},
 		{"bad bootstrap", []string{"join", "lab", "--token", tok, "--bootstrap", "/ip4/1.2.3.4/tcp/1"}, "bootstrap", exitUsage},
 		{"bad mtu", []string{"join", "lab", "--token", tok, "--mtu", "100"}, "--mtu 100", exitUsage},
+		{"bad port", []string{"join", "lab", "--token", tok, "--port", "70000"}, "--port 70000", exitUsage},
+		{"bad listen", []string{"join", "lab", "--token", tok, "--listen", "eth0"}, `--listen "eth0" is not an IP address`, exitUsage},
+		{"bad api", []string{"join", "lab", "--token", tok, "--api", "7470"}, `--api "7470"`, exitUsage},
+		{"bad tun name", []string{"join", "lab", "--token", tok, "--tun-name", "cb/net"}, "invalid device name", exitUsage},
+		{"bootstrap bad listen", []string{"bootstrap", "--listen", "nope", "--state-dir", filepath.Join(dir, "bs")}, `--listen "nope"`, exitUsage},
 		{"unknown flag", []string{"join", "lab", "--frobnicate"}, "flag provided but not defined", exitUsage},
 		{"no name", []string{"join", "--token", tok}, "need exactly one CLADNet NAME", exitUsage},
 		{"missing cladnet", []string{"cladnet", "issue", "nope", "--dir", cl}, "not found", exitNotFound},
-		{"host name with a tab", []string{"cladnet", "issue", "lab", "--dir", cl, "--host", "vm\t1"}, "invalid host name", exitFailure},
+		{"host name with a tab", []string{"cladnet", "issue", "lab", "--dir", cl, "--host", "vm\t1"}, "invalid host name", exitUsage},
 		{"bad cidr", []string{"cladnet", "create", "x", "--dir", cl, "--cidr", "10.0.0.1/24"}, "host bits", exitFailure},
 		{"bad subnet", []string{"ipam", "recommend", "--subnet", "fd00::/8", "--hosts", "3"}, "IPv6", exitFailure},
 		{"no node", []string{"status"}, "cannot reach the cbnode API", exitUnreachable},
+		{"no node to ping", []string{"ping", "vm2", "-c2"}, "cannot reach the cbnode API", exitUnreachable},
+		{"duplicate host", []string{"cladnet", "issue", "lab", "--dir", cl, "--host", "vm1"}, "vm1 is issued to peer", exitUsage},
+		{"bad peer id", []string{"cladnet", "issue", "lab", "--dir", cl, "--host", "vm9", "--peer-id", "notapeerid"}, "is not a peer ID", exitUsage},
+		{"public range", []string{"cladnet", "create", "pub", "--dir", cl, "--cidr", "8.8.8.0/24"}, "is not private", exitFailure},
+		{"dangling value flag", []string{"cladnet", "create", "q", "--dir"}, "flag needs an argument", exitUsage},
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`, exitUsage},
+		{"unknown subcommand", []string{"cladnet", "frob"}, `unknown command "frob"`, exitUsage},
 	} {
 		out, err := run(append(tc.args, "--state-dir", state)...)
 		if tc.args[0] != "join" {
@@ -103,6 +119,16 @@ func TestCLI(t *testing.T) {
 		if !strings.Contains(out, tc.want) {
 			t.Errorf("%s: %q does not mention %q", tc.name, out, tc.want)
 		}
+	}
+	// A name held by an expired certificate is free again; --replace takes
+	// a live one.
+	mustRun("cladnet", "issue", "lab", "--dir", cl, "--host", "old")
+	mustRun("cladnet", "issue", "lab", "--dir", cl, "--host", "vm1", "--replace", "--out", filepath.Join(dir, "vm1b.token"))
+	if out := mustRun("cladnet", "issue", "lab", "--dir", cl, "--host", "nb"); !strings.Contains(out, "warning: the token names no bootstrap node") {
+		t.Errorf("issue without --bootstrap: no warning: %s", out)
+	}
+	if _, err := os.Stat("q"); err == nil {
+		t.Error("a dangling --dir created ./q")
 	}
 	// --check validates and exits without joining.
 	if out := mustRun("join", "lab", "--token", tok, "--no-tun", "--check", "--state-dir", state); !strings.Contains(out, "ok: would join CLADNet lab") {

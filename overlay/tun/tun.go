@@ -30,6 +30,9 @@ const maxNameLen = 15
 // os.ErrClosed, so errors.Is(err, os.ErrClosed) holds as well.
 var ErrClosed = fmt.Errorf("tun: device closed: %w", os.ErrClosed)
 
+// Validate checks a device name and MTU as Open would, without opening.
+func Validate(name string, mtu int) error { return validate(name, mtu) }
+
 func validate(name string, mtu int) error {
 	switch {
 	case name == "":
