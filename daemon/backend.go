@@ -139,6 +139,9 @@ func (m *Member) SetDetails(hostID string, patch cost.CloudPatch) (api.Peer, err
 	if err := m.mem.SetCloud(next); err != nil {
 		return api.Peer{}, fmt.Errorf("%v: %w", err, api.ErrBadInput)
 	}
+	if err := saveCloud(m.stateDir, m.cfg.Cloud, m.mem.Cloud()); err != nil {
+		m.log.Warn("cloud details will not survive a restart", "err", err)
+	}
 	return m.toPeer(mem), nil
 }
 

@@ -81,7 +81,7 @@ func (m *Member) recompute() []peer.ID {
 		if mem.Self {
 			continue
 		}
-		peers = append(peers, paths.Peer{ID: mem.ID, Host: mem.Ann.HostName, OverlayIP: mem.Ann.OverlayIP, Cloud: mem.Ann.Cloud})
+		peers = append(peers, paths.Peer{ID: mem.ID, Host: mem.Ann.HostName, OverlayIP: mem.Ann.OverlayIP, Cloud: mem.Ann.Cloud, Addrs: mem.Ann.Addrs})
 	}
 	return m.paths.Update(m.rules.Current(), m.mem.Cloud(), peers)
 }

@@ -46,6 +46,8 @@ type Member struct {
 	meter   meter
 	metrics *metrics
 	started time.Time
+	// stateDir is this CLADNet's state directory (under Config.StateDir).
+	stateDir string
 
 	apiAddr net.Addr
 	apiDone <-chan error
@@ -112,7 +114,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	base := context.WithoutCancel(ctx)
-	m := &Member{cfg: cfg, log: log, spec: spec, prefix: prefix, started: time.Now(),
+	m := &Member{cfg: cfg, log: log, spec: spec, prefix: prefix, started: time.Now(), stateDir: stateDir,
 		paths: paths.New(log), meter: newMeter(), done: make(chan struct{})}
 	m.ctx, m.cancel = context.WithCancel(base)
 	m.metrics = newMetrics()
@@ -150,7 +152,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	m.mem, err = overlay.StartMembership(base, overlay.MembershipConfig{
 		Spec: spec, Cert: t.Cert, Key: cfg.Key, Node: m.node,
 		Heartbeat: cfg.Heartbeat, MissedHeartbeats: cfg.MissedHeartbeats,
-		Cloud: cfg.Cloud, Relay: cfg.Relay, Logger: log,
+		Cloud: startCloud(stateDir, cfg.Cloud, log), Relay: cfg.Relay, Logger: log,
 	})
 	if err != nil {
 		return nil, err

@@ -63,7 +63,8 @@ type member struct {
 	state string
 	m     *daemon.Member
 	dev   *forwardtest.Device
-	relay bool // relay for fellow members (join --relay)
+	relay bool            // relay for fellow members (join --relay)
+	cloud *cost.CloudInfo // the join flags' cloud facts (default cloudFacts)
 }
 
 func (l *lab) member(name string) *member {
@@ -86,12 +87,16 @@ func (mb *member) start() {
 		t.Fatal(err)
 	}
 	opened := make(chan *forwardtest.Device, 1)
+	cloud := cloudFacts
+	if mb.cloud != nil {
+		cloud = *mb.cloud
+	}
 	mb.m, err = daemon.Start(context.Background(), daemon.Config{
 		Token: &cladnet.Token{Spec: mb.l.owner.Spec, Cert: cert}, Key: mb.key, StateDir: mb.state,
 		ListenIPs: []string{"127.0.0.1", "::1"}, Bootstrap: []peer.AddrInfo{mb.l.info},
 		APIAddr:   "127.0.0.1:0",
 		Heartbeat: 500 * time.Millisecond, MissedHeartbeats: 4,
-		Cloud: cloudFacts, Lease: time.Hour, Relay: mb.relay,
+		Cloud: cloud, Lease: time.Hour, Relay: mb.relay,
 		TUN: true, OpenDevice: func(name string, mtu int) (daemon.Device, error) {
 			d := forwardtest.NewDevice(name, mtu)
 			opened <- d
@@ -386,6 +391,22 @@ func TestPartialDetailsKeepAddresses(t *testing.T) {
 	}
 	if self, _ := a.client().Peer(t.Context(), st.PeerID); self.Details.PublicIP != "" || self.Details.ProviderName != "gcp" {
 		t.Fatalf("details after clearing the public IP: %+v", self.Details)
+	}
+
+	// Run-time details survive a restart with the same join flags...
+	a.m.Stop()
+	a.start()
+	if d := a.m.Membership().Cloud(); d.ProviderName != "gcp" || d.PublicIP != "" || d.SubnetID != "sub-9" {
+		t.Fatalf("details after a restart: %+v", d)
+	}
+	// ...and give way to join flags that changed since.
+	changed := cloudFacts
+	changed.RegionID = "us-west-2"
+	a.cloud = &changed
+	a.m.Stop()
+	a.start()
+	if d := a.m.Membership().Cloud(); d.ProviderName != "aws" || d.RegionID != "us-west-2" || d.PublicIP != "127.0.0.1" {
+		t.Fatalf("details after a restart with new flags: %+v", d)
 	}
 }
 

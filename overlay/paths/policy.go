@@ -1,6 +1,7 @@
 package paths
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -22,6 +23,8 @@ type Peer struct {
 	Host      string
 	OverlayIP string
 	Cloud     cost.CloudInfo
+	// Addrs are the libp2p addresses the member announces.
+	Addrs []string
 }
 
 // Path is the policy's view of one member: the cost engine's decision and
@@ -34,6 +37,7 @@ type Path struct {
 
 	privateIPs map[netip.Addr]struct{}
 	publicIP   netip.Addr
+	reach      string // the member's declared and announced addresses
 }
 
 // AllowPrivate reports whether the member's private addresses may carry
@@ -108,8 +112,8 @@ func New(log *slog.Logger) *Policy {
 }
 
 // Update decides every member's path from the rules and both sides' cloud
-// information, and returns the members whose decision changed (their
-// backoff is reset: a new decision is tried at once).
+// information, and returns the members whose decision or addresses changed
+// (their backoff is reset: they are tried at once).
 func (pol *Policy) Update(rules *cost.Rules, self cost.CloudInfo, members []Peer) []peer.ID {
 	next := make(map[peer.ID]Path, len(members))
 	for _, m := range members {
@@ -130,12 +134,15 @@ func (pol *Policy) Update(rules *cost.Rules, self cost.CloudInfo, members []Peer
 		if ip, err := netip.ParseAddr(m.Cloud.PublicIP); err == nil {
 			v.publicIP = ip.Unmap()
 		}
+		v.reach = fmt.Sprint(m.Cloud.PrivateIPs, m.Cloud.PublicIP, m.Addrs)
 		next[m.ID] = v
 	}
+	// A member whose decision or addresses changed is tried at once: an
+	// address added at run time may be the one the chosen path needs.
 	var changed []peer.ID
 	if old := pol.table.Load(); old != nil {
 		for id, v := range next {
-			if o, ok := (*old)[id]; ok && (o.AllowPrivate() != v.AllowPrivate() || o.WantsPrivate() != v.WantsPrivate()) {
+			if o, ok := (*old)[id]; ok && (o.AllowPrivate() != v.AllowPrivate() || o.WantsPrivate() != v.WantsPrivate() || o.reach != v.reach) {
 				changed = append(changed, id)
 			}
 		}

@@ -132,6 +132,42 @@ func TestEnforceBacksOff(t *testing.T) {
 	}
 }
 
+// TestNewAddressResetsBackoff: a private IP added at run time (set-details)
+// is tried at once, not after the backoff the failed attempts built up.
+func TestNewAddressResetsBackoff(t *testing.T) {
+	a := cloud("vpc-1", "subnet-1", "10.0.0.11", "7.7.7.11")
+	b := cloud("vpc-1", "subnet-1", "10.0.0.12", "7.7.7.12")
+	pol := policyWith(t, cost.RuleCostPrioritized, a, b, "/ip4/7.7.7.12/tcp/7460", false)
+	rules := cost.DefaultRules("cn", cost.RuleCostPrioritized)
+	now := time.Now()
+	for i := range 4 { // the private path fails again and again
+		if len(pol.due(now)) != 1 {
+			t.Fatalf("attempt %d not due", i)
+		}
+		pol.doneMoving(pB)
+		pol.mu.Lock()
+		now = pol.retry[pB].at
+		pol.mu.Unlock()
+	}
+	if len(pol.due(now.Add(-time.Millisecond))) != 0 {
+		t.Fatal("due before its backoff")
+	}
+	b.PrivateIPs = append(b.PrivateIPs, "10.0.1.12")
+	if changed := pol.Update(rules, a, []Peer{{ID: pB, Cloud: b}}); len(changed) != 1 {
+		t.Fatalf("a new private IP is no change: %v", changed)
+	}
+	if len(pol.due(now.Add(-time.Millisecond))) != 1 {
+		t.Fatal("a new address waits for the old backoff")
+	}
+	pol.doneMoving(pB)
+	if changed := pol.Update(rules, a, []Peer{{ID: pB, Cloud: b, Addrs: []string{"/ip4/10.0.1.12/tcp/7460"}}}); len(changed) != 1 {
+		t.Fatalf("a new announced address is no change: %v", changed)
+	}
+	if changed := pol.Update(rules, a, []Peer{{ID: pB, Cloud: b, Addrs: []string{"/ip4/10.0.1.12/tcp/7460"}}}); len(changed) != 0 {
+		t.Fatalf("the same facts again count as a change: %v", changed)
+	}
+}
+
 func TestEnforceOneMoveAtATime(t *testing.T) {
 	pol := policyWith(t, cost.RuleBasic, cloud("vpc-1", "s", "10.0.0.11", "7.7.7.11"), cloud("vpc-1", "s", "10.0.0.12", "7.7.7.12"), "/ip4/10.0.0.12/tcp/1", false)
 	release := make(chan struct{})
