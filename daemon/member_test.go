@@ -64,6 +64,8 @@ type member struct {
 	m     *daemon.Member
 	dev   *forwardtest.Device
 	relay bool // relay for fellow members (join --relay)
+	boot  []peer.AddrInfo // bootstrap nodes, if not the lab's
+	log   *slog.Logger    // if not quiet()
 }
 
 func (l *lab) member(name string) *member {
@@ -86,9 +88,16 @@ func (mb *member) start() {
 		t.Fatal(err)
 	}
 	opened := make(chan *forwardtest.Device, 1)
+	boot, log := []peer.AddrInfo{mb.l.info}, quiet()
+	if mb.boot != nil {
+		boot = mb.boot
+	}
+	if mb.log != nil {
+		log = mb.log
+	}
 	mb.m, err = daemon.Start(context.Background(), daemon.Config{
 		Token: &cladnet.Token{Spec: mb.l.owner.Spec, Cert: cert}, Key: mb.key, StateDir: mb.state,
-		ListenIPs: []string{"127.0.0.1", "::1"}, Bootstrap: []peer.AddrInfo{mb.l.info},
+		ListenIPs: []string{"127.0.0.1", "::1"}, Bootstrap: boot,
 		APIAddr:   "127.0.0.1:0",
 		Heartbeat: 500 * time.Millisecond, MissedHeartbeats: 4,
 		Cloud: cloudFacts, Lease: time.Hour, Relay: mb.relay,
@@ -97,7 +106,7 @@ func (mb *member) start() {
 			opened <- d
 			return d, nil
 		},
-		Logger: quiet(),
+		Logger: log,
 	})
 	if err != nil {
 		t.Fatalf("start %s: %v", mb.name, err)
