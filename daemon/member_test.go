@@ -63,7 +63,7 @@ type member struct {
 	state string
 	m     *daemon.Member
 	dev   *forwardtest.Device
-	relay bool // relay for fellow members (join --relay)
+	relay bool            // relay for fellow members (join --relay)
 	boot  []peer.AddrInfo // bootstrap nodes, if not the lab's
 	log   *slog.Logger    // if not quiet()
 }
