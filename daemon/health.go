@@ -188,7 +188,7 @@ func (m *Member) checkTarget(ctx context.Context, info peer.AddrInfo) api.Netche
 	defer cancel()
 	m.node.ClearDialBackoff(info.ID)
 	if err := m.node.Host.Connect(cctx, info); err != nil {
-		t.Error = err.Error()
+		t.Error = node.DialError(err)
 		return t
 	}
 	for _, c := range m.node.Host.Network().ConnsToPeer(info.ID) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -92,7 +93,7 @@ func (t *bootTracker) result(bp peer.AddrInfo, err error, now time.Time) {
 		return
 	}
 	s.fails++
-	s.lastErr = err.Error()
+	s.lastErr = DialError(err)
 	s.lastTry = now
 	warn := s.fails == t.warn && !s.warned
 	if warn {
@@ -101,8 +102,25 @@ func (t *bootTracker) result(bp peer.AddrInfo, err error, now time.Time) {
 	fails := s.fails
 	t.mu.Unlock()
 	if warn {
-		t.log.Warn(unreachableMsg(bp, fails), "peer", bp.ID, "err", err)
+		t.log.Warn(unreachableMsg(bp, fails), "peer", bp.ID, "err", DialError(err))
 	}
+}
+
+// DialError is a dial error on one line: the swarm's "all dials failed"
+// error lists each address's failure on a line of its own, which becomes
+// "[addr] reason; [addr] reason".
+func DialError(err error) string {
+	lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
+	if len(lines) == 1 {
+		return lines[0]
+	}
+	var parts []string
+	for _, l := range lines[1:] {
+		if l = strings.TrimPrefix(strings.TrimSpace(l), "* "); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // unreachableMsg is the warning for a bootstrap node that failed n dials.

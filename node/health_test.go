@@ -54,3 +54,14 @@ func TestBootTracker(t *testing.T) {
 		t.Errorf("a second outage is not warned about:\n%s", logs.String())
 	}
 }
+
+func TestDialError(t *testing.T) {
+	for in, want := range map[string]string{
+		"connection refused": "connection refused",
+		"failed to dial: failed to dial 12D3KooWX: all dials failed\n  * [/ip4/10.250.0.99/tcp/7460] dial tcp4 10.250.0.99:7460: i/o timeout\n  * [/ip4/10.250.0.99/udp/7460/quic-v1] timeout: no recent network activity": "[/ip4/10.250.0.99/tcp/7460] dial tcp4 10.250.0.99:7460: i/o timeout; [/ip4/10.250.0.99/udp/7460/quic-v1] timeout: no recent network activity",
+	} {
+		if got := DialError(errors.New(in)); got != want {
+			t.Errorf("DialError(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
