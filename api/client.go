@@ -209,3 +209,10 @@ func (c *Client) NetworkingRule(ctx context.Context, hostID string) (NetworkingR
 	var nr NetworkingRule
 	return nr, c.getCladnet(ctx, "/peer/"+url.PathEscape(hostID)+"/networkingRule", &nr)
 }
+
+// Netcheck asks the node to check its connectivity now (it dials every
+// bootstrap node and relay; this takes up to ~10 s).
+func (c *Client) Netcheck(ctx context.Context) (Netcheck, error) {
+	var nc Netcheck
+	return nc, c.Do(ctx, http.MethodGet, "/v1/netcheck", nil, &nc)
+}

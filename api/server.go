@@ -48,6 +48,9 @@ type Backend interface {
 	Cost() cost.Report
 	// Metrics serves Prometheus metrics.
 	Metrics() http.Handler
+	// Netcheck dials every bootstrap node and relay now and reports what
+	// it found, with what AutoNAT and the peers say about this node.
+	Netcheck(ctx context.Context) (Netcheck, error)
 }
 
 // Errors a Backend returns to pick the HTTP status.
@@ -93,6 +96,7 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer/{hostId}", s.withBackend(s.peer))
 	s.mux.HandleFunc("PUT /v1/cladnet/{cladnetId}/peer/{hostId}/details", s.withBackend(s.details))
 	s.mux.HandleFunc("POST /v1/ping", s.withBackend(s.ping))
+	s.mux.HandleFunc("GET /v1/netcheck", s.withBackend(s.netcheck))
 	s.mux.HandleFunc("GET /v1/cladnet/{cladnetId}/rules", s.withBackend(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.b.Rules())
 	}))
@@ -264,6 +268,17 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	res, err := s.b.Ping(ctx, body.Target)
+	if err != nil {
+		writeErr(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) netcheck(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 12*time.Second)
+	defer cancel()
+	res, err := s.b.Netcheck(ctx)
 	if err != nil {
 		writeErr(w, statusOf(err), err)
 		return

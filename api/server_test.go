@@ -44,6 +44,9 @@ func (f *fakeBackend) NetworkingRule(string) (NetworkingRule, error) {
 	return NetworkingRule{}, ErrForbidden
 }
 func (f *fakeBackend) Cost() cost.Report { return cost.Report{} }
+func (f *fakeBackend) Netcheck(context.Context) (Netcheck, error) {
+	return Netcheck{Reachability: "private"}, nil
+}
 func (f *fakeBackend) Metrics() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "cbnode_members 1\n") })
 }

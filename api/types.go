@@ -31,6 +31,7 @@ type Status struct {
 	CertUntil time.Time         `json:"certNotAfter"`
 	Device    string            `json:"device,omitempty"`
 	Rejected  map[string]uint64 `json:"rejectedAnnouncements,omitempty"`
+	Health    *Health           `json:"health,omitempty"`
 }
 
 // Peer is one member as GET /v1/cladnet/{cladnetId}/peer lists it. The
@@ -57,6 +58,9 @@ type Peer struct {
 	Link *forward.PeerStats `json:"link,omitempty"`
 	// HolePunch is the latest NAT hole punch with the peer, if any.
 	HolePunch *node.HolePunch `json:"holePunch,omitempty"`
+	// RTTms is libp2p's moving average of the round trip to the peer
+	// (its pings and identify exchanges), 0 if unknown.
+	RTTms float64 `json:"rttMs,omitempty"`
 }
 
 // PingResult is POST /v1/ping.

@@ -46,6 +46,7 @@ func (m *Member) Status() api.Status {
 		Version:   api.Version,
 		CertUntil: m.cfg.Token.Cert.NotAfter,
 		Rejected:  m.mem.Rejected(),
+		Health:    m.health(),
 	}
 	if self, ok := m.mem.Member(m.node.Host.ID()); ok {
 		st.State = self.Ann.State
@@ -91,6 +92,9 @@ func (m *Member) toPeer(mem overlay.Member) api.Peer {
 	p.HostPublicIP = a.Cloud.PublicIP
 	if mem.Self {
 		return p
+	}
+	if rtt := m.node.Host.Peerstore().LatencyEWMA(mem.ID); rtt > 0 {
+		p.RTTms = float64(rtt.Microseconds()) / 1000
 	}
 	if hp, ok := m.node.HolePunchResult(mem.ID); ok {
 		p.HolePunch = &hp

@@ -14,6 +14,7 @@
 //	loop.go       the event loop: address changes, members, rules, paths
 //	backend.go    the local API's view of a member (status, peers, ping)
 //	backend_cost.go rules, cost report and networking-rule table
+//	health.go     health verdict, the "joined" log line, netcheck
 //	metrics.go    Prometheus metrics on a private registry
 //	bootstrap.go  the bootstrap node handle
 package daemon

@@ -21,6 +21,7 @@ const enforceEvery = 2 * time.Second
 // loop. A failure of the allocator or the data plane ends the member.
 func (m *Member) startLoops() {
 	m.goFunc(m.reserver().Run)
+	m.goFunc(m.logJoined)
 	punch := &overlay.PunchRetry{Host: m.node.Host, Members: m.memberIDs, Log: m.log}
 	m.goFunc(punch.Run)
 	m.goFunc(func(ctx context.Context) {

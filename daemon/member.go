@@ -183,7 +183,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		}
 	}
 	m.startLoops()
-	log.Info("joined CLADNet", "cladnet", spec.Name, "id", spec.ID, "peer", self, "host", t.Cert.HostName, "addrs", m.node.Addrs())
+	log.Info("starting", "cladnet", spec.Name, "id", spec.ID, "peer", self, "host", t.Cert.HostName, "addrs", m.node.Addrs())
 	return m, nil
 }
 

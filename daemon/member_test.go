@@ -65,6 +65,8 @@ type member struct {
 	dev   *forwardtest.Device
 	relay bool            // relay for fellow members (join --relay)
 	cloud *cost.CloudInfo // the join flags' cloud facts (default cloudFacts)
+	boot  []peer.AddrInfo // bootstrap nodes, if not the lab's
+	log   *slog.Logger    // if not quiet()
 }
 
 func (l *lab) member(name string) *member {
@@ -91,9 +93,16 @@ func (mb *member) start() {
 	if mb.cloud != nil {
 		cloud = *mb.cloud
 	}
+	boot, log := []peer.AddrInfo{mb.l.info}, quiet()
+	if mb.boot != nil {
+		boot = mb.boot
+	}
+	if mb.log != nil {
+		log = mb.log
+	}
 	mb.m, err = daemon.Start(context.Background(), daemon.Config{
 		Token: &cladnet.Token{Spec: mb.l.owner.Spec, Cert: cert}, Key: mb.key, StateDir: mb.state,
-		ListenIPs: []string{"127.0.0.1", "::1"}, Bootstrap: []peer.AddrInfo{mb.l.info},
+		ListenIPs: []string{"127.0.0.1", "::1"}, Bootstrap: boot,
 		APIAddr:   "127.0.0.1:0",
 		Heartbeat: 500 * time.Millisecond, MissedHeartbeats: 4,
 		Cloud: cloud, Lease: time.Hour, Relay: mb.relay,
@@ -102,7 +111,7 @@ func (mb *member) start() {
 			opened <- d
 			return d, nil
 		},
-		Logger: quiet(),
+		Logger: log,
 	})
 	if err != nil {
 		t.Fatalf("start %s: %v", mb.name, err)

@@ -83,6 +83,8 @@ type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	punches *punchTracer
+	boot    *bootTracker
+	net     netState
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -181,7 +183,12 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		h.Close()
 		return nil, fmt.Errorf("dht: %w", err)
 	}
-	n := &Node{Host: h, DHT: d, cfg: cfg, log: log, cancel: cancel, punches: punches}
+	n := &Node{Host: h, DHT: d, cfg: cfg, log: log, cancel: cancel, punches: punches,
+		boot: newBootTracker(log, WarnAfter), net: netState{observed: map[peer.ID]string{}}}
+	if err := n.watchEvents(ctx); err != nil {
+		n.Close()
+		return nil, err
+	}
 	if cfg.PubSub {
 		// Flood publishing: a node's own messages go to every topic peer
 		// it is connected to, not only its mesh, so a newcomer is seen at
@@ -204,8 +211,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// keepBootstrapped connects to the bootstrap peers at start and whenever the
-// node has lost them all (e.g. after the underlay address changed).
+// keepBootstrapped connects to the bootstrap peers at start and redials any
+// it is not connected to (e.g. after the underlay address changed), every
+// 200 ms at first, backing off to every 5 s. Each dial's outcome is recorded
+// for Health; a bootstrap node failing WarnAfter rounds in a row is logged
+// as a warning, its recovery as a notice.
 func (n *Node) keepBootstrapped(ctx context.Context) {
 	defer n.wg.Done()
 	if len(n.cfg.Bootstrap) == 0 {
@@ -214,26 +224,36 @@ func (n *Node) keepBootstrapped(ctx context.Context) {
 	wait := 200 * time.Millisecond
 	for {
 		connected := 0
+		var lost []peer.AddrInfo
 		for _, bp := range n.cfg.Bootstrap {
 			if n.Host.Network().Connectedness(bp.ID) == network.Connected {
 				connected++
+				n.boot.result(bp, nil, time.Now())
+			} else {
+				lost = append(lost, bp)
 			}
 		}
-		if connected == 0 {
+		if len(lost) > 0 {
 			var wg sync.WaitGroup
-			for _, bp := range n.cfg.Bootstrap {
+			for _, bp := range lost {
 				wg.Add(1)
 				go func(bp peer.AddrInfo) {
 					defer wg.Done()
 					cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 					defer cancel()
-					if err := n.Host.Connect(cctx, bp); err != nil && ctx.Err() == nil {
+					n.ClearDialBackoff(bp.ID)
+					err := n.Host.Connect(cctx, bp)
+					if ctx.Err() != nil {
+						return
+					}
+					if err != nil {
 						n.log.Debug("bootstrap connect failed", "peer", bp.ID, "err", err)
 					}
+					n.boot.result(bp, err, time.Now())
 				}(bp)
 			}
 			wg.Wait()
-			if ctx.Err() == nil {
+			if connected == 0 && ctx.Err() == nil {
 				_ = n.DHT.Bootstrap(ctx)
 				n.DHT.RefreshRoutingTable()
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -18,6 +19,7 @@ import (
 var (
 	apiFlag  = &cli.StringFlag{Name: "api", Usage: "the node's local API address", Value: api.DefaultAddr, EnvVars: []string{"CBNODE_API"}}
 	jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON"}
+	longFlag = &cli.BoolFlag{Name: "long", Aliases: []string{"l"}, Usage: "full peer IDs and more columns"}
 )
 
 func client(c *cli.Context) *api.Client { return api.NewClient(c.String("api")) }
@@ -25,8 +27,8 @@ func client(c *cli.Context) *api.Client { return api.NewClient(c.String("api")) 
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "show this node: CLADNet, overlay IP, addresses, uptime",
-		Flags: []cli.Flag{apiFlag, jsonFlag},
+		Usage: "show this node: CLADNet, overlay IP, health, addresses, uptime",
+		Flags: []cli.Flag{apiFlag, jsonFlag, longFlag},
 		Action: func(c *cli.Context) error {
 			st, err := client(c).Status(c.Context)
 			if err != nil {
@@ -51,7 +53,17 @@ func statusCommand() *cli.Command {
 			fmt.Fprintf(w, "Members\t%d\n", st.Members)
 			fmt.Fprintf(w, "Uptime\t%s (version %s)\n", st.Uptime, st.Version)
 			fmt.Fprintf(w, "Certificate\tvalid until %s\n", st.CertUntil.Format(time.RFC3339))
-			for i, a := range st.Addrs {
+			for _, l := range healthLines(st.Health, c.Bool("long")) {
+				fmt.Fprintf(w, "%s\t%s\n", l[0], l[1])
+			}
+			addrs := st.Addrs
+			if !c.Bool("long") {
+				addrs = dialAddrs(addrs)
+				if len(addrs) == 0 {
+					addrs = []string{"(none but loopback and relay addresses; --long lists them)"}
+				}
+			}
+			for i, a := range addrs {
 				label := ""
 				if i == 0 {
 					label = "Addresses"
@@ -63,11 +75,43 @@ func statusCommand() *cli.Command {
 	}
 }
 
+func netcheckCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "netcheck",
+		Usage: "check connectivity now: each bootstrap node and relay, NAT type, public address seen, hole-punch readiness",
+		Description: `Asks the running node (GET /v1/netcheck) to dial every bootstrap node and
+relay within 5 s each and ping them, and reports that with what AutoNAT and
+the peers say about this node's reachability. Exits 1 if no bootstrap node
+or relay answered.`,
+		Flags: []cli.Flag{apiFlag, jsonFlag, longFlag},
+		Action: func(c *cli.Context) error {
+			nc, err := client(c).Netcheck(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				err = printJSON(nc)
+			} else {
+				_, err = fmt.Print(netcheckReport(nc, c.Bool("long")))
+			}
+			if err != nil {
+				return err
+			}
+			for _, t := range nc.Targets {
+				if t.OK {
+					return nil
+				}
+			}
+			return errors.New("netcheck: no bootstrap node or relay answered: check the addresses in the token (--bootstrap) and that their port (TCP and UDP, default 7460) is open to this node")
+		},
+	}
+}
+
 func peersCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "peers",
 		Usage: "list the CLADNet's members as this node sees them",
-		Flags: []cli.Flag{apiFlag, jsonFlag},
+		Flags: []cli.Flag{apiFlag, jsonFlag, longFlag},
 		Action: func(c *cli.Context) error {
 			if c.Bool("json") {
 				raw, err := client(c).PeersRaw(c.Context)
@@ -81,45 +125,60 @@ func peersCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "HOST\tOVERLAY IP\tSTATE\tPATH\tTX\tRX\tDROPS\tLAST SEEN\tPEER ID")
-			for _, p := range peers {
-				host := p.HostName
-				if p.Self {
-					host += " (self)"
-				}
-				path, tx, rx, drops := "-", "-", "-", "-"
-				if st := p.Link; st != nil {
-					path = "direct"
-					if st.Path.Relayed {
-						path = "relayed"
-					}
-					if !st.StreamUp {
-						path = "down"
-					} else if st.Path.Transport != "" {
-						path += "/" + st.Path.Transport
-					}
-					tx = fmt.Sprintf("%dp/%s", st.TxPackets, bytesStr(st.TxBytes))
-					rx = fmt.Sprintf("%dp/%s", st.RxPackets, bytesStr(st.RxBytes))
-					var n uint64
-					for _, v := range st.Drops {
-						n += v
-					}
-					drops = fmt.Sprint(n)
-				}
-				ip := p.IP
-				if ip == "" {
-					ip = "-"
-				}
-				seen := "now"
-				if !p.Self {
-					seen = time.Since(p.LastSeen).Truncate(time.Second).String() + " ago"
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", host, ip, p.State, path, tx, rx, drops, seen, p.HostID)
-			}
-			return w.Flush()
+			return printPeers(os.Stdout, peers, c.Bool("long"), time.Now())
 		},
 	}
+}
+
+// printPeers is the peers table: per member its overlay IP, state, whether
+// its link is active, idle or dead, the path (direct IP:port or relay), the
+// RTT, when data last came in and the counters.
+func printPeers(out io.Writer, peers []api.Peer, long bool, now time.Time) error {
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	head := "HOST\tOVERLAY IP\tSTATE\tLINK\tPATH\tRTT\tLAST RX\tTX\tRX\tDROPS\tPEER"
+	if long {
+		head += "\tLAST SEEN"
+	}
+	fmt.Fprintln(w, head)
+	for _, p := range peers {
+		host := p.HostName
+		if p.Self {
+			host += " (self)"
+		}
+		tx, rx, drops, lastRx := "-", "-", "-", "-"
+		if st := p.Link; st != nil {
+			tx = fmt.Sprintf("%dp/%s", st.TxPackets, bytesStr(st.TxBytes))
+			rx = fmt.Sprintf("%dp/%s", st.RxPackets, bytesStr(st.RxBytes))
+			var n uint64
+			for _, v := range st.Drops {
+				n += v
+			}
+			drops = fmt.Sprint(n)
+			lastRx = ago(st.LastRecv, now)
+		}
+		ip := p.IP
+		if ip == "" {
+			ip = "-"
+		}
+		id := p.HostID
+		if !long {
+			id = shortID(id)
+		}
+		link, path, rtt := "-", "-", "-"
+		if !p.Self {
+			link, path, rtt = linkState(p.Link, now), pathStr(p.Link, long), rttStr(p.RTTms)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", host, ip, p.State, link, path, rtt, lastRx, tx, rx, drops, id)
+		if long {
+			seen := "now"
+			if !p.Self {
+				seen = ago(p.LastSeen, now)
+			}
+			fmt.Fprintf(w, "\t%s", seen)
+		}
+		fmt.Fprintln(w)
+	}
+	return w.Flush()
 }
 
 func bytesStr(b uint64) string {

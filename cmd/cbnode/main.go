@@ -44,7 +44,7 @@ Typical use:
   cbnode bootstrap --state-dir /var/lib/cbnode-boot   # operator: prints its addresses
   cbnode cladnet issue lab --dir ./cladnets --host vm1 --bootstrap /ip4/.../p2p/...
   cbnode join lab --token-file vm1.token              # on each VM (root, for cbnet0)
-  cbnode status; cbnode peers; cbnode ping vm2
+  cbnode status; cbnode peers; cbnode netcheck; cbnode ping vm2
 
 ` + exitCodesHelp,
 		HideHelpCommand:      true,
@@ -56,6 +56,7 @@ Typical use:
 			keyCommand(),
 			statusCommand(),
 			peersCommand(),
+			netcheckCommand(),
 			pingCommand(),
 			setDetailsCommand(),
 			networkingRuleCommand(),
