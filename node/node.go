@@ -57,6 +57,15 @@ type Config struct {
 	// ExtraAddrs, if set, adds addresses to those the node advertises (the
 	// circuit addresses of its relay reservations).
 	ExtraAddrs func() []ma.Multiaddr
+	// Announce adds addresses to those the node advertises, first: its
+	// public IP or DNS name where the node cannot see it (a cloud VM's
+	// 1:1 NAT, a load balancer). A host-only address (/ip4/X, /ip6/X,
+	// /dns4/N, /dns6/N, /dns/N) is advertised with every listen transport
+	// and port (/ip4/X/tcp/7460, /ip4/X/udp/7460/quic-v1); an address with
+	// a transport is advertised as given. The detected addresses stay
+	// (members in the same network can still use the private ones). See
+	// ParseAnnounce.
+	Announce []ma.Multiaddr
 	// Public marks a node on a public address (bootstrap/relay nodes): it
 	// skips reachability detection and answers AutoNAT probes for others.
 	Public bool
@@ -101,11 +110,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		ips = []string{"0.0.0.0"}
 	}
 	var listen []string
+	var addrs []netip.Addr
 	for _, ip := range ips {
 		a, err := netip.ParseAddr(ip)
 		if err != nil {
 			return nil, fmt.Errorf("listen address %q: %w", ip, err)
 		}
+		addrs = append(addrs, a)
 		fam := "ip4"
 		if a.Is6() {
 			fam = "ip6"
@@ -113,6 +124,14 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		listen = append(listen,
 			fmt.Sprintf("/%s/%s/tcp/%d", fam, a, cfg.Port),
 			fmt.Sprintf("/%s/%s/udp/%d/quic-v1", fam, a, cfg.Port))
+	}
+	if err := checkPortsFree(addrs, cfg.Port); err != nil {
+		return nil, err
+	}
+	for _, a := range cfg.Announce {
+		if err := checkAnnounce(a); err != nil {
+			return nil, err
+		}
 	}
 	cm, err := connmgr.NewConnManager(100, 400, connmgr.WithGracePeriod(time.Minute))
 	if err != nil {
@@ -137,6 +156,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.SwarmOpts(swarm.WithDialRanker(rankAddrs)),
 		libp2p.ConnectionGater(g),
 		libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
+			if len(cfg.Announce) > 0 {
+				addrs = append(announced(cfg.Announce, addrs), addrs...)
+			}
 			if cfg.ExtraAddrs != nil {
 				addrs = append(addrs, cfg.ExtraAddrs()...)
 			}
