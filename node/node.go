@@ -2,6 +2,19 @@
 // Noise first and yamux, QUIC-v1), the private Kademlia DHT, gossipsub, the
 // connection manager and gater. It knows nothing about CLADNets beyond the
 // address ranges it must never carry.
+//
+// Files:
+//
+//	node.go        Config, New, Close, bootstrap upkeep, ParseBootstrap
+//	ports.go       a fixed listen port another process holds is refused
+//	announce.go    --announce addresses and the best address for members
+//	identity.go    the persistent node key
+//	gater.go       never advertise, dial or accept CLADNet-range addresses
+//	dialrank.go    dial ranking (TCP first)
+//	holepunch.go   DCUtR hole-punch tracing and outcomes
+//	limits.go      resource manager limits (room for a full mesh)
+//	staleconns.go  a peer that moved: its old connections probed, dead ones closed
+//	netwatch_*.go  connections bound to a vanished local address closed at once
 package node
 
 import (
