@@ -7,6 +7,7 @@ import (
 
 	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/cloud-barista/cbnode/ipam"
 	"github.com/cloud-barista/cbnode/node"
@@ -19,6 +20,9 @@ type BootstrapConfig struct {
 	ListenIPs []string
 	Port      int
 	Peers     []string // other bootstrap nodes, optional
+	// Announce is advertised besides the detected addresses (the public IP
+	// or DNS name of a cloud VM): see node.Config.Announce.
+	Announce []ma.Multiaddr
 	// RelayFor runs a relay for members of the CLADNets owned by these
 	// keys (base64 Ed25519 public keys, a spec's ownerKey).
 	RelayFor []string
@@ -48,6 +52,7 @@ func StartBootstrap(ctx context.Context, cfg BootstrapConfig) (*Bootstrap, error
 	}
 	n, err := node.New(context.WithoutCancel(ctx), node.Config{
 		Key: cfg.Key, ListenIPs: cfg.ListenIPs, Port: cfg.Port, Bootstrap: boot, Server: true,
+		Announce:   cfg.Announce,
 		Public:     true,
 		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator()},
 		Logger:     log,

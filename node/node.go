@@ -2,6 +2,19 @@
 // Noise first and yamux, QUIC-v1), the private Kademlia DHT, gossipsub, the
 // connection manager and gater. It knows nothing about CLADNets beyond the
 // address ranges it must never carry.
+//
+// Files:
+//
+//	node.go        Config, New, Close, bootstrap upkeep, ParseBootstrap
+//	ports.go       a fixed listen port another process holds is refused
+//	announce.go    --announce addresses and the best address for members
+//	identity.go    the persistent node key
+//	gater.go       never advertise, dial or accept CLADNet-range addresses
+//	dialrank.go    dial ranking (TCP first)
+//	holepunch.go   DCUtR hole-punch tracing and outcomes
+//	limits.go      resource manager limits (room for a full mesh)
+//	staleconns.go  a peer that moved: its old connections probed, dead ones closed
+//	netwatch_*.go  connections bound to a vanished local address closed at once
 package node
 
 import (
@@ -57,6 +70,15 @@ type Config struct {
 	// ExtraAddrs, if set, adds addresses to those the node advertises (the
 	// circuit addresses of its relay reservations).
 	ExtraAddrs func() []ma.Multiaddr
+	// Announce adds addresses to those the node advertises, first: its
+	// public IP or DNS name where the node cannot see it (a cloud VM's
+	// 1:1 NAT, a load balancer). A host-only address (/ip4/X, /ip6/X,
+	// /dns4/N, /dns6/N, /dns/N) is advertised with every listen transport
+	// and port (/ip4/X/tcp/7460, /ip4/X/udp/7460/quic-v1); an address with
+	// a transport is advertised as given. The detected addresses stay
+	// (members in the same network can still use the private ones). See
+	// ParseAnnounce.
+	Announce []ma.Multiaddr
 	// Public marks a node on a public address (bootstrap/relay nodes): it
 	// skips reachability detection and answers AutoNAT probes for others.
 	Public bool
@@ -103,11 +125,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		ips = []string{"0.0.0.0"}
 	}
 	var listen []string
+	var addrs []netip.Addr
 	for _, ip := range ips {
 		a, err := netip.ParseAddr(ip)
 		if err != nil {
 			return nil, fmt.Errorf("listen address %q: %w", ip, err)
 		}
+		addrs = append(addrs, a)
 		fam := "ip4"
 		if a.Is6() {
 			fam = "ip6"
@@ -115,6 +139,14 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		listen = append(listen,
 			fmt.Sprintf("/%s/%s/tcp/%d", fam, a, cfg.Port),
 			fmt.Sprintf("/%s/%s/udp/%d/quic-v1", fam, a, cfg.Port))
+	}
+	if err := checkPortsFree(addrs, cfg.Port); err != nil {
+		return nil, err
+	}
+	for _, a := range cfg.Announce {
+		if err := checkAnnounce(a); err != nil {
+			return nil, err
+		}
 	}
 	cm, err := connmgr.NewConnManager(100, 400, connmgr.WithGracePeriod(time.Minute))
 	if err != nil {
@@ -139,6 +171,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.SwarmOpts(swarm.WithDialRanker(rankAddrs)),
 		libp2p.ConnectionGater(g),
 		libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
+			if len(cfg.Announce) > 0 {
+				addrs = append(announced(cfg.Announce, addrs), addrs...)
+			}
 			if cfg.ExtraAddrs != nil {
 				addrs = append(addrs, cfg.ExtraAddrs()...)
 			}

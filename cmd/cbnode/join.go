@@ -13,6 +13,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/urfave/cli/v2"
 
 	"github.com/cloud-barista/cbnode/api"
@@ -105,6 +106,20 @@ func splitList(in []string) []string {
 
 func parseBootstrap(addrs []string) ([]peer.AddrInfo, error) {
 	return node.ParseBootstrap(splitList(addrs))
+}
+
+// parseAnnounce parses --announce (repeatable, comma-separated): a bad
+// value is a usage error.
+func parseAnnounce(in []string) ([]ma.Multiaddr, error) {
+	var out []ma.Multiaddr
+	for _, s := range splitList(in) {
+		a, err := node.ParseAnnounce(s)
+		if err != nil {
+			return nil, withCode(exitUsage, fmt.Errorf("--announce: %w", err))
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 func readToken(c *cli.Context) (*cladnet.Token, error) {
@@ -258,8 +273,17 @@ func bootstrapCommand() *cli.Command {
 		Usage: "run a bootstrap node (private DHT server) in the foreground",
 		Description: `A bootstrap node is where members meet: a DHT server with a stable identity
 (kept in --state-dir). It holds no CLADNet key, cannot join or read any
-CLADNet, and can serve many CLADNets at once. It prints its multiaddrs: give
-them to 'cbnode cladnet issue --bootstrap' or 'cbnode join --bootstrap'.
+CLADNet, and can serve many CLADNets at once. Once listening it prints one
+line, "--bootstrap /ip4/.../tcp/7460/p2p/<id>": give that value to 'cbnode
+cladnet issue --bootstrap' or 'cbnode join --bootstrap' (all its addresses
+are logged at INFO). The address printed is an --announce one if given,
+else a public, else a private one.
+
+On a cloud VM the public IP is usually not on any interface (1:1 NAT): give
+it, or a DNS name, with --announce (203.0.113.7, boot.example.com, or a
+multiaddr such as /dns4/boot.example.com/tcp/7460); the node advertises it
+with its listen ports besides the addresses it sees. It only advertises it:
+nothing is dialled there.
 
 With --relay it also relays, without time or byte limits, for members that
 cannot reach each other directly (symmetric NATs) — but only for members of
@@ -267,6 +291,7 @@ the CLADNets whose owner keys are given with --cladnet-owner (the "ownerKey"
 of 'cbnode cladnet show'): a relay for anyone would be an open proxy.`,
 		Flags: []cli.Flag{stateDirFlag("/var/lib/cbnode-bootstrap"), listenFlag, portFlag,
 			&cli.StringSliceFlag{Name: "peer", Usage: "another bootstrap node's multiaddr (repeatable)", EnvVars: []string{"CBNODE_BOOTSTRAP_PEERS"}},
+			&cli.StringSliceFlag{Name: "announce", Usage: "public IP or DNS name (or multiaddr) to advertise, e.g. the VM's public IP (repeatable or comma-separated)", EnvVars: []string{"CBNODE_ANNOUNCE"}},
 			&cli.BoolFlag{Name: "relay", Usage: "relay for members of the --cladnet-owner CLADNets", EnvVars: []string{"CBNODE_RELAY"}},
 			&cli.StringSliceFlag{Name: "cladnet-owner", Usage: "owner public key of a CLADNet to relay for (repeatable)", EnvVars: []string{"CBNODE_CLADNET_OWNER"}},
 			logLevelFlag, logFormatFlag},
@@ -287,18 +312,28 @@ of 'cbnode cladnet show'): a relay for anyone would be an open proxy.`,
 					return withCode(exitUsage, err)
 				}
 			}
+			announce, err := parseAnnounce(c.StringSlice("announce"))
+			if err != nil {
+				return err
+			}
+			if p := c.Int("port"); p < 0 || p > 65535 {
+				return withCode(exitUsage, fmt.Errorf("--port %d: give 0..65535 (0 picks one)", p))
+			}
 			key, err := node.LoadOrCreateKey(c.String("state-dir"))
 			if err != nil {
 				return err
 			}
 			return daemon.RunBootstrap(c.Context, daemon.BootstrapConfig{
-				Key: key, ListenIPs: c.StringSlice("listen"), Port: c.Int("port"),
-				Peers: splitList(c.StringSlice("peer")), RelayFor: owners, Logger: log,
+				Key: key, ListenIPs: splitList(c.StringSlice("listen")), Port: c.Int("port"),
+				Peers: splitList(c.StringSlice("peer")), Announce: announce, RelayFor: owners, Logger: log,
 				Ready: func(n *node.Node) {
-					for _, a := range n.Addrs() {
-						fmt.Println(a)
+					best := n.BootstrapAddr()
+					if best == nil {
+						log.Warn("bootstrap node has no address to give members: check --listen")
+					} else {
+						fmt.Println("--bootstrap", best)
 					}
-					log.Info("bootstrap node running", "peer", n.Host.ID())
+					log.Info("bootstrap node running", "peer", n.Host.ID(), "addrs", n.Addrs())
 				},
 			})
 		},

@@ -41,7 +41,7 @@ cbnet0.
 
 Typical use:
   cbnode cladnet create lab --dir ./cladnets          # operator: owner key + spec
-  cbnode bootstrap --state-dir /var/lib/cbnode-boot   # operator: prints its addresses
+  cbnode bootstrap --announce 203.0.113.7             # operator: prints --bootstrap /ip4/...
   cbnode cladnet issue lab --dir ./cladnets --host vm1 --bootstrap /ip4/.../p2p/...
   cbnode join lab --token-file vm1.token              # on each VM (root, for cbnet0)
   cbnode status; cbnode peers; cbnode netcheck; cbnode ping vm2

@@ -199,8 +199,9 @@ func (c *Cluster) StartBootstrap(ctx context.Context, n *Node) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, line := range strings.Split(string(p.Output()), "\n") {
-			if strings.HasPrefix(line, "/ip4/") && strings.Contains(line, "/tcp/") {
-				c.BootAddr = strings.TrimSpace(line)
+			// 'cbnode bootstrap' prints "--bootstrap <multiaddr>".
+			if a, ok := strings.CutPrefix(strings.TrimSpace(line), "--bootstrap "); ok {
+				c.BootAddr = strings.TrimSpace(a)
 				return nil
 			}
 		}
