@@ -316,9 +316,6 @@ of 'cbnode cladnet show'): a relay for anyone would be an open proxy.`,
 			if err != nil {
 				return err
 			}
-			if p := c.Int("port"); p < 0 || p > 65535 {
-				return withCode(exitUsage, fmt.Errorf("--port %d: give 0..65535 (0 picks one)", p))
-			}
 			key, err := node.LoadOrCreateKey(c.String("state-dir"))
 			if err != nil {
 				return err
