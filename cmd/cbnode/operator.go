@@ -201,6 +201,10 @@ func opDo(cl *api.Client, ctx context.Context, method, path string, in, out any)
 	if errors.As(err, &ue) {
 		return withCode(exitUnreachable, fmt.Errorf("cannot reach the operator at %s (is 'cbnode operator' running? --operator gives its URL): %v", ue.Base, ue.Err))
 	}
+	var se *api.StatusError
+	if errors.As(err, &se) && se.Code == http.StatusUnauthorized {
+		return withCode(exitCredential, fmt.Errorf("%v (give --auth-file or CBNODE_OPERATOR_TOKEN)", err))
+	}
 	return err
 }
 
