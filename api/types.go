@@ -1,6 +1,8 @@
 // Package api is cbnode's local HTTP API (on 127.0.0.1:7470 by default): the
 // server, the JSON types it speaks, and the small client the CLI uses.
-// Field names follow cb-network's REST API where it had them.
+// Field names follow cb-network's REST API where it had them. helpers.go
+// exports the JSON answers, error style and browser guard for cbnode's other
+// HTTP service, the operator (package operator).
 package api
 
 import (

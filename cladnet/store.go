@@ -102,3 +102,11 @@ func Load(dir, name string) (*Owner, error) {
 	}
 	return &Owner{Spec: &spec, Key: key}, nil
 }
+
+// SaveSpec writes the (changed) spec back to dir/<name>/spec.json.
+func (o *Owner) SaveSpec(dir string) error {
+	if err := o.Spec.Validate(); err != nil {
+		return err
+	}
+	return o.saveSpec(dir)
+}

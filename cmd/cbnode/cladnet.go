@@ -28,8 +28,8 @@ var dirFlag = &cli.StringFlag{
 func cladnetCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cladnet",
-		Usage: "operator tools: create a CLADNet, issue join tokens",
-		Subcommands: []*cli.Command{
+		Usage: "operator tools: create a CLADNet, issue join tokens; list, get, delete through an operator",
+		Subcommands: append([]*cli.Command{
 			{
 				Name:      "create",
 				Usage:     "create a CLADNet: a fresh owner key and its spec",
@@ -103,7 +103,7 @@ the signed document (or writes it with --out). Push it to any member with
 					return printJSON(o.Spec)
 				},
 			},
-		},
+		}, operatorClientCommands()...),
 	}
 }
 

@@ -53,6 +53,7 @@ Typical use:
 			cladnetCommand(),
 			joinCommand(),
 			bootstrapCommand(),
+			operatorCommand(),
 			keyCommand(),
 			statusCommand(),
 			peersCommand(),

@@ -100,6 +100,11 @@ func TestCLI(t *testing.T) {
 		{"public range", []string{"cladnet", "create", "pub", "--dir", cl, "--cidr", "8.8.8.0/24"}, "is not private", exitFailure},
 		{"dangling value flag", []string{"cladnet", "create", "q", "--dir"}, "flag needs an argument", exitUsage},
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`, exitUsage},
+		{"operator beyond loopback without auth", []string{"operator", "--dir", filepath.Join(dir, "op"), "--listen", "0.0.0.0:0"}, "needs --auth-file", exitUsage},
+		{"operator tls cert without key", []string{"operator", "--dir", filepath.Join(dir, "op"), "--listen", "127.0.0.1:0", "--tls-cert", "c.pem"}, "--tls-cert and --tls-key go together", exitUsage},
+		{"operator bad listen", []string{"operator", "--dir", filepath.Join(dir, "op"), "--listen", "7480"}, `--listen "7480"`, exitUsage},
+		{"no operator", []string{"cladnet", "list", "--operator", "http://127.0.0.1:1"}, "cannot reach the operator", exitUnreachable},
+		{"bad operator url", []string{"cladnet", "get", "lab", "--operator", "127.0.0.1:7480"}, "give the operator's URL", exitUsage},
 		{"unknown subcommand", []string{"cladnet", "frob"}, `unknown command "frob"`, exitUsage},
 	} {
 		out, err := run(append(tc.args, "--state-dir", state)...)

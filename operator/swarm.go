@@ -1,0 +1,189 @@
+package operator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"sort"
+	"time"
+
+	record "github.com/libp2p/go-libp2p-record"
+
+	"github.com/cloud-barista/cbnode/api"
+	"github.com/cloud-barista/cbnode/cladnet"
+	"github.com/cloud-barista/cbnode/cost"
+	"github.com/cloud-barista/cbnode/ipam"
+	"github.com/cloud-barista/cbnode/node"
+	"github.com/cloud-barista/cbnode/overlay"
+)
+
+// OperatorHost is the host name of the certificate the operator signs for
+// itself in each CLADNet (API-issued tokens may not take it).
+//
+// TODO(issue 10): once cladnet.Certificate has its Role field, sign the
+// operator's certificate with role "operator" instead of relying on this
+// host name.
+const OperatorHost = "operator"
+
+// operatorCertTTL is the validity of the operator's own certificates; each
+// start signs fresh ones.
+const operatorCertTTL = 365 * 24 * time.Hour
+
+// cladnetSwarm is the operator's part in one CLADNet: the owner, its
+// membership (no overlay IP) and its rules.
+type cladnetSwarm struct {
+	owner *cladnet.Owner
+	mem   *overlay.Membership
+	rules *overlay.Rules
+}
+
+// close leaves the CLADNet's gossip (the members drop the operator at once).
+func (s *cladnetSwarm) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_ = s.mem.Leave(ctx)
+	cancel()
+	s.rules.Close()
+}
+
+// startSwarm starts the operator's libp2p node (a DHT client with
+// gossipsub; its key in Dir/.operator).
+func (o *Operator) startSwarm() error {
+	key, err := node.LoadOrCreateKey(filepath.Join(o.cfg.Dir, operatorDir))
+	if err != nil {
+		return fmt.Errorf("operator: %w", err)
+	}
+	o.key = key
+	o.node, err = node.New(o.base, node.Config{
+		Key: key, ListenIPs: o.cfg.ListenIPs, Port: o.cfg.Port, Bootstrap: o.boot, PubSub: true,
+		// Claims of every CLADNet pass through: check their signatures
+		// only, as a bootstrap node does.
+		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator()},
+		Logger:     o.log,
+	})
+	if err != nil {
+		return fmt.Errorf("operator: libp2p node: %w", err)
+	}
+	return nil
+}
+
+// join takes part in ow's gossip. The caller holds o.mu (or is Start).
+func (o *Operator) join(ow *cladnet.Owner) error {
+	self := o.node.Host.ID()
+	cert, err := cladnet.SignCertificate(ow.Key, ow.Spec, self, OperatorHost, nil, time.Now(), operatorCertTTL)
+	if err != nil {
+		return fmt.Errorf("CLADNet %s: operator certificate: %w", ow.Spec.Name, err)
+	}
+	mem, err := overlay.StartMembership(o.base, overlay.MembershipConfig{
+		Spec: ow.Spec, Cert: cert, Key: o.key, Node: o.node,
+		Heartbeat: o.cfg.Heartbeat, MissedHeartbeats: o.cfg.MissedHeartbeats, Logger: o.log.With("cladnet", ow.Spec.Name),
+	})
+	if err != nil {
+		return fmt.Errorf("CLADNet %s: %w", ow.Spec.Name, err)
+	}
+	rules, err := overlay.StartRules(o.base, ow.Spec, o.node, o.store.cladnetDir(ow), o.log.With("cladnet", ow.Spec.Name))
+	if err != nil {
+		mem.Close()
+		return fmt.Errorf("CLADNet %s: %w", ow.Spec.Name, err)
+	}
+	o.swarm[ow.Spec.Name] = &cladnetSwarm{owner: ow, mem: mem, rules: rules}
+	return nil
+}
+
+// lookup finds a CLADNet by ID or name. The caller holds o.mu.
+func (o *Operator) lookup(key string) (*cladnetSwarm, error) {
+	if s, ok := o.swarm[key]; ok {
+		return s, nil
+	}
+	for _, s := range o.swarm {
+		if s.owner.Spec.ID == key {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("CLADNet %q is not held by this operator (GET /v1/cladnet lists them): %w", key, api.ErrNotFound)
+}
+
+// sorted returns the CLADNets by name. The caller holds o.mu.
+func (o *Operator) sorted() []*cladnetSwarm {
+	out := make([]*cladnetSwarm, 0, len(o.swarm))
+	for _, s := range o.swarm {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].owner.Spec.Name < out[j].owner.Spec.Name })
+	return out
+}
+
+// signRules signs r with the owner key and submits it: applied here,
+// gossiped to every member.
+func (s *cladnetSwarm) signRules(ctx context.Context, r *cost.Rules) (*cost.Rules, error) {
+	if err := cost.SignRules(s.owner.Key, r); err != nil {
+		return nil, fmt.Errorf("%v: %w", err, api.ErrBadInput)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := s.rules.Submit(ctx, b)
+	if err != nil {
+		if doc != nil { // applied, but the gossip failed: members get it on the next join
+			return doc, nil
+		}
+		return nil, fmt.Errorf("%v: %w", err, api.ErrConflict)
+	}
+	return doc, nil
+}
+
+// nextVersion is the version of a new rules document: now's Unix seconds,
+// or one more than the current version if that is not newer.
+func (s *cladnetSwarm) nextVersion(now time.Time) uint64 {
+	v := uint64(now.Unix())
+	if cur := s.rules.Current(); cur != nil && cur.Version >= v {
+		v = cur.Version + 1
+	}
+	return v
+}
+
+// peers is the members table as api.Peer rows, without the operator.
+func (s *cladnetSwarm) peers() []api.Peer {
+	out := []api.Peer{}
+	for _, m := range s.mem.Members() {
+		if m.Self {
+			continue
+		}
+		out = append(out, s.toPeer(m))
+	}
+	return out
+}
+
+func (s *cladnetSwarm) toPeer(m overlay.Member) api.Peer {
+	a := m.Ann
+	p := api.Peer{
+		CladnetID: s.owner.Spec.ID, HostID: m.ID.String(), HostName: a.HostName,
+		IP: a.OverlayIP, State: a.State, Details: a.Cloud, Addrs: a.Addrs,
+		FirstSeen: m.FirstSeen.UTC(), LastSeen: m.LastSeen.UTC(),
+		HostPublicIP: a.Cloud.PublicIP,
+	}
+	if a.Cert != nil {
+		p.Groups, p.CertUntil = a.Cert.Groups, a.Cert.NotAfter
+	}
+	if len(a.Cloud.PrivateIPs) > 0 {
+		p.HostPrivateIP = a.Cloud.PrivateIPs[0]
+	}
+	if ip, err := netip.ParseAddr(a.OverlayIP); err == nil {
+		if pfx, err := s.owner.Spec.Prefix(); err == nil {
+			p.IPv4CIDR = netip.PrefixFrom(ip, pfx.Bits()).String()
+		}
+	}
+	return p
+}
+
+// peer finds one member (not the operator) by peer ID, host name or
+// overlay IP.
+func (s *cladnetSwarm) peer(key string) (api.Peer, error) {
+	m, ok := s.mem.Lookup(key)
+	if !ok || m.Self {
+		return api.Peer{}, fmt.Errorf("peer %q is not a member of CLADNet %s (give a hostId, host name or overlay IP from GET .../peer): %w", key, s.owner.Spec.Name, api.ErrNotFound)
+	}
+	return s.toPeer(m), nil
+}
