@@ -176,20 +176,33 @@ func packet(src, dst netip.Addr, seq uint32) []byte {
 }
 
 // send injects a packet on a's device and waits for it on b's.
+//
+// The overlay carries IP packets best effort, as any link does: a packet in
+// flight while a path moves (the first connection between two members may
+// land on a path the policy then closes) can be lost, and the inner TCP
+// would resend it. So the packet is sent up to three times, each waiting
+// two seconds; a pair that delivers none of them fails.
 func send(a, b *member, seq uint32) error {
-	want := packet(a.ip(), b.ip(), seq)
-	if err := a.dev.Inject(want, time.Second); err != nil {
-		return err
-	}
-	for {
-		got, err := b.dev.Recv(2 * time.Second)
-		if err != nil {
-			return fmt.Errorf("%s -> %s: %w", a.name, b.name, err)
+	var err error
+	for try := range 3 {
+		want := packet(a.ip(), b.ip(), seq<<8|uint32(try))
+		if err = a.dev.Inject(want, time.Second); err != nil {
+			return err
 		}
-		if string(got) == string(want) {
-			return nil
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			var got []byte
+			got, err = b.dev.Recv(time.Until(deadline))
+			if err != nil {
+				err = fmt.Errorf("%s -> %s: %w", a.name, b.name, err)
+				break
+			}
+			if string(got) == string(want) {
+				return nil
+			}
 		}
 	}
+	return err
 }
 
 // meshDelivers sends a packet between every ordered pair.
