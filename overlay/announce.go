@@ -6,6 +6,7 @@
 //	discovery.go   DHT rendezvous, newcomer handling
 //	sync.go        members-table pull for newcomers
 //	rules.go       the signed cost rules, gossiped
+//	revocation.go  the signed revocation list, gossiped; enforcement
 //	topic.go       joining a validated gossip topic
 //	link.go        libp2p streams for the forwarding core
 //	punch.go       hole-punch retries

@@ -90,6 +90,12 @@ func (r *Rules) validate(_ context.Context, from peer.ID, msg *pubsub.Message) p
 		r.log.Warn("rejected rules document", "from", msg.GetFrom(), "err", err)
 		return pubsub.ValidationReject
 	}
+	// A genuinely signed but older (or the same) version is a replay, or
+	// the re-publication to a newcomer reaching members that hold it:
+	// ignore it (no penalty) and do not spread it.
+	if !cost.Newer(doc, r.Current()) {
+		return pubsub.ValidationIgnore
+	}
 	msg.ValidatorData = doc
 	return pubsub.ValidationAccept
 }
