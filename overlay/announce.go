@@ -129,6 +129,10 @@ const (
 	RejectCert      = "bad_certificate"
 	RejectSignature = "bad_signature"
 	RejectField     = "bad_field"
+	// RejectRevoked and RejectExpired also count members dropped from the
+	// table because their certificate was revoked or expired.
+	RejectRevoked = "revoked"
+	RejectExpired = "expired"
 )
 
 // ValidationError says why an announcement was refused.
@@ -216,7 +220,7 @@ func parseAnnouncement(data []byte, from peer.ID, spec *cladnet.Spec, now time.T
 		return nil, reject(RejectField, "kind %q", a.Kind)
 	}
 	if err := o.certs.verify(a.Cert, spec, pid, now); err != nil {
-		return nil, reject(RejectCert, "%v", err)
+		return nil, reject(RejectCert, "%w", err)
 	}
 	if !o.transportSigned {
 		pub, err := pid.ExtractPublicKey()
