@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -342,8 +343,8 @@ func cladnetRevoke(c *cli.Context) error {
 			who, r.Version, len(r.Entries), dir, o.Spec.Name, cladnet.RevocationsFile, f, f)
 		return nil
 	}
-	fmt.Fprintf(os.Stderr, "revoked %s: revocation list version %d (%d entries) written to %s/%s/%s; push it with 'cbnode revocation push FILE'\n",
-		who, r.Version, len(r.Entries), dir, o.Spec.Name, cladnet.RevocationsFile)
+	fmt.Fprintf(os.Stderr, "revoked %s: revocation list version %d (%d entries) written to %[4]s; push it with 'cbnode revocation push %[4]s' on any member\n",
+		who, r.Version, len(r.Entries), filepath.Join(dir, o.Spec.Name, cladnet.RevocationsFile))
 	_, err = os.Stdout.Write(b)
 	return err
 }

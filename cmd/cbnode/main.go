@@ -60,6 +60,7 @@ Typical use:
 			setDetailsCommand(),
 			networkingRuleCommand(),
 			rulesCommand(),
+			revocationCommand(),
 			costCommand(),
 			ipamCommand(),
 			completionCommand(),
