@@ -93,13 +93,14 @@ func (r *Revocations) verify(b []byte) (*cladnet.Revocations, error) {
 // lists are rejected (the sender is penalized), old or equal versions —
 // replays, or the re-publication to a newcomer reaching old members — are
 // ignored and not spread further.
-func (r *Revocations) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+func (r *Revocations) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	local := r.node != nil && from == r.node.Host.ID() // Submit, or the re-publication to a newcomer
 	doc, err := r.verify(msg.Data)
 	if err != nil {
 		r.log.Warn("rejected revocation list", "from", msg.GetFrom(), "err", err)
 		return pubsub.ValidationReject
 	}
-	if !cladnet.NewerRevocations(doc, r.Current()) {
+	if !local && !cladnet.NewerRevocations(doc, r.Current()) {
 		return pubsub.ValidationIgnore
 	}
 	msg.ValidatorData = doc
