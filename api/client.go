@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloud-barista/cbnode/cladnet"
 	"github.com/cloud-barista/cbnode/cost"
 )
 
@@ -192,6 +193,30 @@ func (c *Client) PushRules(ctx context.Context, doc json.RawMessage) (*cost.Rule
 	}
 	var r cost.Rules
 	if err := c.Do(ctx, http.MethodPut, p+"/rules", doc, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Revocation returns the CLADNet's revocation list in force (version 0 and
+// no entries when nothing was revoked).
+func (c *Client) Revocation(ctx context.Context) (*cladnet.Revocations, error) {
+	var r cladnet.Revocations
+	if err := c.getCladnet(ctx, "/revocation", &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// PushRevocation submits an owner-signed revocation list; the node applies
+// it if newer and gossips it.
+func (c *Client) PushRevocation(ctx context.Context, doc json.RawMessage) (*cladnet.Revocations, error) {
+	p, err := c.cladnetPath(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var r cladnet.Revocations
+	if err := c.Do(ctx, http.MethodPut, p+"/revocation", doc, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil

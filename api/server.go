@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cloud-barista/cbnode/cladnet"
 	"github.com/cloud-barista/cbnode/cost"
 	"github.com/cloud-barista/cbnode/ipam"
 )
@@ -42,6 +43,10 @@ type Backend interface {
 	// gossips a signed rules document.
 	Rules() *cost.Rules
 	SubmitRules(ctx context.Context, doc []byte) (*cost.Rules, error)
+	// Revocation returns the CLADNet's revocation list in force (nil: none
+	// yet); SubmitRevocation applies and gossips a signed list.
+	Revocation() *cladnet.Revocations
+	SubmitRevocation(ctx context.Context, doc []byte) (*cladnet.Revocations, error)
 	// NetworkingRule is this node's path table (hostID must be this node).
 	NetworkingRule(hostID string) (NetworkingRule, error)
 	// Cost is the metered spend report.
@@ -101,6 +106,15 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 		writeJSON(w, http.StatusOK, s.b.Rules())
 	}))
 	s.mux.HandleFunc("PUT /v1/cladnet/{cladnetId}/rules", s.withBackend(s.putRules))
+	s.mux.HandleFunc("GET /v1/cladnet/{cladnetId}/revocation", s.withBackend(func(w http.ResponseWriter, r *http.Request) {
+		doc := s.b.Revocation()
+		if doc == nil {
+			// Nothing revoked yet: an empty, unsigned list of version 0.
+			doc = &cladnet.Revocations{CladnetID: s.b.Status().CladnetID, Entries: []cladnet.Revocation{}}
+		}
+		writeJSON(w, http.StatusOK, doc)
+	}))
+	s.mux.HandleFunc("PUT /v1/cladnet/{cladnetId}/revocation", s.withBackend(s.putRevocation))
 	s.mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer/{hostId}/networkingRule", s.withBackend(s.networkingRule))
 	s.mux.HandleFunc("GET /v1/cladnet/{cladnetId}/cost", s.withBackend(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.b.Cost())
@@ -293,6 +307,20 @@ func (s *Server) putRules(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	doc, err := s.b.SubmitRules(r.Context(), body)
+	if err != nil {
+		writeErr(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+func (s *Server) putRevocation(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cladnet.MaxRevocationsSize))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("read body: %w", err))
+		return
+	}
+	doc, err := s.b.SubmitRevocation(r.Context(), body)
 	if err != nil {
 		writeErr(w, statusOf(err), err)
 		return

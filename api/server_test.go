@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloud-barista/cbnode/cladnet"
 	"github.com/cloud-barista/cbnode/cost"
 )
 
@@ -36,7 +37,11 @@ func (f *fakeBackend) SetDetails(id string, p cost.CloudPatch) (Peer, error) {
 func (f *fakeBackend) Ping(context.Context, string) (PingResult, error) {
 	return PingResult{}, ErrNotFound
 }
-func (f *fakeBackend) Rules() *cost.Rules { return cost.DefaultRules("cnabc", cost.RuleBasic) }
+func (f *fakeBackend) Rules() *cost.Rules               { return cost.DefaultRules("cnabc", cost.RuleBasic) }
+func (f *fakeBackend) Revocation() *cladnet.Revocations { return nil }
+func (f *fakeBackend) SubmitRevocation(context.Context, []byte) (*cladnet.Revocations, error) {
+	return nil, ErrBadInput
+}
 func (f *fakeBackend) SubmitRules(context.Context, []byte) (*cost.Rules, error) {
 	return nil, ErrBadInput
 }

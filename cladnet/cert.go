@@ -2,7 +2,9 @@ package cladnet
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +22,11 @@ type Certificate struct {
 	NotBefore time.Time `json:"notBefore"`
 	NotAfter  time.Time `json:"notAfter"`
 	Groups    []string  `json:"groups,omitempty"`
+	// Role is RoleMember when empty, or RoleOperator for the operator
+	// service (which claims no overlay IP). It is omitted from the JSON —
+	// and so from the signed bytes — when empty, so certificates issued
+	// before roles existed keep verifying.
+	Role string `json:"role,omitempty"`
 	// Signature is the owner's Ed25519 signature over the other fields.
 	Signature string `json:"signature"`
 }
@@ -35,6 +42,50 @@ var (
 
 const certDomain = "cbnode-cert-v1\n"
 
+// Certificate roles.
+const (
+	RoleMember   = "member"
+	RoleOperator = "operator"
+)
+
+// ValidateRole accepts "" (member), RoleMember and RoleOperator.
+func ValidateRole(r string) error {
+	switch r {
+	case "", RoleMember, RoleOperator:
+		return nil
+	}
+	return fmt.Errorf("invalid certificate role %q: use %q or %q", r, RoleMember, RoleOperator)
+}
+
+// RoleName returns the certificate's role, RoleMember when empty.
+func (c *Certificate) RoleName() string {
+	if c == nil || c.Role == "" {
+		return RoleMember
+	}
+	return c.Role
+}
+
+// Fingerprint is the hex SHA-256 of the certificate's signed bytes: it names
+// one issued certificate (a renewal has another fingerprint).
+func (c *Certificate) Fingerprint() string {
+	sum := sha256.Sum256(c.signedBytes())
+	return hex.EncodeToString(sum[:])
+}
+
+// CertOption sets an optional certificate field in SignCertificate.
+type CertOption func(*Certificate)
+
+// WithRole sets the certificate's role (RoleMember is stored as empty, so
+// such a certificate is byte-identical to one issued before roles existed).
+func WithRole(role string) CertOption {
+	return func(c *Certificate) {
+		if role == RoleMember {
+			role = ""
+		}
+		c.Role = role
+	}
+}
+
 // signedBytes is the canonical byte string the owner signs: a domain tag and
 // the JSON of every field but the signature (encoding/json orders fields by
 // declaration, so this is deterministic).
@@ -46,7 +97,7 @@ func (c *Certificate) signedBytes() []byte {
 }
 
 // SignCertificate issues a certificate for peer p, valid from now for ttl.
-func SignCertificate(owner ed25519.PrivateKey, spec *Spec, p peer.ID, host string, groups []string, now time.Time, ttl time.Duration) (*Certificate, error) {
+func SignCertificate(owner ed25519.PrivateKey, spec *Spec, p peer.ID, host string, groups []string, now time.Time, ttl time.Duration, opts ...CertOption) (*Certificate, error) {
 	if ttl <= 0 {
 		return nil, fmt.Errorf("sign certificate: ttl %s must be positive", ttl)
 	}
@@ -63,6 +114,12 @@ func SignCertificate(owner ed25519.PrivateKey, spec *Spec, p peer.ID, host strin
 		NotBefore: now.UTC().Add(-time.Minute).Truncate(time.Second), // tolerate clock skew
 		NotAfter:  now.UTC().Add(ttl).Truncate(time.Second),
 		Groups:    groups,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	if err := ValidateRole(c.Role); err != nil {
+		return nil, fmt.Errorf("sign certificate: %w", err)
 	}
 	c.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(owner, c.signedBytes()))
 	return c, nil
@@ -90,6 +147,9 @@ func (c *Certificate) Verify(spec *Spec, from peer.ID, now time.Time) error {
 	}
 	if now.Before(c.NotBefore) {
 		return fmt.Errorf("%w: valid from %s", ErrNotYetValid, c.NotBefore.Format(time.RFC3339))
+	}
+	if err := ValidateRole(c.Role); err != nil {
+		return err
 	}
 	if !now.Before(c.NotAfter) {
 		return fmt.Errorf("%w: expired at %s", ErrExpired, c.NotAfter.Format(time.RFC3339))

@@ -22,6 +22,9 @@ type Issued struct {
 	PeerID   string    `json:"peerId"`
 	IssuedAt time.Time `json:"issuedAt"`
 	NotAfter time.Time `json:"notAfter"`
+	// Fingerprint is the certificate's (Certificate.Fingerprint); empty in
+	// lists written before revocation existed.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // ErrHostTaken is returned by Record for a host name that a live
@@ -67,7 +70,7 @@ func (o *Owner) Record(dir string, c *Certificate, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	out := []Issued{{HostName: c.HostName, PeerID: c.PeerID, IssuedAt: now.UTC(), NotAfter: c.NotAfter}}
+	out := []Issued{{HostName: c.HostName, PeerID: c.PeerID, IssuedAt: now.UTC(), NotAfter: c.NotAfter, Fingerprint: c.Fingerprint()}}
 	for _, is := range list {
 		if is.HostName != c.HostName && now.Before(is.NotAfter) {
 			out = append(out, is)

@@ -12,6 +12,7 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/cloud-barista/cbnode/api"
+	"github.com/cloud-barista/cbnode/cladnet"
 	"github.com/cloud-barista/cbnode/cost"
 	"github.com/cloud-barista/cbnode/overlay"
 )
@@ -27,6 +28,21 @@ func (m *Member) SubmitRules(ctx context.Context, doc []byte) (*cost.Rules, erro
 		return nil, fmt.Errorf("%v: %w", err, api.ErrConflict)
 	case err != nil && r == nil:
 		return nil, fmt.Errorf("rules refused: %v: %w", err, api.ErrBadInput)
+	}
+	return r, err
+}
+
+// Revocation implements api.Backend.
+func (m *Member) Revocation() *cladnet.Revocations { return m.revocations().Current() }
+
+// SubmitRevocation implements api.Backend.
+func (m *Member) SubmitRevocation(ctx context.Context, doc []byte) (*cladnet.Revocations, error) {
+	r, err := m.revocations().Submit(ctx, doc)
+	switch {
+	case errors.Is(err, overlay.ErrStaleRevocations):
+		return nil, fmt.Errorf("%v: %w", err, api.ErrConflict)
+	case err != nil && r == nil:
+		return nil, fmt.Errorf("revocation list refused: %v: %w", err, api.ErrBadInput)
 	}
 	return r, err
 }

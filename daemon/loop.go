@@ -38,14 +38,15 @@ func (m *Member) startLoops() {
 		m.goFunc(func(ctx context.Context) { m.meterLoop(ctx, time.Second) })
 	}
 	changes, stopWatch := m.mem.Watch()
+	revoked := m.revocations().Changes()
 	m.goFunc(func(ctx context.Context) {
 		defer stopWatch()
-		m.loop(ctx, changes)
+		m.loop(ctx, changes, revoked)
 	})
 }
 
 // loop applies IPAM, membership and rules changes until ctx ends.
-func (m *Member) loop(ctx context.Context, members <-chan struct{}) {
+func (m *Member) loop(ctx context.Context, members, revoked <-chan struct{}) {
 	enforce := time.NewTicker(enforceEvery)
 	defer enforce.Stop()
 	for {
@@ -70,6 +71,13 @@ func (m *Member) loop(ctx context.Context, members <-chan struct{}) {
 			m.paths.Enforce(ctx)
 		case <-enforce.C:
 			m.paths.Enforce(ctx)
+		case <-revoked:
+			if m.revokedCert(m.cfg.Token.Cert) {
+				m.fail(fmt.Errorf("this node's certificate (host %s) was revoked by the CLADNet owner: ask the operator for a new join token", m.cfg.Token.Cert.HostName))
+				return
+			}
+			m.mem.DropRevoked() // also cuts their connections
+			m.updateRoutes()
 		}
 	}
 }

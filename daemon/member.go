@@ -42,6 +42,7 @@ type Member struct {
 	resv    *relay.Reserver
 	relay   io.Closer // the relay service, if Config.Relay
 	rules   *overlay.Rules
+	revs    *overlay.Revocations // read under mu: libp2p's gater asks early
 	paths   *paths.Policy
 	meter   meter
 	metrics *metrics
@@ -132,8 +133,9 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		Key: cfg.Key, ListenIPs: cfg.ListenIPs, Port: cfg.Port,
 		Bootstrap: cfg.Bootstrap, PubSub: true, HolePunching: true,
 		Blocked:    []netip.Prefix{prefix},
-		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator(spec)},
+		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator(spec).WithRevoked(m.revokedCert)},
 		AllowAddr:  m.paths.Allow,
+		Refuse:     m.revokedPeer,
 		ExtraAddrs: m.circuitAddrs,
 		Metrics:    m.metrics.reg,
 		Logger:     log,
@@ -142,9 +144,19 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		return nil, err
 	}
 	m.paths.Host = m.node.Host
+	revs, err := overlay.StartRevocations(base, spec, m.node, stateDir, log)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.revs = revs
+	m.mu.Unlock()
+	if revs.RevokedCert(t.Cert) {
+		return nil, fmt.Errorf("join CLADNet %s: this node's certificate (host %s, peer %s) is revoked: ask the operator for a new join token", spec.Name, t.Cert.HostName, self)
+	}
 	relay.ServeCert(m.node.Host, t.Cert)
 	if cfg.Relay {
-		if m.relay, err = relay.Start(m.node.Host, []string{spec.OwnerKey}, log); err != nil {
+		if m.relay, err = relay.Start(m.node.Host, []string{spec.OwnerKey}, log, relay.WithRevoked(m.revokedCert)); err != nil {
 			return nil, err
 		}
 		log.Info("relaying for fellow members")
@@ -153,6 +165,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		Spec: spec, Cert: t.Cert, Key: cfg.Key, Node: m.node,
 		Heartbeat: cfg.Heartbeat, MissedHeartbeats: cfg.MissedHeartbeats,
 		Cloud: startCloud(stateDir, cfg.Cloud, log), Relay: cfg.Relay, Logger: log,
+		Revoked: m.revokedCert,
 	})
 	if err != nil {
 		return nil, err
@@ -165,7 +178,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	m.alloc, err = ipam.NewAllocator(ipam.AllocatorConfig{
 		Spec: spec, Cert: t.Cert, Key: cfg.Key, DHT: m.node.DHT,
 		StateDir: stateDir, Requested: cfg.RequestedIP, Lease: cfg.Lease,
-		Members: m.mem, Logger: log,
+		Members: m.mem, Revoked: m.revokedCert, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -194,6 +207,25 @@ func (m *Member) circuitAddrs() []ma.Multiaddr {
 		return r.Addrs()
 	}
 	return nil
+}
+
+// revocations is the revocation component (nil before it started).
+func (m *Member) revocations() *overlay.Revocations {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.revs
+}
+
+// revokedCert reports whether the CLADNet revoked certificate c.
+func (m *Member) revokedCert(c *cladnet.Certificate) bool {
+	r := m.revocations()
+	return r != nil && r.RevokedCert(c)
+}
+
+// revokedPeer reports whether the CLADNet revoked node p (by peer ID).
+func (m *Member) revokedPeer(p peer.ID) bool {
+	r := m.revocations()
+	return r != nil && r.RevokedPeer(p)
 }
 
 func (m *Member) setReserver(r *relay.Reserver) {
@@ -303,6 +335,9 @@ func (m *Member) stop() {
 	}
 	if m.rules != nil {
 		m.rules.Close()
+	}
+	if r := m.revocations(); r != nil {
+		r.Close()
 	}
 	if m.mem != nil {
 		if err := m.mem.Leave(ctx); err != nil {

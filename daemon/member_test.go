@@ -67,6 +67,9 @@ type member struct {
 	cloud *cost.CloudInfo // the join flags' cloud facts (default cloudFacts)
 	boot  []peer.AddrInfo // bootstrap nodes, if not the lab's
 	log   *slog.Logger    // if not quiet()
+	ttl   time.Duration   // certificate lifetime (default one hour)
+	cert  *cladnet.Certificate
+	want  netip.Addr // join --ip
 }
 
 func (l *lab) member(name string) *member {
@@ -81,12 +84,28 @@ var cloudFacts = cost.CloudInfo{ProviderName: "aws", RegionID: "us-east-1", Avai
 	VirtualNetworkID: "vpc-1", SubnetID: "subnet-1", PrivateIPs: []string{"::1"}, PublicIP: "127.0.0.1"}
 
 func (mb *member) start() {
+	mb.l.t.Helper()
+	if err := mb.tryStart(); err != nil {
+		mb.l.t.Fatal(err)
+	}
+}
+
+// tryStart starts the member and returns Start's error.
+func (mb *member) tryStart() error {
 	t := mb.l.t
 	t.Helper()
 	id, _ := peer.IDFromPrivateKey(mb.key)
-	cert, err := cladnet.SignCertificate(mb.l.owner.Key, mb.l.owner.Spec, id, mb.name, nil, time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
+	ttl := mb.ttl
+	if ttl == 0 {
+		ttl = time.Hour
+	}
+	cert := mb.cert // a restart keeps the certificate
+	var err error
+	if cert == nil {
+		if cert, err = cladnet.SignCertificate(mb.l.owner.Key, mb.l.owner.Spec, id, mb.name, nil, time.Now(), ttl); err != nil {
+			t.Fatal(err)
+		}
+		mb.cert = cert
 	}
 	opened := make(chan *forwardtest.Device, 1)
 	cloud := cloudFacts
@@ -105,7 +124,7 @@ func (mb *member) start() {
 		ListenIPs: []string{"127.0.0.1", "::1"}, Bootstrap: boot,
 		APIAddr:   "127.0.0.1:0",
 		Heartbeat: 500 * time.Millisecond, MissedHeartbeats: 4,
-		Cloud: cloud, Lease: time.Hour, Relay: mb.relay,
+		Cloud: cloud, Lease: time.Hour, Relay: mb.relay, RequestedIP: mb.want,
 		TUN: true, OpenDevice: func(name string, mtu int) (daemon.Device, error) {
 			d := forwardtest.NewDevice(name, mtu)
 			opened <- d
@@ -114,10 +133,11 @@ func (mb *member) start() {
 		Logger: log,
 	})
 	if err != nil {
-		t.Fatalf("start %s: %v", mb.name, err)
+		return fmt.Errorf("start %s: %w", mb.name, err)
 	}
 	mb.dev = <-opened
 	t.Cleanup(mb.m.Stop)
+	return nil
 }
 
 func (mb *member) ip() netip.Addr { return mb.m.IP() }

@@ -75,6 +75,12 @@ type AllocatorConfig struct {
 	Lease time.Duration
 	// Members, optional, lists the addresses live members announce.
 	Members MemberView
+	// Revoked, optional, reports whether a claimant's certificate is
+	// revoked: its claims count as absent (their addresses are free) and
+	// its announced addresses are not skipped. Give the DHT's validator the
+	// same check (Validator.WithRevoked), or the DHT keeps selecting the
+	// revoked claim.
+	Revoked func(*cladnet.Certificate) bool
 	Logger  *slog.Logger
 	// Quorum is how many valid DHT responses a read waits for (kad-dht's
 	// dht.Quorum; the read ends after Quorum+1 values, counting the node's
@@ -191,7 +197,7 @@ func NewAllocator(cfg AllocatorConfig) (*Allocator, error) {
 		self:    self,
 		hosts:   hosts,
 		name:    cfg.Spec.Name,
-		val:     NewValidator(cfg.Spec),
+		val:     NewValidator(cfg.Spec).WithRevoked(cfg.Revoked),
 		quorum:  cfg.Quorum,
 		nudge:   make(chan struct{}, 1),
 		changes: make(chan netip.Addr, 1),

@@ -280,6 +280,9 @@ func (a *Allocator) read(ctx context.Context, ip netip.Addr) (*Claim, error) {
 		return nil, fmt.Errorf("read claim on %s: %w", ip, err)
 	}
 	c, err := a.val.check(key, b, time.Now())
+	if errors.Is(err, ErrClaimRevoked) {
+		return nil, nil // a revoked node's claim counts as absent
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read claim on %s: %w: %w", ip, errRejectedRecord, err)
 	}

@@ -511,3 +511,55 @@ func TestAllocatorMovesOnAnnouncedEarlierClaim(t *testing.T) {
 		t.Errorf("the move was not explained in the log:\n%s", s)
 	}
 }
+
+// TestAllocatorRevokedClaimIsFree: an address held only by a revoked node is
+// free for a newcomer, in the DHT (its validator refuses the revoked claim)
+// and in the allocator.
+func TestAllocatorRevokedClaimIsFree(t *testing.T) {
+	o := testOwner(t, "lab", "10.77.0.0/24")
+	holder := newIdentity(t, o, "db-1")
+	var revoked sync.Map
+	isRevoked := func(c *cladnet.Certificate) bool { _, ok := revoked.Load(c.PeerID); return ok }
+	d := newMemDHT(o.Spec)
+	d.v = d.v.WithRevoked(isRevoked)
+	ip := netip.MustParseAddr("10.77.0.5")
+	_, b := signedClaim(t, o.Spec, holder, ip.String(), time.Now(), 1, nil)
+	if err := d.PutValue(context.Background(), ClaimKey(o.Spec.ID, ip), b); err != nil {
+		t.Fatal(err)
+	}
+	try := func(name string) (*Allocator, error) {
+		cfg := fastConfig(o, newIdentity(t, o, name), d, t.TempDir())
+		cfg.Requested = ip
+		cfg.Revoked = isRevoked
+		a, err := NewAllocator(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() { // stop Run once it holds an address
+			defer close(done)
+			for !a.Current().IsValid() && ctx.Err() == nil {
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+		}()
+		return a, a.Run(ctx)
+	}
+	if _, err := try("me"); !errors.Is(err, ErrAddressTaken) {
+		t.Fatalf("before revocation: Run = %v, want taken", err)
+	}
+	revoked.Store(holder.id.String(), struct{}{})
+	a, err := try("me2")
+	if err != nil {
+		t.Fatalf("after revocation: %v", err)
+	}
+	if a.Current() != ip {
+		t.Fatalf("after revocation got %v, want %s", a.Current(), ip)
+	}
+	if err := NewValidator(o.Spec).WithRevoked(isRevoked).Validate(ClaimKey(o.Spec.ID, ip), b); !errors.Is(err, ErrClaimRevoked) {
+		t.Fatalf("validator: %v", err)
+	}
+}

@@ -25,8 +25,23 @@ import (
 //
 // A Validator is immutable and safe for concurrent use.
 type Validator struct {
-	specs map[string]knownSpec
-	now   func() time.Time
+	specs   map[string]knownSpec
+	now     func() time.Time
+	revoked func(*cladnet.Certificate) bool
+}
+
+// ErrClaimRevoked is matched (errors.Is) for a claim whose certificate the
+// CLADNet revoked: it counts as absent, so its address is free.
+var ErrClaimRevoked = errors.New("claimant's certificate is revoked")
+
+// WithRevoked returns a copy of v that also refuses claims, in the CLADNets
+// it knows, whose certificate revoked reports as revoked (the CLADNet's
+// revocation list): such a claim is treated as absent, its address free.
+// revoked must be safe for concurrent use.
+func (v *Validator) WithRevoked(revoked func(*cladnet.Certificate) bool) *Validator {
+	w := *v
+	w.revoked = revoked
+	return &w
 }
 
 type knownSpec struct {
@@ -91,6 +106,9 @@ func (v *Validator) check(key string, value []byte, now time.Time) (*Claim, erro
 		p, _ := c.Peer() // checked by ParseClaim
 		if err := c.Cert.Verify(ks.spec, p, now); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrClaimCert, err)
+		}
+		if v.revoked != nil && v.revoked(c.Cert) {
+			return nil, fmt.Errorf("%w: claim of %s by %s (%s)", ErrClaimRevoked, c.IP, c.Cert.HostName, c.PeerID)
 		}
 	}
 	return c, nil

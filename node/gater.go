@@ -19,6 +19,9 @@ type overlayGater struct {
 	// engine's path choice: a member's private address only where the
 	// two share a network).
 	allow func(peer.ID, ma.Multiaddr) bool
+	// refuse, if set, names peers to neither dial nor accept (revoked
+	// nodes).
+	refuse func(peer.ID) bool
 }
 
 func (g *overlayGater) isBlocked(a ma.Multiaddr) bool {
@@ -42,15 +45,15 @@ func (g *overlayGater) isBlocked(a ma.Multiaddr) bool {
 	return false
 }
 
-func (g *overlayGater) InterceptPeerDial(peer.ID) bool { return true }
+func (g *overlayGater) InterceptPeerDial(p peer.ID) bool { return g.refuse == nil || !g.refuse(p) }
 func (g *overlayGater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
 	return !g.isBlocked(a) && (g.allow == nil || g.allow(p, a))
 }
 func (g *overlayGater) InterceptAccept(cm network.ConnMultiaddrs) bool {
 	return !g.isBlocked(cm.RemoteMultiaddr())
 }
-func (g *overlayGater) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
-	return true
+func (g *overlayGater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	return g.refuse == nil || !g.refuse(p)
 }
 func (g *overlayGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
 	return true, 0

@@ -85,6 +85,9 @@ type Config struct {
 	// AllowAddr, if set, vets every address dialled to a peer (cost-aware
 	// path choice). Addresses inside Blocked are refused regardless.
 	AllowAddr func(peer.ID, ma.Multiaddr) bool
+	// Refuse, if set, names peers whose connections are refused both ways
+	// (revoked nodes); it is asked on every dial and every accept.
+	Refuse func(peer.ID) bool
 	// HolePunching enables DCUtR hole punching (members).
 	HolePunching bool
 	// Metrics, if set, is where libp2p registers its own Prometheus
@@ -152,7 +155,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
-	g := &overlayGater{blocked: cfg.Blocked, allow: cfg.AllowAddr}
+	g := &overlayGater{blocked: cfg.Blocked, allow: cfg.AllowAddr, refuse: cfg.Refuse}
 	rm, err := resourceManager()
 	if err != nil {
 		return nil, err

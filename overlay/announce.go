@@ -6,6 +6,7 @@
 //	discovery.go   DHT rendezvous, newcomer handling
 //	sync.go        members-table pull for newcomers
 //	rules.go       the signed cost rules, gossiped
+//	revocation.go  the signed revocation list, gossiped; enforcement
 //	topic.go       joining a validated gossip topic
 //	link.go        libp2p streams for the forwarding core
 //	punch.go       hole-punch retries
@@ -128,6 +129,10 @@ const (
 	RejectCert      = "bad_certificate"
 	RejectSignature = "bad_signature"
 	RejectField     = "bad_field"
+	// RejectRevoked and RejectExpired also count members dropped from the
+	// table because their certificate was revoked or expired.
+	RejectRevoked = "revoked"
+	RejectExpired = "expired"
 )
 
 // ValidationError says why an announcement was refused.
@@ -215,7 +220,7 @@ func parseAnnouncement(data []byte, from peer.ID, spec *cladnet.Spec, now time.T
 		return nil, reject(RejectField, "kind %q", a.Kind)
 	}
 	if err := o.certs.verify(a.Cert, spec, pid, now); err != nil {
-		return nil, reject(RejectCert, "%v", err)
+		return nil, reject(RejectCert, "%w", err)
 	}
 	if !o.transportSigned {
 		pub, err := pid.ExtractPublicKey()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -29,7 +30,12 @@ type Link struct {
 	ConnScore func(peer.ID, network.Conn) int
 
 	notifee network.Notifiee
+	refused atomic.Uint64
 }
+
+// Refused counts inbound packet streams refused because their peer is not
+// a member (unknown, revoked, or with an expired certificate).
+func (l *Link) Refused() uint64 { return l.refused.Load() }
 
 // OpenStream opens a packet stream to p on the best existing connection
 // (direct over relayed), dialling if needed.
@@ -104,6 +110,7 @@ func (l *Link) Serve(e *forward.Engine) {
 	l.Host.SetStreamHandler(forward.ProtocolID, func(s network.Stream) {
 		p := s.Conn().RemotePeer()
 		if !l.IsMember(p) {
+			l.refused.Add(1)
 			_ = s.Reset()
 			return
 		}

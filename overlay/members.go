@@ -123,6 +123,29 @@ func (t *table) expire(cutoff, now time.Time, connected func(peer.ID) bool) []pe
 	return gone
 }
 
+// dropped describes a member removed by drop.
+type dropped struct {
+	reason, host string
+	notAfter     time.Time
+}
+
+// drop removes the members for which why returns a reason.
+func (t *table) drop(why func(*Member) string) map[peer.ID]dropped {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var gone map[peer.ID]dropped
+	for id, m := range t.members {
+		if r := why(m); r != "" {
+			if gone == nil {
+				gone = map[peer.ID]dropped{}
+			}
+			gone[id] = dropped{reason: r, host: m.Ann.HostName, notAfter: m.Ann.Cert.NotAfter}
+			delete(t.members, id)
+		}
+	}
+	return gone
+}
+
 func (t *table) get(id peer.ID) (Member, bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()

@@ -45,7 +45,15 @@ type MembershipConfig struct {
 	// Relay says this member relays for fellow members.
 	Relay  bool
 	Logger *slog.Logger
+	// Revoked, optional, reports whether a certificate (its peer or its
+	// fingerprint) is revoked: such announcements are refused (counted
+	// RejectRevoked) and such members dropped (see DropRevoked).
+	Revoked func(*cladnet.Certificate) bool
 }
+
+// enforceInterval is how often members whose certificate expired or was
+// revoked are dropped (also at once on receipt, and by DropRevoked).
+const enforceInterval = time.Second
 
 // Membership keeps the members table of one CLADNet over gossipsub and finds
 // fellow members through the DHT rendezvous keyed by the CLADNet ID.
@@ -127,7 +135,8 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 	evts := gt.evts
 	cfg.Node.Host.SetStreamHandler(syncProtocol(cfg.Spec.ID), m.serveSync)
 	ctx, m.cancel = context.WithCancel(ctx)
-	m.wg.Add(5)
+	m.wg.Add(6)
+	go m.enforceLoop(ctx)
 	go m.receive(ctx)
 	go m.announceLoop(ctx)
 	go m.expireLoop(ctx)
@@ -152,6 +161,9 @@ func (m *Membership) validate(_ context.Context, _ peer.ID, msg *pubsub.Message)
 		if errors.As(err, &ve) {
 			reason = ve.Reason
 		}
+		if errors.Is(err, cladnet.ErrExpired) {
+			reason = RejectExpired
+		}
 		m.countReject(reason)
 		if _, seen := m.warned.LoadOrStore(from, struct{}{}); !seen {
 			m.log.Warn("rejected announcement", "from", from, "reason", err)
@@ -160,8 +172,71 @@ func (m *Membership) validate(_ context.Context, _ peer.ID, msg *pubsub.Message)
 		}
 		return pubsub.ValidationReject
 	}
+	if m.revoked(a.Cert) {
+		m.countReject(RejectRevoked)
+		m.log.Debug("rejected announcement of a revoked node", "from", from, "host", a.HostName)
+		return pubsub.ValidationReject
+	}
 	msg.ValidatorData = a
 	return pubsub.ValidationAccept
+}
+
+func (m *Membership) revoked(c *cladnet.Certificate) bool {
+	return m.cfg.Revoked != nil && m.cfg.Revoked(c)
+}
+
+// enforceLoop drops, every enforceInterval, members whose certificate
+// expired or was revoked while they were in the table (an open stream must
+// not outlive the certificate).
+func (m *Membership) enforceLoop(ctx context.Context) {
+	defer m.wg.Done()
+	tick := time.NewTicker(enforceInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			m.DropRevoked()
+		}
+	}
+}
+
+// DropRevoked drops at once every member whose certificate is revoked or
+// past its NotAfter, and closes its connections; call it when a new
+// revocation list arrived. It returns the dropped peers.
+func (m *Membership) DropRevoked() []peer.ID {
+	now := time.Now()
+	gone := m.tab.drop(func(mem *Member) string {
+		switch {
+		case mem.Self:
+			return ""
+		case m.revoked(mem.Ann.Cert):
+			return RejectRevoked
+		case !now.Before(mem.Ann.Cert.NotAfter):
+			return RejectExpired
+		}
+		return ""
+	})
+	for id, g := range gone {
+		m.countReject(g.reason)
+		m.cfg.Node.Host.ConnManager().Unprotect(id, "cbnode-member")
+		_ = m.cfg.Node.Host.Network().ClosePeer(id)
+		if g.reason == RejectRevoked {
+			m.log.Warn("member dropped: certificate revoked", "host", g.host, "peer", id)
+		} else {
+			m.log.Warn("member dropped: certificate expired", "host", g.host, "peer", id, "notAfter", g.notAfter.Format(time.RFC3339))
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	m.notify()
+	out := make([]peer.ID, 0, len(gone))
+	for id := range gone {
+		out = append(out, id)
+	}
+	return out
 }
 
 // validateHeartbeat admits a heartbeat of a known member (or our own); one
@@ -217,6 +292,10 @@ func (m *Membership) apply(ctx context.Context, a *Announcement) {
 		return
 	}
 	self := id == m.self
+	if !self && m.revoked(a.Cert) {
+		m.countReject(RejectRevoked) // pulled from a table, or a sync request
+		return
+	}
 	changed, err := m.tab.apply(id, a, time.Now(), self)
 	if err != nil || !changed {
 		return
@@ -388,6 +467,7 @@ func (m *Membership) expireLoop(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		m.DropRevoked() // expired certificates: counted, connections closed
 		now := time.Now()
 		cutoff := now.Add(-time.Duration(m.cfg.MissedHeartbeats) * m.cfg.Heartbeat)
 		h := m.cfg.Node.Host
@@ -450,10 +530,14 @@ func (m *Membership) MemberClaims() []ipam.MemberClaim {
 	return out
 }
 
-// IsMember reports whether p is a verified, live member.
+// IsMember reports whether p is a verified, live member: in the table,
+// with a certificate neither expired nor revoked.
 func (m *Membership) IsMember(p peer.ID) bool {
-	_, ok := m.tab.get(p)
-	return ok
+	mem, ok := m.tab.get(p)
+	if !ok {
+		return false
+	}
+	return mem.Self || (time.Now().Before(mem.Ann.Cert.NotAfter) && !m.revoked(mem.Ann.Cert))
 }
 
 // Self returns this node's peer ID.

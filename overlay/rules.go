@@ -85,10 +85,17 @@ func (r *Rules) verify(b []byte) (*cost.Rules, error) {
 }
 
 func (r *Rules) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	local := r.node != nil && from == r.node.Host.ID() // Submit, or the re-publication to a newcomer
 	doc, err := r.verify(msg.Data)
 	if err != nil {
 		r.log.Warn("rejected rules document", "from", msg.GetFrom(), "err", err)
 		return pubsub.ValidationReject
+	}
+	// A genuinely signed but older (or the same) version is a replay, or
+	// the re-publication to a newcomer reaching members that hold it:
+	// ignore it (no penalty) and do not spread it.
+	if !local && !cost.Newer(doc, r.Current()) {
+		return pubsub.ValidationIgnore
 	}
 	msg.ValidatorData = doc
 	return pubsub.ValidationAccept

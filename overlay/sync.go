@@ -40,6 +40,11 @@ func (m *Membership) serveSync(s network.Stream) {
 		return
 	}
 	a, err := parseAnnouncement(req, from, m.cfg.Spec, time.Now(), parseOpts{certs: &m.certs})
+	if err == nil && m.revoked(a.Cert) {
+		m.countReject(RejectRevoked)
+		_ = s.Reset()
+		return
+	}
 	if err != nil || a.Kind != KindAnnounce {
 		m.countReject(RejectCert)
 		m.log.Debug("table pull refused", "from", from, "err", err)

@@ -25,6 +25,11 @@ type ACL struct {
 	log    *slog.Logger
 	owners map[string]*cladnet.Spec // CLADNet ID → spec holding only ID and owner key
 
+	// Revoked, optional, reports whether a certificate is revoked (the
+	// CLADNet's revocation list): such peers get neither reservations nor
+	// circuits, also when their certificate was verified before.
+	Revoked func(*cladnet.Certificate) bool
+
 	mu    sync.Mutex
 	cache map[peer.ID]verified
 }
@@ -33,6 +38,15 @@ type verified struct {
 	cladnetID string
 	until     time.Time // certificate expiry
 	host      string
+	cert      *cladnet.Certificate
+}
+
+func (a *ACL) revoked(p peer.ID, c *cladnet.Certificate) bool {
+	if a.Revoked == nil || !a.Revoked(c) {
+		return false
+	}
+	a.log.Info("relay refused: certificate revoked", "peer", p, "host", c.HostName)
+	return true
 }
 
 // ParseOwnerKey decodes a base64 Ed25519 CLADNet owner public key (the
@@ -69,6 +83,9 @@ func (a *ACL) member(p peer.ID) (string, bool) {
 	v, ok := a.cache[p]
 	a.mu.Unlock()
 	if ok && now.Before(v.until) {
+		if a.revoked(p, v.cert) {
+			return "", false
+		}
 		return v.cladnetID, true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -87,8 +104,11 @@ func (a *ACL) member(p peer.ID) (string, bool) {
 		a.log.Info("relay refused: bad certificate", "peer", p, "err", err)
 		return "", false
 	}
+	if a.revoked(p, c) {
+		return "", false
+	}
 	a.mu.Lock()
-	a.cache[p] = verified{cladnetID: c.CladnetID, until: c.NotAfter, host: c.HostName}
+	a.cache[p] = verified{cladnetID: c.CladnetID, until: c.NotAfter, host: c.HostName, cert: c}
 	a.mu.Unlock()
 	return c.CladnetID, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -91,5 +92,32 @@ func TestStartRefusesOpenRelay(t *testing.T) {
 	}
 	if _, _, err := ParseOwnerKey(base64.StdEncoding.EncodeToString([]byte("short"))); err == nil {
 		t.Fatal("a malformed owner key was accepted")
+	}
+}
+
+func TestRelayRefusesRevoked(t *testing.T) {
+	a := owner(t, "alpha")
+	rh, _ := newHost(t)
+	var revoked sync.Map // peer ID string → struct{}
+	if _, err := Start(rh, []string{a.Spec.OwnerKey}, nil, WithRevoked(func(c *cladnet.Certificate) bool {
+		_, ok := revoked.Load(c.PeerID)
+		return ok
+	})); err != nil {
+		t.Fatal(err)
+	}
+	m := member(t, a.Spec, a, time.Hour)
+	if err := reserve(t, m, rh); err != nil {
+		t.Fatalf("member refused before revocation: %v", err)
+	}
+	// Revoked after its certificate was verified and cached.
+	revoked.Store(m.ID().String(), struct{}{})
+	if err := reserve(t, m, rh); err == nil {
+		t.Fatal("revoked member got a reservation")
+	}
+	// And on first sight.
+	m2 := member(t, a.Spec, a, time.Hour)
+	revoked.Store(m2.ID().String(), struct{}{})
+	if err := reserve(t, m2, rh); err == nil {
+		t.Fatal("revoked newcomer got a reservation")
 	}
 }

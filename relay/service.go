@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+
+	"github.com/cloud-barista/cbnode/cladnet"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 )
 
@@ -24,15 +26,27 @@ func Resources() relayv2.Resources {
 	return r
 }
 
+// Option adjusts the relay's ACL.
+type Option func(*ACL)
+
+// WithRevoked makes the relay refuse peers whose certificate revoked says is
+// revoked.
+func WithRevoked(revoked func(*cladnet.Certificate) bool) Option {
+	return func(a *ACL) { a.Revoked = revoked }
+}
+
 // Start runs a circuit-v2 relay on h for members of the CLADNets owned by
 // ownerKeys.
-func Start(h host.Host, ownerKeys []string, log *slog.Logger) (*relayv2.Relay, error) {
+func Start(h host.Host, ownerKeys []string, log *slog.Logger, opts ...Option) (*relayv2.Relay, error) {
 	if len(ownerKeys) == 0 {
 		return nil, fmt.Errorf("relay: no CLADNet owner keys: a relay for anyone is an open proxy (give --cladnet-owner)")
 	}
 	acl, err := NewACL(h, ownerKeys, log)
 	if err != nil {
 		return nil, err
+	}
+	for _, o := range opts {
+		o(acl)
 	}
 	r, err := relayv2.New(h, relayv2.WithResources(Resources()), relayv2.WithACL(acl))
 	if err != nil {

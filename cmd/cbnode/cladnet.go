@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -70,8 +71,48 @@ another node's live certificate is refused unless --replace.`,
 					&cli.StringFlag{Name: "peer-id", Usage: "sign for this existing node key instead of making one", EnvVars: []string{"CBNODE_PEER_ID"}},
 					&cli.StringFlag{Name: "out", Usage: "write the token to this file (0600) instead of stdout"},
 					&cli.BoolFlag{Name: "replace", Usage: "issue the host name even though a live certificate of another node holds it"},
+					&cli.StringFlag{Name: "role", Usage: "certificate role: member, or operator (the operator service; it claims no overlay IP)", Value: cladnet.RoleMember},
 				},
 				Action: cladnetIssue,
+			},
+			{
+				Name:      "revoke",
+				Usage:     "revoke a node: add it to the CLADNet's signed revocation list",
+				ArgsUsage: "NAME",
+				Description: `Adds the node to DIR/NAME/revocations.json (owner-signed, version bumped by
+one) and prints the signed list (or writes it with --out). --host looks the
+node up in the issued certificates (issued.json) and revokes its peer ID and
+certificate; --peer-id revokes a node key directly. Push the list to any
+member with 'cbnode revocation push FILE': members gossip it, close the
+revoked node's connections, ignore its announcements and free its address.`,
+				Flags: []cli.Flag{dirFlag,
+					&cli.StringFlag{Name: "host", Usage: "host name of the node to revoke (looked up in issued.json)"},
+					&cli.StringFlag{Name: "peer-id", Usage: "peer ID of the node to revoke"},
+					&cli.StringFlag{Name: "reason", Usage: "free text kept in the list (at most 200 bytes)"},
+					&cli.StringFlag{Name: "out", Usage: "also write the signed list to this file"},
+				},
+				Action: cladnetRevoke,
+			},
+			{
+				Name:      "revocations",
+				Usage:     "print a CLADNet's signed revocation list",
+				ArgsUsage: "NAME",
+				Flags:     []cli.Flag{dirFlag},
+				Action: func(c *cli.Context) error {
+					o, err := loadOwner(c)
+					if err != nil {
+						return err
+					}
+					r, err := o.Revocations(c.String("dir"))
+					if err != nil {
+						return err
+					}
+					if r == nil {
+						fmt.Fprintf(os.Stderr, "CLADNet %s has revoked no node\n", o.Spec.Name)
+						return nil
+					}
+					return printJSON(r)
+				},
 			},
 			{
 				Name:      "rules",
@@ -193,7 +234,10 @@ func cladnetIssue(c *cli.Context) error {
 			return withCode(exitUsage, err)
 		}
 	}
-	tok.Cert, err = cladnet.SignCertificate(o.Key, o.Spec, id, host, c.StringSlice("group"), now, c.Duration("ttl"))
+	if err := cladnet.ValidateRole(c.String("role")); err != nil {
+		return withCode(exitUsage, fmt.Errorf("--role: %w", err))
+	}
+	tok.Cert, err = cladnet.SignCertificate(o.Key, o.Spec, id, host, c.StringSlice("group"), now, c.Duration("ttl"), cladnet.WithRole(c.String("role")))
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
@@ -247,6 +291,62 @@ func cladnetRules(c *cli.Context) error {
 	}
 	fmt.Println(string(out))
 	return nil
+}
+
+func cladnetRevoke(c *cli.Context) error {
+	o, err := loadOwner(c)
+	if err != nil {
+		return err
+	}
+	dir := c.String("dir")
+	host, pid := c.String("host"), c.String("peer-id")
+	if (host == "") == (pid == "") {
+		return withCode(exitUsage, errors.New("cladnet revoke: give exactly one of --host H or --peer-id P"))
+	}
+	e := cladnet.Revocation{Reason: c.String("reason")}
+	if pid != "" {
+		id, err := peer.Decode(pid)
+		if err != nil {
+			return withCode(exitUsage, fmt.Errorf("--peer-id %q is not a peer ID (12D3KooW...)", pid))
+		}
+		e.PeerID = id.String()
+	}
+	list, err := o.IssuedList(dir)
+	if err != nil {
+		return err
+	}
+	for _, is := range list {
+		if (host != "" && is.HostName == host) || (pid != "" && is.PeerID == e.PeerID) {
+			e.HostName, e.PeerID, e.Fingerprint = is.HostName, is.PeerID, is.Fingerprint
+		}
+	}
+	if e.PeerID == "" {
+		return withCode(exitUsage, fmt.Errorf("cladnet revoke: no certificate for host %s in %s/%s/issued.json: give --peer-id (the member list shows it)", host, dir, o.Spec.Name))
+	}
+	r, err := o.Revoke(dir, e, time.Now())
+	if err != nil {
+		return err
+	}
+	who := e.PeerID
+	if e.HostName != "" {
+		who = e.HostName + " (" + e.PeerID + ")"
+	}
+	b, err := r.Marshal()
+	if err != nil {
+		return err
+	}
+	if f := c.String("out"); f != "" {
+		if err := atomicfile.Write(f, b, 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "revoked %s: revocation list version %d (%d entries) written to %s/%s/%s and %s; push it with 'cbnode revocation push %s'\n",
+			who, r.Version, len(r.Entries), dir, o.Spec.Name, cladnet.RevocationsFile, f, f)
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "revoked %s: revocation list version %d (%d entries) written to %[4]s; push it with 'cbnode revocation push %[4]s' on any member\n",
+		who, r.Version, len(r.Entries), filepath.Join(dir, o.Spec.Name, cladnet.RevocationsFile))
+	_, err = os.Stdout.Write(b)
+	return err
 }
 
 func printJSON(v any) error {

@@ -62,6 +62,7 @@ Typical use:
 			setDetailsCommand(),
 			networkingRuleCommand(),
 			rulesCommand(),
+			revocationCommand(),
 			costCommand(),
 			ipamCommand(),
 			completionCommand(),
