@@ -17,8 +17,8 @@ import (
 const enforceEvery = 2 * time.Second
 
 // startLoops starts the member's goroutines: relay reservations, hole-punch
-// retries, the address allocator, the data plane, the meter and the event
-// loop. A failure of the allocator or the data plane ends the member.
+// retries, the address allocator, the data plane, the meter, the names and
+// the event loop. A failure of the allocator or the data plane ends the member.
 func (m *Member) startLoops() {
 	m.goFunc(m.reserver().Run)
 	punch := &overlay.PunchRetry{Host: m.node.Host, Members: m.memberIDs, Log: m.log}
@@ -35,6 +35,10 @@ func (m *Member) startLoops() {
 			}
 		})
 		m.goFunc(func(ctx context.Context) { m.meterLoop(ctx, time.Second) })
+	}
+	if m.names != nil {
+		m.names.Update(m.mem.Members())
+		m.goFunc(m.names.Run)
 	}
 	changes, stopWatch := m.mem.Watch()
 	m.goFunc(func(ctx context.Context) {
@@ -64,6 +68,7 @@ func (m *Member) loop(ctx context.Context, members <-chan struct{}) {
 				m.paths.Enforce(ctx)
 			}
 			m.updateRoutes()
+			m.names.Update(m.mem.Members())
 		case <-m.rules.Changes():
 			m.recompute()
 			m.paths.Enforce(ctx)
@@ -113,6 +118,7 @@ func (m *Member) setIP(ip netip.Addr) error {
 	}
 	m.mem.SetState(state)
 	m.updateRoutes()
+	m.names.SetAddr(ip)
 	return nil
 }
 

@@ -90,7 +90,7 @@ func bindHint(err error) string {
 	case errors.Is(err, os.ErrPermission):
 		return " (port 53 needs root or CAP_NET_BIND_SERVICE)"
 	case errors.Is(err, syscall.EADDRINUSE):
-		return " (another DNS server listens on all addresses: bind it to specific ones)"
+		return " (another DNS server listens there or on all addresses: stop it, or bind it to specific addresses)"
 	}
 	return ""
 }

@@ -235,6 +235,8 @@ func (s *Service) decide(ctx context.Context) string {
 				s.log.Info("names: systemd-resolved not usable, using the hosts file instead", "err", err)
 			} else {
 				mode = ModeResolved
+				s.resolved = srv
+				s.log.Info("names: resolving through systemd-resolved", "link", s.res.link, "dns", srv, "domains", strings.Join(domains(s.table.Load().Zone()), " "))
 			}
 		}
 	}
