@@ -78,6 +78,7 @@ func TestCLI(t *testing.T) {
 		{"ip outside", []string{"join", "lab", "--token", tok, "--ip", "192.168.9.9"}, "outside", exitUsage},
 		{"bad bootstrap", []string{"join", "lab", "--token", tok, "--bootstrap", "/ip4/1.2.3.4/tcp/1"}, "bootstrap", exitUsage},
 		{"bad mtu", []string{"join", "lab", "--token", tok, "--mtu", "100"}, "--mtu 100", exitUsage},
+		{"bad dns", []string{"join", "lab", "--token", tok, "--dns", "dnsmasq"}, "--dns: unknown names mode \"dnsmasq\": give one of auto, resolved, hosts, server, off", exitUsage},
 		{"unknown flag", []string{"join", "lab", "--frobnicate"}, "flag provided but not defined", exitUsage},
 		{"no name", []string{"join", "--token", tok}, "need exactly one CLADNet NAME", exitUsage},
 		{"missing cladnet", []string{"cladnet", "issue", "nope", "--dir", cl}, "not found", exitNotFound},

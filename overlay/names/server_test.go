@@ -58,7 +58,7 @@ func TestAnswer(t *testing.T) {
 		{"vm2.", dns.TypeAAAA, dns.RcodeSuccess, "", false},
 		{"vm3.", dns.TypeA, dns.RcodeRefused, "", false},
 		{"vm2.other.cbnode.", dns.TypeA, dns.RcodeRefused, "", false}, // another CLADNet's zone
-		{"example.com.", dns.TypeA, dns.RcodeRefused, "", false},     // never forwards
+		{"example.com.", dns.TypeA, dns.RcodeRefused, "", false},      // never forwards
 		{"vm2.example.com.", dns.TypeA, dns.RcodeRefused, "", false},
 		{"vm2.lab.", dns.TypeA, dns.RcodeRefused, "", false},
 		{".", dns.TypeNS, dns.RcodeRefused, "", false},

@@ -200,7 +200,9 @@ func TestServiceResolved(t *testing.T) {
 	hosts := filepath.Join(t.TempDir(), "hosts")
 	s := New(Options{Mode: ModeAuto, HostsFile: hosts, Addr: netip.MustParseAddr("127.0.0.1")}, testSpec, "cbnet0", quiet)
 	s.present = func() bool { return true }
-	s.res.run = func(_ context.Context, args ...string) error { return fmt.Errorf("resolvectl %s: Failed to connect to bus", args[0]) }
+	s.res.run = func(_ context.Context, args ...string) error {
+		return fmt.Errorf("resolvectl %s: Failed to connect to bus", args[0])
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); s.Run(ctx) }()
