@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/cloud-barista/cbnode/internal/atomicfile"
 )
 
 // DefaultHostsFile is the hosts file a node manages its block in.
@@ -122,46 +123,21 @@ func WriteHostsFile(path, cladnet, zone string, entries []Entry) (changed bool, 
 		return false, nil
 	}
 	mode := os.FileMode(0o644)
-	var uid, gid = -1, -1
 	if fi, err := os.Stat(path); err == nil {
 		mode = fi.Mode().Perm()
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			uid, gid = int(st.Uid), int(st.Gid)
-		}
 	}
-	if err := replaceFile(path, data, mode, uid, gid); err != nil {
+	if err := replaceFile(path, data, mode); err != nil {
 		return false, fmt.Errorf("hosts file %s: %w", path, err)
 	}
 	return true, nil
 }
 
-func replaceFile(path string, data []byte, mode os.FileMode, uid, gid int) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".cbnode-*")
-	if err != nil {
-		return writeInPlace(path, data, mode)
-	}
-	name := tmp.Name()
-	defer os.Remove(name) // after a successful rename, there is nothing to remove
-	if uid >= 0 {
-		_ = tmp.Chown(uid, gid) // keep the owner where we may
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	err = os.Rename(name, path)
-	if errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.EXDEV) {
+// replaceFile writes path through a temporary file renamed over it. Where
+// that cannot work — the file is a mount point (EBUSY, EXDEV) or only the
+// file, not its directory, is writable — it rewrites the file in place.
+func replaceFile(path string, data []byte, mode os.FileMode) error {
+	err := atomicfile.Write(path, data, mode)
+	if errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.EXDEV) || errors.Is(err, os.ErrPermission) {
 		return writeInPlace(path, data, mode)
 	}
 	return err

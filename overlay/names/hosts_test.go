@@ -113,7 +113,7 @@ func TestWriteHostsFile(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != machineHosts {
 		t.Errorf("after removal:\n%s", b)
 	}
-	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".hosts.cbnode-*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".tmp-*")); len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
 	}
 	// No file and nothing to write: nothing is created.
