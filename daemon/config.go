@@ -11,6 +11,7 @@ import (
 	"github.com/cloud-barista/cbnode/cladnet"
 	"github.com/cloud-barista/cbnode/cost"
 	"github.com/cloud-barista/cbnode/overlay/forward"
+	"github.com/cloud-barista/cbnode/overlay/names"
 	"github.com/cloud-barista/cbnode/overlay/tun"
 )
 
@@ -72,6 +73,10 @@ type Config struct {
 	MTU     int
 	// OpenDevice opens the data plane's device (default OpenTUN).
 	OpenDevice func(name string, mtu int) (Device, error)
+
+	// DNS makes the members' host names resolvable on this machine (with
+	// the data plane only; the zero value is off).
+	DNS names.Options
 
 	Logger *slog.Logger
 	// Ready, if set, is called by Run once the node is up (API listening).

@@ -17,8 +17,8 @@ import (
 const enforceEvery = 2 * time.Second
 
 // startLoops starts the member's goroutines: relay reservations, hole-punch
-// retries, the address allocator, the data plane, the meter and the event
-// loop. A failure of the allocator or the data plane ends the member.
+// retries, the address allocator, the data plane, the meter, the names and
+// the event loop. A failure of the allocator or the data plane ends the member.
 func (m *Member) startLoops() {
 	m.goFunc(m.reserver().Run)
 	m.goFunc(m.logJoined)
@@ -36,6 +36,10 @@ func (m *Member) startLoops() {
 			}
 		})
 		m.goFunc(func(ctx context.Context) { m.meterLoop(ctx, time.Second) })
+	}
+	if m.names != nil {
+		m.names.Update(m.mem.Members())
+		m.goFunc(m.names.Run)
 	}
 	changes, stopWatch := m.mem.Watch()
 	revoked := m.revocations().Changes()
@@ -66,6 +70,7 @@ func (m *Member) loop(ctx context.Context, members, revoked <-chan struct{}) {
 				m.paths.Enforce(ctx)
 			}
 			m.updateRoutes()
+			m.names.Update(m.mem.Members())
 		case <-m.rules.Changes():
 			m.recompute()
 			m.paths.Enforce(ctx)
@@ -122,6 +127,7 @@ func (m *Member) setIP(ip netip.Addr) error {
 	}
 	m.mem.SetState(state)
 	m.updateRoutes()
+	m.names.SetAddr(ip)
 	return nil
 }
 

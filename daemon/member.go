@@ -23,6 +23,7 @@ import (
 	"github.com/cloud-barista/cbnode/node"
 	"github.com/cloud-barista/cbnode/overlay"
 	"github.com/cloud-barista/cbnode/overlay/forward"
+	"github.com/cloud-barista/cbnode/overlay/names"
 	"github.com/cloud-barista/cbnode/overlay/paths"
 	"github.com/cloud-barista/cbnode/relay"
 )
@@ -44,6 +45,7 @@ type Member struct {
 	rules   *overlay.Rules
 	revs    *overlay.Revocations // read under mu: libp2p's gater asks early
 	paths   *paths.Policy
+	names   *names.Service // nil without DNS
 	meter   meter
 	metrics *metrics
 	started time.Time
@@ -187,6 +189,13 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		if err := m.startDataPlane(); err != nil {
 			return nil, err
 		}
+		mode, err := names.ParseMode(cfg.DNS.Mode)
+		if err != nil {
+			return nil, err
+		}
+		if mode != names.ModeOff {
+			m.names = names.New(cfg.DNS, spec, cfg.TUNName, log)
+		}
 	}
 	if cfg.APIAddr != "" {
 		srv := api.NewServer(m, log)
@@ -233,6 +242,9 @@ func (m *Member) setReserver(r *relay.Reserver) {
 	m.resv = r
 	m.mu.Unlock()
 }
+
+// Names is the member's names service (nil without DNS).
+func (m *Member) Names() *names.Service { return m.names }
 
 func (m *Member) reserver() *relay.Reserver {
 	m.mu.Lock()

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/miekg/dns"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -23,6 +26,7 @@ import (
 	"github.com/cloud-barista/cbnode/cost"
 	"github.com/cloud-barista/cbnode/daemon"
 	"github.com/cloud-barista/cbnode/overlay/forward/forwardtest"
+	"github.com/cloud-barista/cbnode/overlay/names"
 )
 
 // lab is a CLADNet with a bootstrap node on 127.0.0.1, whose members run
@@ -70,6 +74,7 @@ type member struct {
 	ttl   time.Duration   // certificate lifetime (default one hour)
 	cert  *cladnet.Certificate
 	want  netip.Addr // join --ip
+	dns   names.Options
 }
 
 func (l *lab) member(name string) *member {
@@ -124,7 +129,7 @@ func (mb *member) tryStart() error {
 		ListenIPs: []string{"127.0.0.1", "::1"}, Bootstrap: boot,
 		APIAddr:   "127.0.0.1:0",
 		Heartbeat: 500 * time.Millisecond, MissedHeartbeats: 4,
-		Cloud: cloud, Lease: time.Hour, Relay: mb.relay, RequestedIP: mb.want,
+		Cloud: cloud, Lease: time.Hour, Relay: mb.relay, RequestedIP: mb.want, DNS: mb.dns,
 		TUN: true, OpenDevice: func(name string, mtu int) (daemon.Device, error) {
 			d := forwardtest.NewDevice(name, mtu)
 			opened <- d
@@ -452,6 +457,74 @@ func TestPartialDetailsKeepAddresses(t *testing.T) {
 	}
 }
 
+// TestMemberNames: every member's hosts-file block and DNS server hold the
+// members' names at their overlay addresses; a member that leaves drops out
+// of both, and takes its own block with it.
+func TestMemberNames(t *testing.T) {
+	l := newLab(t, cost.RuleBasic)
+	ms := []*member{l.member("a"), l.member("b"), l.member("c")}
+	for _, mb := range ms {
+		mb.dns = names.Options{Mode: names.ModeHosts, HostsFile: filepath.Join(t.TempDir(), "hosts"), Addr: netip.MustParseAddr("127.0.0.1")}
+		if err := os.WriteFile(mb.dns.HostsFile, []byte("127.0.0.1 localhost\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mb.start()
+	}
+	eventually(t, 30*time.Second, "members converge", converged(ms))
+	hostsLine := func(mb *member) string {
+		return fmt.Sprintf("%s\t%s.lab.cbnode %s.cbnode %s\n", mb.ip(), mb.name, mb.name, mb.name)
+	}
+	a, c := ms[0], ms[2]
+	for _, mb := range ms {
+		eventually(t, 10*time.Second, mb.name+"'s hosts file", func() error {
+			b, err := os.ReadFile(mb.dns.HostsFile)
+			if err != nil {
+				return err
+			}
+			for _, other := range ms {
+				if !strings.Contains(string(b), hostsLine(other)) {
+					return fmt.Errorf("no line %q in\n%s", hostsLine(other), b)
+				}
+			}
+			return nil
+		})
+	}
+	srv, ok := a.m.Names().ServerAddr()
+	if !ok {
+		t.Fatal("a serves no DNS")
+	}
+	lookup := func(name string) ([]string, int, error) {
+		q := new(dns.Msg)
+		q.SetQuestion(name, dns.TypeA)
+		r, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(q, srv.String())
+		if err != nil {
+			return nil, 0, err
+		}
+		var ips []string
+		for _, rr := range r.Answer {
+			ips = append(ips, rr.(*dns.A).A.String())
+		}
+		return ips, r.Rcode, nil
+	}
+	if ips, _, err := lookup("c.lab.cbnode."); err != nil || len(ips) != 1 || ips[0] != c.ip().String() {
+		t.Fatalf("a's DNS: c.lab.cbnode. → %v %v, want %s", ips, err, c.ip())
+	}
+	c.m.Stop()
+	eventually(t, 10*time.Second, "c gone from a's names", func() error {
+		b, _ := os.ReadFile(a.dns.HostsFile)
+		if strings.Contains(string(b), "c.lab.cbnode") {
+			return fmt.Errorf("a's hosts file still has c:\n%s", b)
+		}
+		if _, rc, err := lookup("c.lab.cbnode."); err != nil || rc != dns.RcodeNameError {
+			return fmt.Errorf("a's DNS: c.lab.cbnode. rcode %d, %v; want NXDOMAIN", rc, err)
+		}
+		return nil
+	})
+	if b, _ := os.ReadFile(c.dns.HostsFile); string(b) != "127.0.0.1 localhost\n" {
+		t.Errorf("c's hosts file after its Stop:\n%s", b)
+	}
+}
+
 // TestStopWaitsForEverything: after Stop of every member and the bootstrap
 // node no goroutine of theirs is left.
 func TestStopWaitsForEverything(t *testing.T) {
@@ -459,6 +532,7 @@ func TestStopWaitsForEverything(t *testing.T) {
 		l := newLab(t, cost.RuleBasic)
 		ms := []*member{l.member("a"), l.member("b")}
 		for _, mb := range ms {
+			mb.dns = names.Options{Mode: names.ModeHosts, HostsFile: filepath.Join(t.TempDir(), "hosts"), Addr: netip.MustParseAddr("127.0.0.1")}
 			mb.start()
 		}
 		eventually(t, 30*time.Second, "members converge", converged(ms))

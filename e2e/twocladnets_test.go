@@ -39,8 +39,13 @@ func TestSecondCladnetOnSameMachine(t *testing.T) {
 			"--bootstrap", c.BootAddr, "--out", tok).CombinedOutput(); err != nil {
 			t.Fatalf("issue: %v: %s", err, out)
 		}
+		hosts, err := n.Host.HostsFile() // shared with the first CLADNet's node
+		if err != nil {
+			t.Fatal(err)
+		}
 		p, err := n.Host.Start(bin, "join", "second", "--token-file", tok, "--state-dir", n.StateDir+"-second",
-			"--tun-name", "cbnet1", "--port", "7461", "--api", "127.0.0.1:7471", "--heartbeat", "1s")
+			"--tun-name", "cbnet1", "--port", "7461", "--api", "127.0.0.1:7471", "--heartbeat", "1s",
+			"--dns", "hosts", "--hosts-file", hosts)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,7 +11,8 @@
 //	link.go        libp2p streams for the forwarding core
 //	punch.go       hole-punch retries
 //
-// The data plane lives in forward/ (the forwarding core) and tun/ (cbnet0).
+// The data plane lives in forward/ (the forwarding core) and tun/ (cbnet0);
+// names/ makes members reachable by name (DNS, the hosts file).
 package overlay
 
 import (

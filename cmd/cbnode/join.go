@@ -22,6 +22,7 @@ import (
 	"github.com/cloud-barista/cbnode/daemon"
 	"github.com/cloud-barista/cbnode/node"
 	"github.com/cloud-barista/cbnode/overlay"
+	"github.com/cloud-barista/cbnode/overlay/names"
 	"github.com/cloud-barista/cbnode/overlay/tun"
 	"github.com/cloud-barista/cbnode/relay"
 )
@@ -63,6 +64,8 @@ IPAM only. --check validates everything and exits without joining.
 			&cli.IntFlag{Name: "mtu", Usage: "TUN device MTU", Value: daemon.DefaultMTU, EnvVars: []string{"CBNODE_MTU"}},
 			&cli.BoolFlag{Name: "no-tun", Usage: "run without the data plane (no root needed)", EnvVars: []string{"CBNODE_NO_TUN"}},
 			&cli.BoolFlag{Name: "relay", Usage: "relay traffic for fellow members that cannot reach each other directly", EnvVars: []string{"CBNODE_RELAY"}},
+			&cli.StringFlag{Name: "dns", Usage: "members' names (vm2, vm2.<cladnet>.cbnode): auto (systemd-resolved if it runs, else the hosts file), resolved, hosts, server (the DNS server on the overlay address only) or off", Value: names.ModeAuto, EnvVars: []string{"CBNODE_DNS"}},
+			&cli.StringFlag{Name: "hosts-file", Usage: "the hosts file whose cbnode block --dns hosts manages", Value: names.DefaultHostsFile, EnvVars: []string{"CBNODE_HOSTS_FILE"}},
 			&cli.BoolFlag{Name: "check", Usage: "check the token, the flags and the permission to create the TUN device, then exit (0: ready)"},
 			logLevelFlag, logFormatFlag,
 		}, cloudFlags()...),
@@ -254,6 +257,10 @@ func joinConfig(c *cli.Context) (daemon.Config, error) {
 			return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--api %q: %w (give host:port such as 127.0.0.1:7470, or '' to disable the API)", a, err))
 		}
 	}
+	dnsMode, err := names.ParseMode(c.String("dns"))
+	if err != nil {
+		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--dns: %w", err))
+	}
 	return daemon.Config{
 		Token: tok, Key: key, StateDir: stateDir,
 		ListenIPs: splitList(c.StringSlice("listen")), Port: c.Int("port"), Bootstrap: boot,
@@ -263,6 +270,7 @@ func joinConfig(c *cli.Context) (daemon.Config, error) {
 		RequestedIP: reqIP, Lease: c.Duration("lease"),
 		Relay: c.Bool("relay"),
 		TUN:   !c.Bool("no-tun"), TUNName: c.String("tun-name"), MTU: c.Int("mtu"),
+		DNS:    names.Options{Mode: dnsMode, HostsFile: c.String("hosts-file")},
 		Logger: log,
 	}, nil
 }

@@ -91,6 +91,8 @@ func TestJoinConfigTakesEveryFlag(t *testing.T) {
 		"mtu":               {"1420", func(c daemon.Config) any { return c.MTU }, 1420},
 		"no-tun":            {"", func(c daemon.Config) any { return c.TUN }, false},
 		"relay":             {"", func(c daemon.Config) any { return c.Relay }, true},
+		"dns":               {"server", func(c daemon.Config) any { return c.DNS.Mode }, "server"},
+		"hosts-file":        {"/tmp/cbnode-hosts-x", func(c daemon.Config) any { return c.DNS.HostsFile }, "/tmp/cbnode-hosts-x"},
 		"provider":          {"gcp", func(c daemon.Config) any { return c.Cloud.ProviderName }, "gcp"},
 		"region":            {"us-west1", func(c daemon.Config) any { return c.Cloud.RegionID }, "us-west1"},
 		"zone":              {"us-west1-a", func(c daemon.Config) any { return c.Cloud.AvailabilityZoneID }, "us-west1-a"},

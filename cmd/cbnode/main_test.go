@@ -87,6 +87,7 @@ func TestCLI(t *testing.T) {
 		{"bad api", []string{"join", "lab", "--token", tok, "--api", "7470"}, `--api "7470"`, exitUsage},
 		{"bad tun name", []string{"join", "lab", "--token", tok, "--tun-name", "cb/net"}, "invalid device name", exitUsage},
 		{"bootstrap bad listen", []string{"bootstrap", "--listen", "nope", "--state-dir", filepath.Join(dir, "bs")}, `--listen "nope"`, exitUsage},
+		{"bad dns", []string{"join", "lab", "--token", tok, "--dns", "dnsmasq"}, "--dns: unknown names mode \"dnsmasq\": give one of auto, resolved, hosts, server, off", exitUsage},
 		{"unknown flag", []string{"join", "lab", "--frobnicate"}, "flag provided but not defined", exitUsage},
 		{"no name", []string{"join", "--token", tok}, "need exactly one CLADNet NAME", exitUsage},
 		{"missing cladnet", []string{"cladnet", "issue", "nope", "--dir", cl}, "not found", exitNotFound},

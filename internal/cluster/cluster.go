@@ -217,10 +217,17 @@ func (c *Cluster) StartBootstrap(ctx context.Context, n *Node) error {
 	return fmt.Errorf("bootstrap node printed no address: %s", p.Output())
 }
 
-// Start starts node n's 'cbnode join'.
+// Start starts node n's 'cbnode join'. Its names go to the host's own hosts
+// file (netlab Host.HostsFile), never to the machine's /etc/hosts or
+// systemd-resolved; JoinArgs and n.Args may override --dns.
 func (c *Cluster) Start(n *Node) error {
+	hosts, err := n.Host.HostsFile()
+	if err != nil {
+		return err
+	}
 	args := []string{"join", "lab", "--token-file", n.TokenFile, "--state-dir", n.StateDir,
-		"--heartbeat", c.opts.Heartbeat.String(), "--log-level", c.opts.LogLevel}
+		"--heartbeat", c.opts.Heartbeat.String(), "--log-level", c.opts.LogLevel,
+		"--dns", "hosts", "--hosts-file", hosts}
 	args = append(args, c.opts.JoinArgs...)
 	args = append(args, n.Args...)
 	p, err := n.Host.Start(c.Bin, args...)

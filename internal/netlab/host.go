@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -53,6 +54,36 @@ func (h *Host) Name() string { return h.n.name }
 // Namespace returns the name of the host's network namespace, for use with
 // "ip netns exec" and similar tools.
 func (h *Host) Namespace() string { return h.n.ns }
+
+// HostsFile returns the host's own hosts file, /etc/netns/<ns>/hosts,
+// creating it (localhost only) if it does not exist. Commands run in the
+// host (Run, Start) see it as /etc/hosts; the machine's /etc/hosts is never
+// touched. It is deleted with the namespace.
+func (h *Host) HostsFile() (string, error) {
+	if err := h.n.checkOpen(); err != nil {
+		return "", err
+	}
+	dir := filepath.Join(etcNetnsDir, h.n.ns)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("netns %s: hosts file: %w", h.n.ns, err)
+	}
+	path := filepath.Join(dir, "hosts")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return path, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("netns %s: hosts file: %w", h.n.ns, err)
+	}
+	_, err = f.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("netns %s: hosts file: %w", h.n.ns, err)
+	}
+	return path, nil
+}
 
 // Addr returns the address Attach gave the host on sw (the zero Prefix if
 // the host is not attached to sw). The interface is named sw.Name().

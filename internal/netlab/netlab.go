@@ -15,6 +15,11 @@
 // and the port towards host "a" is named "a". Host and switch names are
 // therefore limited to valid interface names (at most 15 characters).
 //
+// A host may have its own hosts file (Host.HostsFile): /etc/netns/<ns>/hosts,
+// which "ip netns exec" mounts over /etc/hosts for the commands it runs, so
+// a test can have a process manage its hosts file without touching the
+// machine's. Deleting the namespace deletes /etc/netns/<ns>.
+//
 // Every lab records its owner process in /run/netlab/<id>.owner, so that
 // CleanupStale (called by New as well) can remove namespaces of crashed runs
 // without touching labs of runs still alive.
@@ -62,6 +67,9 @@ const (
 	ownerDir = "/run/netlab"
 	// netnsDir is where iproute2 (and package netns) keep named namespaces.
 	netnsDir = "/run/netns"
+	// etcNetnsDir holds per-namespace files "ip netns exec" mounts over
+	// /etc (hosts, resolv.conf).
+	etcNetnsDir = "/etc/netns"
 )
 
 // Lab is a set of network namespaces (hosts, switches, routers) and the
@@ -272,6 +280,9 @@ func deleteNamespace(ns string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	killNamespacePIDs(ctx, ns)
+	if err := os.RemoveAll(filepath.Join(etcNetnsDir, ns)); err != nil {
+		return fmt.Errorf("netns %s: %w", ns, err)
+	}
 	out, err := exec.CommandContext(ctx, "ip", "netns", "del", ns).CombinedOutput()
 	if err != nil {
 		if _, serr := os.Stat(filepath.Join(netnsDir, ns)); errors.Is(serr, os.ErrNotExist) {
