@@ -64,6 +64,8 @@ func (m *Member) loop(ctx context.Context, members <-chan struct{}) {
 				m.paths.Enforce(ctx)
 			}
 			m.updateRoutes()
+		case <-m.twinCh:
+			m.alloc.CheckConflicts() // the other node may have renewed our claim
 		case <-m.rules.Changes():
 			m.recompute()
 			m.paths.Enforce(ctx)

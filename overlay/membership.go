@@ -45,6 +45,10 @@ type MembershipConfig struct {
 	// Relay says this member relays for fellow members.
 	Relay  bool
 	Logger *slog.Logger
+	// OnIdentityConflict, if set, is called (from the membership's own
+	// goroutines, once per other instance) when another live node with this
+	// node's peer ID is found; c.Newer says this node has to stop.
+	OnIdentityConflict func(c *IdentityConflict)
 }
 
 // Membership keeps the members table of one CLADNet over gossipsub and finds
@@ -63,6 +67,17 @@ type Membership struct {
 	claimedAt time.Time
 	state     string
 	cloud     cost.CloudInfo
+
+	// instance and started identify this run (instance.go).
+	instance   string
+	started    time.Time
+	fullBeats  atomic.Int32 // full announcements still owed after a twin
+	witnessCh  chan peer.ID
+	instMu     sync.Mutex
+	lastInst   map[peer.ID]string // members' latest announced instance
+	conflictMu sync.Mutex
+	conflicts  map[string]IdentityConflict // by the other's instance
+	connNotify *network.NotifyBundle
 
 	certs      certCache
 	publishNow chan struct{}
@@ -110,6 +125,11 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 		cloud:      cfg.Cloud,
 		publishNow: make(chan struct{}, 1),
 		watchers:   map[chan struct{}]struct{}{},
+		instance:   newInstanceID(),
+		started:    time.Now().UTC(),
+		witnessCh:  make(chan peer.ID, 64),
+		lastInst:   map[peer.ID]string{},
+		conflicts:  map[string]IdentityConflict{},
 	}
 	gt, err := joinTopic(cfg.Node.PubSub, TopicName(cfg.Spec.ID), m.validate)
 	if err != nil {
@@ -126,8 +146,12 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 	m.topic, m.sub = gt.topic, gt.sub
 	evts := gt.evts
 	cfg.Node.Host.SetStreamHandler(syncProtocol(cfg.Spec.ID), m.serveSync)
+	cfg.Node.Host.SetStreamHandler(instanceProtocol(cfg.Spec.ID), m.serveInstance)
+	m.connNotify = &network.NotifyBundle{ConnectedF: m.connected}
+	cfg.Node.Host.Network().Notify(m.connNotify)
 	ctx, m.cancel = context.WithCancel(ctx)
-	m.wg.Add(5)
+	m.wg.Add(6)
+	go m.witnessLoop(ctx)
 	go m.receive(ctx)
 	go m.announceLoop(ctx)
 	go m.expireLoop(ctx)
@@ -207,6 +231,7 @@ func (m *Membership) receive(ctx context.Context) {
 			m.apply(ctx, v)
 		case *Heartbeat:
 			m.tab.heartbeat(msg.GetFrom(), v.Seq, time.Now())
+			m.noteInstance(msg.GetFrom(), v.Instance)
 		}
 	}
 }
@@ -217,6 +242,7 @@ func (m *Membership) apply(ctx context.Context, a *Announcement) {
 		return
 	}
 	self := id == m.self
+	m.noteInstance(id, a.Instance)
 	changed, err := m.tab.apply(id, a, time.Now(), self)
 	if err != nil || !changed {
 		return
@@ -274,6 +300,8 @@ func (m *Membership) announcement(kind string) (*Announcement, error) {
 		Relay:    m.cfg.Relay,
 		Seq:      seq,
 		Time:     time.Now().UTC(),
+		Instance: m.instance,
+		Started:  m.started,
 	}
 	if m.overlayIP.IsValid() {
 		a.OverlayIP = m.overlayIP.String()
@@ -301,7 +329,7 @@ func (m *Membership) publishHeartbeat(ctx context.Context) error {
 	}
 	m.seq = seq
 	m.mu.Unlock()
-	b, err := json.Marshal(Heartbeat{Kind: KindHeartbeat, Seq: seq})
+	b, err := json.Marshal(Heartbeat{Kind: KindHeartbeat, Seq: seq, Instance: m.instance})
 	if err != nil {
 		return err
 	}
@@ -343,7 +371,11 @@ func (m *Membership) announceLoop(ctx context.Context) {
 	full := true
 	for beat := 0; ; beat++ {
 		var err error
-		if full || beat%fullEvery == 0 {
+		owed := m.fullBeats.Load() > 0
+		if owed {
+			m.fullBeats.Add(-1)
+		}
+		if full || owed || beat%fullEvery == 0 {
 			err = m.publish(ctx, KindAnnounce)
 		} else {
 			err = m.publishHeartbeat(ctx)
@@ -558,6 +590,8 @@ func (m *Membership) stopLoops() {
 
 func (m *Membership) closeTopic() {
 	m.cfg.Node.Host.RemoveStreamHandler(syncProtocol(m.cfg.Spec.ID))
+	m.cfg.Node.Host.RemoveStreamHandler(instanceProtocol(m.cfg.Spec.ID))
+	m.cfg.Node.Host.Network().StopNotify(m.connNotify)
 	m.sub.Cancel()
 	m.topic.Close()
 	_ = m.cfg.Node.PubSub.UnregisterTopicValidator(m.topic.String())
