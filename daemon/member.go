@@ -283,7 +283,15 @@ func (m *Member) Stop() {
 
 func (m *Member) stop() {
 	m.fail(nil)
-	if m.spec != nil && m.mem != nil {
+	// A node stopped because another one has its identity neither releases
+	// the address nor announces a leave: both are signed with the shared
+	// key and would end the other node's claim and membership.
+	twin := errors.Is(m.err, overlay.ErrIdentityConflict)
+	switch {
+	case m.spec == nil || m.mem == nil:
+	case twin:
+		m.log.Info("stopping without a leave or an address release: they belong to the other node with this identity", "cladnet", m.spec.Name)
+	default:
 		m.log.Info("leaving CLADNet", "cladnet", m.spec.Name)
 	}
 	m.cancel()
@@ -306,10 +314,6 @@ func (m *Member) stop() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	// A node stopped because another one has its identity neither releases
-	// the address nor announces a leave: both are signed with the shared
-	// key and would end the other node's claim and membership.
-	twin := errors.Is(m.err, overlay.ErrIdentityConflict)
 	var wg sync.WaitGroup
 	if m.alloc != nil && !twin {
 		wg.Add(1)

@@ -479,3 +479,47 @@ func (m *Membership) askInstance(ctx context.Context, c network.Conn, others []s
 	}
 	return &p, nil
 }
+
+// gossipGap is how long a connected member may be missing from the topic's
+// peers before the connection is renewed (see repairGossip).
+func (m *Membership) gossipGap() time.Duration { return max(2*m.cfg.Heartbeat, 5*time.Second) }
+
+// repairGossip renews the connections to members we are connected to but
+// do not exchange gossip with. A second node with one peer ID leaves that
+// state behind at its fellow members: gossipsub keeps one stream per peer
+// ID, so the two nodes' streams reset each other, and after a few resets
+// gossipsub gives up on the peer while the connection stays up. A new
+// connection makes gossipsub start over. missing (owned by the caller's
+// loop) remembers since when each member lacks gossip.
+func (m *Membership) repairGossip(ctx context.Context, missing map[peer.ID]time.Time, now time.Time) {
+	inTopic := map[peer.ID]bool{}
+	for _, p := range m.topic.ListPeers() {
+		inTopic[p] = true
+	}
+	h := m.cfg.Node.Host
+	live := map[peer.ID]bool{}
+	for _, mem := range m.tab.list() {
+		id := mem.ID
+		if mem.Self || inTopic[id] || h.Network().Connectedness(id) != network.Connected {
+			continue
+		}
+		live[id] = true
+		since, ok := missing[id]
+		if !ok {
+			missing[id] = now
+			continue
+		}
+		if now.Sub(since) < m.gossipGap() {
+			continue
+		}
+		m.log.Info("no gossip with a connected member; renewing the connection", "peer", id, "host", mem.Ann.HostName, "since", since)
+		_ = h.Network().ClosePeer(id)
+		m.connect(ctx, id, mem.Ann.Addrs)
+		missing[id] = now // give the new connection time
+	}
+	for id := range missing {
+		if !live[id] {
+			delete(missing, id)
+		}
+	}
+}
