@@ -58,7 +58,7 @@ const (
 	witnessTries = 10
 	// conflictRecheck is how often a witness re-probes a member while two of
 	// its instances answer.
-	conflictRecheck = 10 * time.Second
+	conflictRecheck = 3 * time.Second
 	maxProofs       = 8
 )
 
@@ -339,8 +339,9 @@ func (m *Membership) announcedInstance(id peer.ID) string {
 func (m *Membership) witnessLoop(ctx context.Context) {
 	defer m.wg.Done()
 	type due struct {
-		at    time.Time
-		tries int
+		at       time.Time
+		tries    int
+		conflict bool // two instances answered at some point
 	}
 	pending := map[peer.ID]*due{}
 	tick := time.NewTicker(witnessRetry / 2)
@@ -361,9 +362,21 @@ func (m *Membership) witnessLoop(ctx context.Context) {
 			if now.Before(d.at) || ctx.Err() != nil {
 				continue
 			}
-			switch m.witness(ctx, id) {
+			res := m.witness(ctx, id)
+			if res != witnessConflict && d.conflict {
+				// One instance is left. Our row for it may hold the other's
+				// announcement (a higher sequence number), and their
+				// gossip may have suffered: pull its table, which carries
+				// its own announcement and hands it ours.
+				if err := m.pullTable(ctx, id); err != nil {
+					m.log.Debug("members table pull after an identity conflict", "peer", id, "err", err)
+				}
+				delete(pending, id)
+				continue
+			}
+			switch res {
 			case witnessConflict:
-				d.at, d.tries = time.Now().Add(conflictRecheck), 0
+				d.at, d.tries, d.conflict = time.Now().Add(conflictRecheck), 0, true
 			case witnessWaiting:
 				d.tries++
 				if d.tries >= witnessTries {

@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cloud-barista/cbnode/cladnet"
+	"github.com/cloud-barista/cbnode/cost"
 	"github.com/cloud-barista/cbnode/node"
 )
 
@@ -98,6 +99,15 @@ func TestTwinInstancesOneStops(t *testing.T) {
 	if len(witnessLog.get()) != 0 {
 		t.Errorf("the witness reported a conflict of its own: %+v", witnessLog.get())
 	}
+	// The copy goes; the original's gossip reaches the witness again.
+	twin.stop()
+	if err := orig.mem.SetCloud(cost.CloudInfo{ProviderName: "aws", RegionID: "after-the-twin"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the original's new announcement at the witness", func() bool {
+		mem, ok := witness.mem.Member(id)
+		return ok && mem.Ann.Cloud.RegionID == "after-the-twin" && mem.Ann.Instance == oi
+	})
 }
 
 func testLog(name string) *slog.Logger {
