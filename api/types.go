@@ -34,6 +34,9 @@ type Status struct {
 	Device    string            `json:"device,omitempty"`
 	Rejected  map[string]uint64 `json:"rejectedAnnouncements,omitempty"`
 	Health    *Health           `json:"health,omitempty"`
+	// IdentityConflict, when set, says another node runs with this node's
+	// peer ID (a cloned VM or a token used twice).
+	IdentityConflict string `json:"identityConflict,omitempty"`
 }
 
 // Peer is one member as GET /v1/cladnet/{cladnetId}/peer lists it. The

@@ -61,7 +61,26 @@ func (m *Member) Status() api.Status {
 	if m.dev != nil {
 		st.Device = m.dev.Name()
 	}
+	st.IdentityConflict = identityConflictStatus(m.mem.IdentityConflicts())
 	return st
+}
+
+// identityConflictStatus is the status line for the other nodes found with
+// this node's identity ("" if none).
+func identityConflictStatus(cs []overlay.IdentityConflict) string {
+	if len(cs) == 0 {
+		return ""
+	}
+	c := cs[len(cs)-1]
+	if c.Newer {
+		return c.Error()
+	}
+	at := ""
+	if c.OtherAddr != "" {
+		at = "at " + c.OtherAddr + ", "
+	}
+	return fmt.Sprintf("another node with this peer ID (%sstarted %s) started after this one and was told to stop; this node keeps its address: a cloned VM or a token used twice? Issue it its own token (cbnode cladnet issue)",
+		at, c.OtherStarted.UTC().Format(time.RFC3339))
 }
 
 func (m *Member) toPeer(mem overlay.Member) api.Peer {

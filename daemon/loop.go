@@ -71,6 +71,8 @@ func (m *Member) loop(ctx context.Context, members, revoked <-chan struct{}) {
 			}
 			m.updateRoutes()
 			m.names.Update(m.mem.Members())
+		case <-m.twinCh:
+			m.alloc.CheckConflicts() // the other node may have renewed our claim
 		case <-m.rules.Changes():
 			m.recompute()
 			m.paths.Enforce(ctx)

@@ -67,6 +67,8 @@ type Member struct {
 
 	mu sync.Mutex
 	ip netip.Addr
+
+	twinCh chan struct{} // an identity conflict this node survives
 }
 
 // Run joins the CLADNet and serves until ctx ends or the member fails, then
@@ -118,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	}
 	base := context.WithoutCancel(ctx)
 	m := &Member{cfg: cfg, log: log, spec: spec, prefix: prefix, started: time.Now(), stateDir: stateDir,
-		paths: paths.New(log), meter: newMeter(), done: make(chan struct{})}
+		paths: paths.New(log), meter: newMeter(), done: make(chan struct{}), twinCh: make(chan struct{}, 1)}
 	m.ctx, m.cancel = context.WithCancel(base)
 	m.metrics = newMetrics()
 	m.metrics.reg.MustRegister(memberCollector{m})
@@ -167,7 +169,8 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		Spec: spec, Cert: t.Cert, Key: cfg.Key, Node: m.node,
 		Heartbeat: cfg.Heartbeat, MissedHeartbeats: cfg.MissedHeartbeats,
 		Cloud: startCloud(stateDir, cfg.Cloud, log), Relay: cfg.Relay, Logger: log,
-		Revoked: m.revokedCert,
+		Revoked:            m.revokedCert,
+		OnIdentityConflict: m.identityConflict,
 	})
 	if err != nil {
 		return nil, err
@@ -279,6 +282,20 @@ func (m *Member) goFunc(f func(ctx context.Context)) {
 	}()
 }
 
+// identityConflict handles another live node with this node's peer ID: the
+// one that started later stops (Run returns the conflict); the earlier one
+// re-checks its address claim, which the other may have renewed.
+func (m *Member) identityConflict(c *overlay.IdentityConflict) {
+	if c.Newer {
+		m.fail(c)
+		return
+	}
+	select {
+	case m.twinCh <- struct{}{}:
+	default:
+	}
+}
+
 // fail ends the member with err (the first failure wins): Run returns it.
 func (m *Member) fail(err error) {
 	m.failOnce.Do(func() {
@@ -312,7 +329,15 @@ func (m *Member) Stop() {
 
 func (m *Member) stop() {
 	m.fail(nil)
-	if m.spec != nil && m.mem != nil {
+	// A node stopped because another one has its identity neither releases
+	// the address nor announces a leave: both are signed with the shared
+	// key and would end the other node's claim and membership.
+	twin := errors.Is(m.err, overlay.ErrIdentityConflict)
+	switch {
+	case m.spec == nil || m.mem == nil:
+	case twin:
+		m.log.Info("stopping without a leave or an address release: they belong to the other node with this identity", "cladnet", m.spec.Name)
+	default:
 		m.log.Info("leaving CLADNet", "cladnet", m.spec.Name)
 	}
 	m.cancel()
@@ -336,7 +361,7 @@ func (m *Member) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
-	if m.alloc != nil {
+	if m.alloc != nil && !twin {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -351,7 +376,10 @@ func (m *Member) stop() {
 	if r := m.revocations(); r != nil {
 		r.Close()
 	}
-	if m.mem != nil {
+	switch {
+	case m.mem != nil && twin:
+		m.mem.Close()
+	case m.mem != nil:
 		if err := m.mem.Leave(ctx); err != nil {
 			m.log.Warn("leave announcement not sent", "err", err)
 		}

@@ -41,6 +41,7 @@ var (
 	descCert     = prometheus.NewDesc("cbnode_certificate_expiry_timestamp_seconds", "When this node's certificate expires (Unix time).", nil, nil)
 	descIPAM     = prometheus.NewDesc("cbnode_ipam_state", "The address allocator's state (1 for the current one).", []string{"state"}, nil)
 	descRejected = prometheus.NewDesc("cbnode_rejected_announcements_total", "Membership announcements refused, by reason.", []string{"reason"}, nil)
+	descTwin     = prometheus.NewDesc("cbnode_identity_conflicts_total", "Other live nodes found with this node's peer ID (a cloned VM, a token used twice): reported by a witness member, or records of our address they wrote in the DHT.", []string{"source"}, nil)
 	descTxBytes  = prometheus.NewDesc("cbnode_tx_bytes_total", "Overlay bytes sent to a peer.", []string{"peer"}, nil)
 	descRxBytes  = prometheus.NewDesc("cbnode_rx_bytes_total", "Overlay bytes received from a peer.", []string{"peer"}, nil)
 	descTxPkts   = prometheus.NewDesc("cbnode_tx_packets_total", "Overlay packets sent to a peer.", []string{"peer"}, nil)
@@ -55,7 +56,7 @@ var (
 )
 
 func (c memberCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBuild, descMembers, descCert, descIPAM, descRejected, descTxBytes, descRxBytes,
+	for _, d := range []*prometheus.Desc{descBuild, descMembers, descCert, descIPAM, descRejected, descTwin, descTxBytes, descRxBytes,
 		descTxPkts, descRxPkts, descDrops, descPath, descRTT, descPunch, descCostB, descCostUSD, descSaveUSD} {
 		ch <- d
 	}
@@ -79,6 +80,8 @@ func (c memberCollector) Collect(ch chan<- prometheus.Metric) {
 	for reason, n := range m.mem.Rejected() {
 		counter(descRejected, float64(n), reason)
 	}
+	counter(descTwin, float64(len(m.mem.IdentityConflicts())), "witness")
+	counter(descTwin, float64(m.alloc.ForeignWrites()), "ipam")
 	h := m.node.Host
 	for _, id := range m.memberIDs() {
 		name := m.peerName(id)

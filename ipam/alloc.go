@@ -148,17 +148,19 @@ type Allocator struct {
 	changes chan netip.Addr
 	emitMu  sync.Mutex
 
-	mu       sync.Mutex
-	current  netip.Addr
-	state    string
-	claim    *Claim      // our latest published claim on current
-	last     *leaseState // persisted or latest claim, for preferences
-	lastSeq  uint64
-	renewAt  time.Time // wall clock
-	running  bool
-	released bool
-	stopRun  context.CancelFunc
-	runDone  chan struct{}
+	mu          sync.Mutex
+	current     netip.Addr
+	state       string
+	claim       *Claim      // our latest published claim on current
+	last        *leaseState // persisted or latest claim, for preferences
+	lastSeq     uint64
+	renewAt     time.Time // wall clock
+	foreign     uint64    // records of our address another node with our key wrote
+	lastForeign time.Time // when the latest of them was found
+	running     bool
+	released    bool
+	stopRun     context.CancelFunc
+	runDone     chan struct{}
 }
 
 // NewAllocator checks cfg, applies defaults and loads the persisted lease.

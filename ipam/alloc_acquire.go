@@ -199,10 +199,12 @@ func (a *Allocator) tryClaim(ctx context.Context, ip netip.Addr) (won bool, hold
 	case best.PeerID != rec.PeerID || best.Released:
 		return false, nil, fmt.Errorf("claim on %s: the DHT selected an unexpected record (released %v, seq %d)", ip, best.Released, best.Seq)
 	}
-	if best.Seq > rec.Seq {
-		rec = best // another instance with our key renewed meanwhile
-	}
 	a.assign(rec)
+	if best.Seq > rec.Seq {
+		// Another node with our key wrote meanwhile: keep our own record
+		// (never adopt one we did not write) and renew above it at once.
+		a.foreignWrite(best, "claimed")
+	}
 	return true, nil, nil
 }
 
@@ -301,6 +303,32 @@ func (a *Allocator) put(ctx context.Context, c *Claim) error {
 		return fmt.Errorf("publish claim on %s: %w", c.IP, err)
 	}
 	return nil
+}
+
+// foreignWrite handles a record under our key with a higher Seq than our
+// claim c: a node with this node's key — an older run releasing late, or a
+// second live node with this identity (a cloned VM, a token used twice) —
+// wrote it. The allocator never adopts it: it renews its own claim above it
+// at once, so the record in the DHT is always one this node wrote (and only
+// such a record is ever released).
+func (a *Allocator) foreignWrite(best *Claim, what string) {
+	a.log.Warn("another node with this node's key "+what+" our overlay address (a cloned VM or a token used twice?); renewing our own claim above it",
+		"ip", best.IP, "seq", best.Seq, "released", best.Released)
+	a.mu.Lock()
+	a.lastSeq = max(a.lastSeq, best.Seq)
+	a.renewAt = time.Time{}
+	a.foreign++
+	a.lastForeign = time.Now()
+	a.mu.Unlock()
+	a.CheckConflicts()
+}
+
+// ForeignWrites counts the records of our address written under this node's
+// key by another node (see foreignWrite).
+func (a *Allocator) ForeignWrites() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.foreign
 }
 
 // whyBetter explains why claim w beats claim l of another peer.

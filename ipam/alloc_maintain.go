@@ -116,19 +116,9 @@ func (a *Allocator) verify(ctx context.Context, noted map[peer.ID]netip.Addr) *C
 			a.log.Debug("conflict check: republishing the claim failed", "ip", ip, "err", err)
 		}
 	case best.Seq > c.Seq && best.Released:
-		// Someone with our key released it (an older instance of this node):
-		// renew above that release.
-		a.log.Warn("found a release of our address by this node's key; renewing", "ip", ip)
-		a.mu.Lock()
-		a.lastSeq = max(a.lastSeq, best.Seq)
-		a.renewAt = time.Time{}
-		a.mu.Unlock()
+		a.foreignWrite(best, "released")
 	case best.Seq > c.Seq:
-		a.mu.Lock()
-		if a.claim == c {
-			a.claim = best
-		}
-		a.mu.Unlock()
+		a.foreignWrite(best, "renewed")
 	}
 	for mip, p := range a.memberIPs() {
 		if mip == ip && noted[p] != ip {

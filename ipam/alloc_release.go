@@ -8,8 +8,14 @@ import (
 )
 
 // Release ends the lease on graceful leave: it stops Run and publishes a
-// released record with a higher Seq, so the address is free at once. The
-// allocator cannot be run again afterwards.
+// released record with a higher Seq, so the address is free at once. It
+// releases only a record this allocator wrote, and only while no other node
+// with this node's key (a cloned VM, a token used twice) is seen using the
+// address: not when such a node wrote a record of it within the last two
+// conflict intervals (the two renew above each other, see foreignWrite), nor
+// when a read-back (within half of ctx's time) finds a newer record than
+// ours. The other node then keeps the address. The allocator cannot be run
+// again afterwards.
 func (a *Allocator) Release(ctx context.Context) error {
 	a.mu.Lock()
 	a.released = true
@@ -31,6 +37,20 @@ func (a *Allocator) Release(ctx context.Context) error {
 		a.drop(StateReleased)
 		return nil
 	}
+	a.mu.Lock()
+	recent := !a.lastForeign.IsZero() && time.Since(a.lastForeign) < 2*a.cfg.ConflictInterval
+	a.mu.Unlock()
+	if recent {
+		a.log.Warn("not releasing the overlay address: another node with this node's key claimed it recently (a cloned VM or a token used twice?)", "ip", c.IP)
+		a.drop(StateReleased)
+		return nil
+	}
+	if other := a.newerForeign(ctx, c); other != nil {
+		a.log.Warn("not releasing the overlay address: another node with this node's key holds a newer claim on it (a cloned VM or a token used twice?)",
+			"ip", c.IP, "seq", other.Seq, "ours", c.Seq)
+		a.drop(StateReleased)
+		return nil
+	}
 	rel := *c
 	rel.Released = true
 	rel.Seq = a.nextSeq(c.Seq, now)
@@ -45,6 +65,23 @@ func (a *Allocator) Release(ctx context.Context) error {
 	a.persist(&rel)
 	a.drop(StateReleased)
 	return nil
+}
+
+// newerForeign reads our key and returns the record there if one with our
+// peer ID but a higher Seq than our claim c is selected (someone else with
+// our key wrote it). A failed read returns nil: the release goes ahead.
+func (a *Allocator) newerForeign(ctx context.Context, c *Claim) *Claim {
+	rctx := ctx
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(ctx, time.Until(d)/2)
+		defer cancel()
+	}
+	best, err := a.read(rctx, c.Addr())
+	if err != nil || best == nil || best.PeerID != c.PeerID || best.Seq <= c.Seq || best.Released {
+		return nil
+	}
+	return best
 }
 
 // drop forgets the current address and reports the change.

@@ -10,6 +10,7 @@
 //	topic.go       joining a validated gossip topic
 //	link.go        libp2p streams for the forwarding core
 //	punch.go       hole-punch retries
+//	instance.go    one identity twice: instance IDs, witnesses, conflicts
 //
 // The data plane lives in forward/ (the forwarding core) and tun/ (cbnet0);
 // names/ makes members reachable by name (DNS, the hosts file).
@@ -45,6 +46,9 @@ const (
 type Heartbeat struct {
 	Kind string `json:"kind"`
 	Seq  uint64 `json:"seq"`
+	// Instance is the sender's instance ID (instance.go); older nodes send
+	// none.
+	Instance string `json:"inst,omitempty"`
 }
 
 // maxHeartbeatSize bounds a heartbeat on the wire.
@@ -90,7 +94,15 @@ type Announcement struct {
 	Relay     bool           `json:"relay,omitempty"` // relays for fellow members
 	Seq       uint64         `json:"seq"`
 	Time      time.Time      `json:"time"`
-	Signature []byte         `json:"sig,omitempty"`
+	// Instance and Started identify the run of the node that sent it (a
+	// random ID per start, see instance.go); older nodes send neither.
+	// They are not covered by the node signature — older nodes re-encode
+	// announcements without them to verify it — only by the gossip
+	// message's signature: a relayed copy may carry any value, so they only
+	// ever prompt a witness to ask the node itself (signed answers).
+	Instance  string    `json:"instance,omitempty"`
+	Started   time.Time `json:"started,omitzero"`
+	Signature []byte    `json:"sig,omitempty"`
 }
 
 const annDomain = "cbnode-announce-v1\n"
@@ -98,6 +110,7 @@ const annDomain = "cbnode-announce-v1\n"
 func (a *Announcement) signedBytes() ([]byte, error) {
 	body := *a
 	body.Signature = nil
+	body.Instance, body.Started = "", time.Time{}
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, err

@@ -49,6 +49,10 @@ type MembershipConfig struct {
 	// fingerprint) is revoked: such announcements are refused (counted
 	// RejectRevoked) and such members dropped (see DropRevoked).
 	Revoked func(*cladnet.Certificate) bool
+	// OnIdentityConflict, if set, is called (from the membership's own
+	// goroutines, once per other instance) when another live node with this
+	// node's peer ID is found; c.Newer says this node has to stop.
+	OnIdentityConflict func(c *IdentityConflict)
 }
 
 // enforceInterval is how often members whose certificate expired or was
@@ -71,6 +75,17 @@ type Membership struct {
 	claimedAt time.Time
 	state     string
 	cloud     cost.CloudInfo
+
+	// instance and started identify this run (instance.go).
+	instance   string
+	started    time.Time
+	fullBeats  atomic.Int32 // full announcements still owed after a twin
+	witnessCh  chan peer.ID
+	instMu     sync.Mutex
+	lastInst   map[peer.ID]string // members' latest announced instance
+	conflictMu sync.Mutex
+	conflicts  map[string]IdentityConflict // by the other's instance
+	connNotify *network.NotifyBundle
 
 	certs      certCache
 	publishNow chan struct{}
@@ -118,6 +133,11 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 		cloud:      cfg.Cloud,
 		publishNow: make(chan struct{}, 1),
 		watchers:   map[chan struct{}]struct{}{},
+		instance:   newInstanceID(),
+		started:    time.Now().UTC(),
+		witnessCh:  make(chan peer.ID, 64),
+		lastInst:   map[peer.ID]string{},
+		conflicts:  map[string]IdentityConflict{},
 	}
 	gt, err := joinTopic(cfg.Node.PubSub, TopicName(cfg.Spec.ID), m.validate)
 	if err != nil {
@@ -134,9 +154,13 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 	m.topic, m.sub = gt.topic, gt.sub
 	evts := gt.evts
 	cfg.Node.Host.SetStreamHandler(syncProtocol(cfg.Spec.ID), m.serveSync)
+	cfg.Node.Host.SetStreamHandler(instanceProtocol(cfg.Spec.ID), m.serveInstance)
+	m.connNotify = &network.NotifyBundle{ConnectedF: m.connected}
+	cfg.Node.Host.Network().Notify(m.connNotify)
 	ctx, m.cancel = context.WithCancel(ctx)
-	m.wg.Add(6)
+	m.wg.Add(7)
 	go m.enforceLoop(ctx)
+	go m.witnessLoop(ctx)
 	go m.receive(ctx)
 	go m.announceLoop(ctx)
 	go m.expireLoop(ctx)
@@ -282,6 +306,7 @@ func (m *Membership) receive(ctx context.Context) {
 			m.apply(ctx, v)
 		case *Heartbeat:
 			m.tab.heartbeat(msg.GetFrom(), v.Seq, time.Now())
+			m.noteInstance(msg.GetFrom(), v.Instance)
 		}
 	}
 }
@@ -296,6 +321,7 @@ func (m *Membership) apply(ctx context.Context, a *Announcement) {
 		m.countReject(RejectRevoked) // pulled from a table, or a sync request
 		return
 	}
+	m.noteInstance(id, a.Instance)
 	changed, err := m.tab.apply(id, a, time.Now(), self)
 	if err != nil || !changed {
 		return
@@ -353,6 +379,8 @@ func (m *Membership) announcement(kind string) (*Announcement, error) {
 		Relay:    m.cfg.Relay,
 		Seq:      seq,
 		Time:     time.Now().UTC(),
+		Instance: m.instance,
+		Started:  m.started,
 	}
 	if m.overlayIP.IsValid() {
 		a.OverlayIP = m.overlayIP.String()
@@ -380,7 +408,7 @@ func (m *Membership) publishHeartbeat(ctx context.Context) error {
 	}
 	m.seq = seq
 	m.mu.Unlock()
-	b, err := json.Marshal(Heartbeat{Kind: KindHeartbeat, Seq: seq})
+	b, err := json.Marshal(Heartbeat{Kind: KindHeartbeat, Seq: seq, Instance: m.instance})
 	if err != nil {
 		return err
 	}
@@ -422,7 +450,11 @@ func (m *Membership) announceLoop(ctx context.Context) {
 	full := true
 	for beat := 0; ; beat++ {
 		var err error
-		if full || beat%fullEvery == 0 {
+		owed := m.fullBeats.Load() > 0
+		if owed {
+			m.fullBeats.Add(-1)
+		}
+		if full || owed || beat%fullEvery == 0 {
 			err = m.publish(ctx, KindAnnounce)
 		} else {
 			err = m.publishHeartbeat(ctx)
@@ -461,6 +493,7 @@ func (m *Membership) expireLoop(ctx context.Context) {
 	defer m.wg.Done()
 	tick := time.NewTicker(m.cfg.Heartbeat / 2)
 	defer tick.Stop()
+	noGossip := map[peer.ID]time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -481,6 +514,7 @@ func (m *Membership) expireLoop(ctx context.Context) {
 		if len(gone) > 0 {
 			m.notify()
 		}
+		m.repairGossip(ctx, noGossip, now)
 	}
 }
 
@@ -642,6 +676,8 @@ func (m *Membership) stopLoops() {
 
 func (m *Membership) closeTopic() {
 	m.cfg.Node.Host.RemoveStreamHandler(syncProtocol(m.cfg.Spec.ID))
+	m.cfg.Node.Host.RemoveStreamHandler(instanceProtocol(m.cfg.Spec.ID))
+	m.cfg.Node.Host.Network().StopNotify(m.connNotify)
 	m.sub.Cancel()
 	m.topic.Close()
 	_ = m.cfg.Node.PubSub.UnregisterTopicValidator(m.topic.String())

@@ -53,6 +53,9 @@ func statusCommand() *cli.Command {
 			fmt.Fprintf(w, "Members\t%d\n", st.Members)
 			fmt.Fprintf(w, "Uptime\t%s (version %s)\n", st.Uptime, st.Version)
 			fmt.Fprintf(w, "Certificate\tvalid until %s\n", st.CertUntil.Format(time.RFC3339))
+			if st.IdentityConflict != "" {
+				fmt.Fprintf(w, "Identity conflict\t%s\n", st.IdentityConflict)
+			}
 			for _, l := range healthLines(st.Health, c.Bool("long")) {
 				fmt.Fprintf(w, "%s\t%s\n", l[0], l[1])
 			}
