@@ -136,11 +136,11 @@ func (c *Client) getCladnet(ctx context.Context, suffix string, out any) error {
 
 // Peers lists the members as this node sees them.
 func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
-	var ps []Peer
-	return ps, c.getCladnet(ctx, "/peer", &ps)
+	var ps Peers
+	return ps.Peers, c.getCladnet(ctx, "/peer", &ps)
 }
 
-// PeersRaw is Peers' JSON as the node sent it.
+// PeersRaw is Peers' JSON as the node sent it: {"peers": [...]}.
 func (c *Client) PeersRaw(ctx context.Context) (json.RawMessage, error) {
 	var raw json.RawMessage
 	return raw, c.getCladnet(ctx, "/peer", &raw)

@@ -55,3 +55,38 @@ func (g *Guard) Wrap(h http.Handler) http.Handler {
 		}
 	})
 }
+
+// ServeOpenAPI serves the OpenAPI document (openapi.json) that describes
+// both the local API and the operator's.
+func ServeOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(openAPI)
+}
+
+// OpenAPI is a copy of the OpenAPI document.
+func OpenAPI() []byte { return append([]byte(nil), openAPI...) }
+
+// Mux is an http.ServeMux that remembers its patterns, so a test can check
+// every route a server registers against the OpenAPI document.
+type Mux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+// NewMux makes an empty Mux.
+func NewMux() *Mux { return &Mux{ServeMux: http.NewServeMux()} }
+
+// Handle registers h for pattern ("METHOD /path").
+func (m *Mux) Handle(pattern string, h http.Handler) {
+	m.ServeMux.Handle(pattern, h)
+	m.patterns = append(m.patterns, pattern)
+}
+
+// HandleFunc registers h for pattern ("METHOD /path").
+func (m *Mux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.ServeMux.HandleFunc(pattern, h)
+	m.patterns = append(m.patterns, pattern)
+}
+
+// Patterns are the registered patterns, in registration order.
+func (m *Mux) Patterns() []string { return append([]string(nil), m.patterns...) }

@@ -33,6 +33,8 @@ const DefaultAddr = "127.0.0.1:7470"
 // Backend is what a running node offers the API.
 type Backend interface {
 	Status() Status
+	// CLADNet is the joined CLADNet's specification.
+	CLADNet() CLADNetSpecification
 	Peers() []Peer
 	// Peer finds a member by peer ID (hostId), host name or overlay IP.
 	Peer(hostID string) (Peer, bool)
@@ -80,7 +82,7 @@ type Server struct {
 
 	b      Backend
 	log    *slog.Logger
-	mux    *http.ServeMux
+	mux    *Mux
 	cop    *http.CrossOriginProtection
 	policy atomic.Pointer[hostPolicy]
 }
@@ -91,12 +93,14 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{b: b, log: log, mux: http.NewServeMux(), cop: http.NewCrossOriginProtection()}
+	s := &Server{b: b, log: log, mux: NewMux(), cop: http.NewCrossOriginProtection()}
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "healthy", "version": Version})
 	})
 	s.mux.HandleFunc("POST /v1/cladnet/availableIPv4AddressSpaces", s.addressSpaces)
 	s.mux.HandleFunc("GET /v1/status", s.withBackend(s.status))
+	s.mux.HandleFunc("GET /v1/cladnet", s.cladnets)
+	s.mux.HandleFunc("GET /v1/cladnet/{cladnetId}", s.withBackend(s.cladnet))
 	s.mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer", s.withBackend(s.peers))
 	s.mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer/{hostId}", s.withBackend(s.peer))
 	s.mux.HandleFunc("PUT /v1/cladnet/{cladnetId}/peer/{hostId}/details", s.withBackend(s.details))
@@ -122,10 +126,7 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /metrics", s.withBackend(func(w http.ResponseWriter, r *http.Request) {
 		s.b.Metrics().ServeHTTP(w, r)
 	}))
-	s.mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openAPI)
-	})
+	s.mux.HandleFunc("GET /openapi.json", ServeOpenAPI)
 	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'")
@@ -133,6 +134,9 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 	})
 	return s
 }
+
+// Routes are the patterns ("METHOD /path") the server serves.
+func (s *Server) Routes() []string { return s.mux.Patterns() }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.guard(w, r) {
@@ -238,8 +242,36 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.b.Status())
 }
 
+// cladnets lists the CLADNets this node joined: one, or none without a
+// backend.
+func (s *Server) cladnets(w http.ResponseWriter, r *http.Request) {
+	out := CLADNetSpecifications{CLADNetSpecifications: []CLADNetSpecification{}}
+	if s.b != nil {
+		out.CLADNetSpecifications = append(out.CLADNetSpecifications, s.spec())
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) cladnet(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.spec())
+}
+
+// spec is the joined CLADNet with the rule type in force (the signed rules
+// the owner spread may be newer than the token's spec).
+func (s *Server) spec() CLADNetSpecification {
+	spec := s.b.CLADNet()
+	if r := s.b.Rules(); r != nil && r.RuleType != "" {
+		spec.RuleType = r.RuleType
+	}
+	return spec
+}
+
 func (s *Server) peers(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.b.Peers())
+	ps := s.b.Peers()
+	if ps == nil {
+		ps = []Peer{}
+	}
+	writeJSON(w, http.StatusOK, Peers{Peers: ps})
 }
 
 func (s *Server) peer(w http.ResponseWriter, r *http.Request) {
@@ -364,7 +396,7 @@ func ComputeAddressSpaces(req AddressSpaceRequest) (AddressSpaces, error) {
 	if err != nil {
 		return AddressSpaces{}, err
 	}
-	res := AddressSpaces{Recommended: rec.String(), Hosts: req.Hosts, Headroom: ipam.DefaultHeadroom,
+	res := AddressSpaces{Recommended: rec.String(), RecommendedIpv4: rec.String(), Hosts: req.Hosts, Headroom: ipam.DefaultHeadroom,
 		Space10s: []string{}, Space172s: []string{}, Space192s: []string{}}
 	for _, fs := range ipam.FreeSpaces(used) {
 		var list []string

@@ -18,6 +18,9 @@ type fakeBackend struct{ details cost.CloudInfo }
 func (f *fakeBackend) Status() Status {
 	return Status{PeerID: "12D3self", HostName: "vm1", CladnetID: "cnabc", Cladnet: "lab"}
 }
+func (f *fakeBackend) CLADNet() CLADNetSpecification {
+	return CLADNetSpecification{ID: "cnabc", Name: "lab", IPv4AddressSpace: "10.77.0.0/24", RuleType: "basic"}
+}
 func (f *fakeBackend) Peers() []Peer {
 	return []Peer{{HostID: "12D3self", HostName: "vm1", Self: true}}
 }
@@ -77,7 +80,18 @@ func TestServer(t *testing.T) {
 	}{
 		{"GET", "/health", "", 200, "healthy"},
 		{"GET", "/v1/status", "", 200, `"cladnetId": "cnabc"`},
-		{"GET", "/v1/cladnet/cnabc/peer", "", 200, `"hostName": "vm1"`},
+		{"GET", "/v1/cladnet/cnabc/peer", "", 200, `{
+  "peers": [
+    {
+      "cladnetId": "",
+      "hostId": "12D3self",
+      "hostName": "vm1",`},
+		{"GET", "/v1/cladnet", "", 200, `{
+  "cladnetSpecifications": [
+    {
+      "cladnetId": "cnabc",
+      "name": "lab",`},
+		{"GET", "/v1/cladnet/lab", "", 200, `"ipv4AddressSpace": "10.77.0.0/24"`},
 		{"GET", "/v1/cladnet/lab/peer/vm1", "", 200, `"self": true`},
 		{"GET", "/v1/cladnet/other/peer", "", 404, `"error"`},
 		{"GET", "/v1/cladnet/cnabc/peer/nobody", "", 404, `not a member`},
@@ -85,7 +99,8 @@ func TestServer(t *testing.T) {
 		{"PUT", "/v1/cladnet/cnabc/peer/vm2/details", `{"cloudInformation":{}}`, 403, `"error"`},
 		{"PUT", "/v1/cladnet/cnabc/peer/vm1/details", `{"cloudInfo":{}}`, 400, `unknown field`},
 		{"PUT", "/v1/cladnet/cnabc/peer/vm1/details", `{}`, 400, `cloudInformation`},
-		{"POST", "/v1/cladnet/availableIPv4AddressSpaces", `{"ipv4CIDRs":["192.168.1.0/24"],"hosts":3}`, 200, `"recommendedIPv4PrivateAddressSpace": "10.0.0.0/29"`},
+		{"POST", "/v1/cladnet/availableIPv4AddressSpaces", `{"ipv4CIDRs":["192.168.1.0/24"],"hosts":3}`, 200, `"recommendedIPv4PrivateAddressSpace": "10.0.0.0/29",
+  "recommendedIpv4PrivateAddressSpace": "10.0.0.0/29"`},
 		{"POST", "/v1/cladnet/availableIPv4AddressSpaces", `{"ipv4CIDRs":["nope"],"hosts":3}`, 400, `not a CIDR`},
 		{"POST", "/v1/cladnet/availableIPv4AddressSpaces", `{"ipv4CIDRs":[],"hosts":-2}`, 400, `"error"`},
 		{"POST", "/v1/ping", `{"target":"x"}`, 404, `"error"`},

@@ -1,13 +1,16 @@
 // Package api is cbnode's local HTTP API (on 127.0.0.1:7470 by default): the
 // server, the JSON types it speaks, and the small client the CLI uses.
 // Field names follow cb-network's REST API where it had them. helpers.go
-// exports the JSON answers, error style and browser guard for cbnode's other
-// HTTP service, the operator (package operator).
+// exports the JSON answers, error style, browser guard, the OpenAPI document
+// and a route-recording mux for cbnode's other HTTP service, the operator
+// (package operator). openapi.json describes both servers; the tests hold
+// both to it (internal/openapitest).
 package api
 
 import (
 	"time"
 
+	"github.com/cloud-barista/cbnode/cladnet"
 	"github.com/cloud-barista/cbnode/cost"
 	"github.com/cloud-barista/cbnode/node"
 	"github.com/cloud-barista/cbnode/overlay/forward"
@@ -68,6 +71,37 @@ type Peer struct {
 	RTTms float64 `json:"rttMs,omitempty"`
 }
 
+// Peers is GET /v1/cladnet/{cladnetId}/peer on both servers (cb-network's
+// envelope).
+type Peers struct {
+	Peers []Peer `json:"peers"`
+}
+
+// CLADNetSpecification is cb-network's CLADNet (v0.0.16 swagger: cladnetId,
+// name, ipv4AddressSpace, description, ruleType), plus cbnode's ownerKey and
+// createdAt: GET /v1/cladnet/{cladnetId} on the operator and on members.
+// Every cb-network field is always present, as grpc-gateway emits them.
+type CLADNetSpecification struct {
+	ID               string    `json:"cladnetId"`
+	Name             string    `json:"name"`
+	IPv4AddressSpace string    `json:"ipv4AddressSpace"`
+	Description      string    `json:"description"`
+	RuleType         string    `json:"ruleType"`
+	OwnerKey         string    `json:"ownerKey,omitempty"`
+	CreatedAt        time.Time `json:"createdAt,omitzero"`
+}
+
+// SpecOf is s in cb-network's field names.
+func SpecOf(s *cladnet.Spec) CLADNetSpecification {
+	return CLADNetSpecification{ID: s.ID, Name: s.Name, IPv4AddressSpace: s.CIDR, Description: s.Description,
+		RuleType: s.RuleType, OwnerKey: s.OwnerKey, CreatedAt: s.CreatedAt}
+}
+
+// CLADNetSpecifications is GET /v1/cladnet (cb-network's envelope).
+type CLADNetSpecifications struct {
+	CLADNetSpecifications []CLADNetSpecification `json:"cladnetSpecifications"`
+}
+
 // PingResult is POST /v1/ping.
 type PingResult struct {
 	Target    string  `json:"target"`
@@ -85,14 +119,17 @@ type AddressSpaceRequest struct {
 	Hosts     int      `json:"hosts"`
 }
 
-// AddressSpaces is its answer, in cb-network's field names.
+// AddressSpaces is its answer, in cb-network's field names: the
+// recommendation under both of cb-network's spellings (its Go model's and
+// its swagger's).
 type AddressSpaces struct {
-	Recommended string   `json:"recommendedIPv4PrivateAddressSpace"`
-	Space10s    []string `json:"addressSpace10s"`
-	Space172s   []string `json:"addressSpace172s"`
-	Space192s   []string `json:"addressSpace192s"`
-	Hosts       int      `json:"hosts"`
-	Headroom    float64  `json:"headroom"`
+	Recommended     string   `json:"recommendedIPv4PrivateAddressSpace"`
+	RecommendedIpv4 string   `json:"recommendedIpv4PrivateAddressSpace"`
+	Space10s        []string `json:"addressSpace10s"`
+	Space172s       []string `json:"addressSpace172s"`
+	Space192s       []string `json:"addressSpace192s"`
+	Hosts           int      `json:"hosts"`
+	Headroom        float64  `json:"headroom"`
 }
 
 // Error is every error body.

@@ -190,3 +190,6 @@ func (m *Member) Ping(ctx context.Context, target string) (api.PingResult, error
 		Remote: path.Remote, Transport: path.Transport,
 	}, nil
 }
+
+// CLADNet implements api.Backend.
+func (m *Member) CLADNet() api.CLADNetSpecification { return api.SpecOf(m.spec) }

@@ -18,12 +18,14 @@ import (
 )
 
 // routes is the operator's API: cb-network's CLADNet routes and cbnode's
-// own (token, rules).
-func (o *Operator) routes() *http.ServeMux {
-	mux := http.NewServeMux()
+// own (token, rules). Every route must be in api/openapi.json (the OpenAPI
+// test checks each pattern registered here).
+func (o *Operator) routes() *api.Mux {
+	mux := api.NewMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, map[string]string{"status": "healthy", "version": api.Version, "role": "operator"})
 	})
+	mux.HandleFunc("GET /openapi.json", api.ServeOpenAPI)
 	mux.HandleFunc("GET /v1/cladnet", o.listCladnets)
 	mux.HandleFunc("POST /v1/cladnet", o.createCladnet)
 	mux.HandleFunc("POST /v1/cladnet/availableIPv4AddressSpaces", o.addressSpaces)
@@ -37,6 +39,9 @@ func (o *Operator) routes() *http.ServeMux {
 	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer/{hostId}", o.getPeer)
 	return mux
 }
+
+// Routes are the patterns ("METHOD /path") the operator serves.
+func (o *Operator) Routes() []string { return o.routes().Patterns() }
 
 func fail(w http.ResponseWriter, err error) { api.WriteError(w, api.StatusOf(err), err) }
 
@@ -199,7 +204,7 @@ func (o *Operator) addressSpaces(w http.ResponseWriter, r *http.Request) {
 		fail(w, badInput(err))
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, AddressSpaces{AddressSpaces: res, RecommendedIpv4: res.Recommended})
+	api.WriteJSON(w, http.StatusOK, res)
 }
 
 func (o *Operator) issueToken(w http.ResponseWriter, r *http.Request) {

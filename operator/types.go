@@ -7,29 +7,15 @@ import (
 	"github.com/cloud-barista/cbnode/cladnet"
 )
 
-// CLADNetSpecification is cb-network's CLADNet (v0.0.16 swagger: cladnetId,
-// name, ipv4AddressSpace, description, ruleType), plus cbnode's ownerKey and
-// createdAt. Every cb-network field is always present, as grpc-gateway
-// emits them.
-type CLADNetSpecification struct {
-	ID               string    `json:"cladnetId"`
-	Name             string    `json:"name"`
-	IPv4AddressSpace string    `json:"ipv4AddressSpace"`
-	Description      string    `json:"description"`
-	RuleType         string    `json:"ruleType"`
-	OwnerKey         string    `json:"ownerKey,omitempty"`
-	CreatedAt        time.Time `json:"createdAt,omitzero"`
-}
+// CLADNetSpecification, CLADNetSpecifications and Peers are the local
+// API's types: one type for the operator's and the members' answers.
+type (
+	CLADNetSpecification  = api.CLADNetSpecification
+	CLADNetSpecifications = api.CLADNetSpecifications
+	Peers                 = api.Peers
+)
 
-func specOf(s *cladnet.Spec) CLADNetSpecification {
-	return CLADNetSpecification{ID: s.ID, Name: s.Name, IPv4AddressSpace: s.CIDR, Description: s.Description,
-		RuleType: s.RuleType, OwnerKey: s.OwnerKey, CreatedAt: s.CreatedAt}
-}
-
-// CLADNetSpecifications is GET /v1/cladnet.
-type CLADNetSpecifications struct {
-	CLADNetSpecifications []CLADNetSpecification `json:"cladnetSpecifications"`
-}
+func specOf(s *cladnet.Spec) CLADNetSpecification { return api.SpecOf(s) }
 
 // CreateRequest is the body of POST /v1/cladnet: cb-network's spec, plus,
 // for an empty ipv4AddressSpace, the members' underlay subnets and the
@@ -71,12 +57,9 @@ type DeletionResult struct {
 	ArchivedTo string `json:"archivedTo"`
 }
 
-// AddressSpaces is POST /v1/cladnet/availableIPv4AddressSpaces: the local
-// API's answer plus the key as cb-network's swagger spells it.
-type AddressSpaces struct {
-	api.AddressSpaces
-	RecommendedIpv4 string `json:"recommendedIpv4PrivateAddressSpace"`
-}
+// AddressSpaces is POST /v1/cladnet/availableIPv4AddressSpaces, as on the
+// local API (both of cb-network's spellings of the recommendation).
+type AddressSpaces = api.AddressSpaces
 
 // TokenRequest is the body of POST /v1/cladnet/{cladnetId}/token.
 type TokenRequest struct {
@@ -97,9 +80,4 @@ type TokenResponse struct {
 	HostName  string    `json:"hostName"`
 	PeerID    string    `json:"peerId"`
 	NotAfter  time.Time `json:"notAfter"`
-}
-
-// Peers is GET /v1/cladnet/{cladnetId}/peer (cb-network's envelope).
-type Peers struct {
-	Peers []api.Peer `json:"peers"`
 }

@@ -280,10 +280,10 @@ func (n *Node) Status(ctx context.Context) (api.Status, error) {
 	return st, n.cliJSON(ctx, &st, "status")
 }
 
-// Peers is 'cbnode peers --json' on n.
+// Peers is 'cbnode peers --json' ({"peers": [...]}) on n.
 func (n *Node) Peers(ctx context.Context) ([]api.Peer, error) {
-	var ps []api.Peer
-	return ps, n.cliJSON(ctx, &ps, "peers")
+	var ps api.Peers
+	return ps.Peers, n.cliJSON(ctx, &ps, "peers")
 }
 
 // IP returns n's overlay address as its API reports it.
