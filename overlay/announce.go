@@ -6,6 +6,7 @@
 //	discovery.go   DHT rendezvous, newcomer handling
 //	sync.go        members-table pull for newcomers
 //	rules.go       the signed cost rules, gossiped
+//	control.go     the signed control document (data plane up/down, test requests), gossiped; the test-result protocol
 //	topic.go       joining a validated gossip topic
 //	link.go        libp2p streams for the forwarding core
 //	punch.go       hole-punch retries
