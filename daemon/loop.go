@@ -65,6 +65,8 @@ func (m *Member) loop(ctx context.Context, members <-chan struct{}) {
 				m.paths.Enforce(ctx)
 			}
 			m.updateRoutes()
+		case <-m.control.Changes():
+			m.applyControl(true)
 		case <-m.rules.Changes():
 			m.recompute()
 			m.paths.Enforce(ctx)
@@ -108,11 +110,7 @@ func (m *Member) setIP(ip netip.Addr) error {
 		m.engine.SetLocal(ip)
 	}
 	m.mem.SetOverlayIP(ip, m.alloc.ClaimedAt())
-	state := overlay.StateConfiguring
-	if ip.IsValid() && (m.dev != nil || !m.cfg.TUN) {
-		state = overlay.StateTunneling
-	}
-	m.mem.SetState(state)
+	m.mem.SetState(m.announcedState())
 	m.updateRoutes()
 	return nil
 }

@@ -42,6 +42,7 @@ type Member struct {
 	resv    *relay.Reserver
 	relay   io.Closer // the relay service, if Config.Relay
 	rules   *overlay.Rules
+	control *overlay.Control
 	paths   *paths.Policy
 	meter   meter
 	metrics *metrics
@@ -64,6 +65,10 @@ type Member struct {
 
 	mu sync.Mutex
 	ip netip.Addr
+	// down: the CLADNet's DOWN command is in force; lastTest: the run ID
+	// of the last connectivity test request seen (see control.go).
+	down     bool
+	lastTest string
 }
 
 // Run joins the CLADNet and serves until ctx ends or the member fails, then
@@ -161,6 +166,9 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	if m.rules, err = overlay.StartRules(base, spec, m.node, stateDir, log); err != nil {
 		return nil, err
 	}
+	if m.control, err = overlay.StartControl(base, spec, m.node, stateDir, log); err != nil {
+		return nil, err
+	}
 	m.recompute()
 	m.alloc, err = ipam.NewAllocator(ipam.AllocatorConfig{
 		Spec: spec, Cert: t.Cert, Key: cfg.Key, DHT: m.node.DHT,
@@ -182,6 +190,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 			return nil, err
 		}
 	}
+	m.applyControl(false) // a member restarted while DOWN stays down
 	m.startLoops()
 	log.Info("starting", "cladnet", spec.Name, "id", spec.ID, "peer", self, "host", t.Cert.HostName, "addrs", m.node.Addrs())
 	return m, nil
@@ -303,6 +312,9 @@ func (m *Member) stop() {
 	}
 	if m.rules != nil {
 		m.rules.Close()
+	}
+	if m.control != nil {
+		m.control.Close()
 	}
 	if m.mem != nil {
 		if err := m.mem.Leave(ctx); err != nil {
