@@ -14,6 +14,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/cloud-barista/cbnode/overlay"
+	"github.com/cloud-barista/cbnode/overlay/forward"
 )
 
 // pingTimeout bounds the wait for one probe reply of a connectivity test.
@@ -183,4 +184,13 @@ func (m *Member) sendRow(ctx context.Context, to string, row overlay.TestRow) er
 		return errors.New("operator refused the row: " + ack.Error)
 	}
 	return nil
+}
+
+// PeerStats is the data plane's per-peer counters (nil without one), e.g.
+// the "admin_down" drops while the CLADNet is down.
+func (m *Member) PeerStats() forward.PeerStatsMap {
+	if m.engine == nil {
+		return nil
+	}
+	return m.engine.AllStats()
 }
