@@ -177,3 +177,7 @@ func writeCSV(w io.Writer, r *TestResult) error {
 	}
 	return nil
 }
+
+// WriteCSV writes r as CSV, one line per ordered pair (what the API
+// answers for Accept: text/csv).
+func WriteCSV(w io.Writer, r *TestResult) error { return writeCSV(w, r) }

@@ -34,11 +34,10 @@ const operatorCertTTL = 365 * 24 * time.Hour
 // testsDir (under a CLADNet's directory) keeps the last test runs as JSON.
 const testsDir = "tests"
 
-
 // cladnetSwarm is the operator's part in one CLADNet: the owner, its
 // membership (no overlay IP) and its rules.
 type cladnetSwarm struct {
-	owner *cladnet.Owner
+	owner   *cladnet.Owner
 	mem     *overlay.Membership
 	rules   *overlay.Rules
 	control *overlay.Control // data plane up/down, test requests
