@@ -28,6 +28,7 @@ type Status struct {
 	IPv4CIDR  string            `json:"ipv4Cidr,omitempty"`
 	IPAMState string            `json:"ipamState,omitempty"`
 	State     string            `json:"state"`
+	DataPlane string            `json:"dataPlane,omitempty"` // "up", or "down" by the CLADNet's DOWN command
 	Addrs     []string          `json:"addrs"`
 	Members   int               `json:"members"`
 	Started   time.Time         `json:"started"`

@@ -60,6 +60,10 @@ func (m *Member) Status() api.Status {
 	}
 	if m.dev != nil {
 		st.Device = m.dev.Name()
+		st.DataPlane = overlay.DataPlaneUp
+		if m.DataPlaneDown() {
+			st.DataPlane = overlay.DataPlaneDown
+		}
 	}
 	st.IdentityConflict = identityConflictStatus(m.mem.IdentityConflicts())
 	return st

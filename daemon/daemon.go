@@ -1,6 +1,6 @@
 // Package daemon runs a cbnode member (`cbnode join`) or bootstrap node
 // (`cbnode bootstrap`) as one handle: Start wires the libp2p node,
-// membership, rules, IPAM, the path policy, the data plane and the local API
+// membership, rules, control, IPAM, the path policy, the data plane and the local API
 // together and starts every goroutine under the handle; Stop leaves the
 // CLADNet, stops them all in order and waits for each; Run is Start, wait,
 // Stop. The package holds wiring only: policy lives in overlay/paths and
@@ -11,7 +11,8 @@
 //	daemon.go     this overview
 //	config.go     Config, the Device seam and defaults
 //	member.go     Member: Start, Stop, Run and the goroutines' owner
-//	loop.go       the event loop: address changes, members, rules, paths
+//	loop.go       the event loop: address changes, members, rules, control, paths
+//	control.go    the control document: data plane DOWN/UP, connectivity test rows
 //	backend.go    the local API's view of a member (status, peers, ping)
 //	backend_cost.go rules, cost report and networking-rule table
 //	health.go     health verdict, the "joined" log line, netcheck

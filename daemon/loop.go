@@ -73,6 +73,8 @@ func (m *Member) loop(ctx context.Context, members, revoked <-chan struct{}) {
 			m.names.Update(m.mem.Members())
 		case <-m.twinCh:
 			m.alloc.CheckConflicts() // the other node may have renewed our claim
+		case <-m.control.Changes():
+			m.applyControl(true)
 		case <-m.rules.Changes():
 			m.recompute()
 			m.paths.Enforce(ctx)
@@ -123,11 +125,7 @@ func (m *Member) setIP(ip netip.Addr) error {
 		m.engine.SetLocal(ip)
 	}
 	m.mem.SetOverlayIP(ip, m.alloc.ClaimedAt())
-	state := overlay.StateConfiguring
-	if ip.IsValid() && (m.dev != nil || !m.cfg.TUN) {
-		state = overlay.StateTunneling
-	}
-	m.mem.SetState(state)
+	m.mem.SetState(m.announcedState())
 	m.updateRoutes()
 	m.names.SetAddr(ip)
 	return nil

@@ -44,6 +44,7 @@ type Member struct {
 	relay   io.Closer // the relay service, if Config.Relay
 	rules   *overlay.Rules
 	revs    *overlay.Revocations // read under mu: libp2p's gater asks early
+	control *overlay.Control
 	paths   *paths.Policy
 	names   *names.Service // nil without DNS
 	meter   meter
@@ -69,6 +70,10 @@ type Member struct {
 	ip netip.Addr
 
 	twinCh chan struct{} // an identity conflict this node survives
+	// down: the CLADNet's DOWN command is in force; lastTest: the run ID
+	// of the last connectivity test request seen (see control.go).
+	down     bool
+	lastTest string
 }
 
 // Run joins the CLADNet and serves until ctx ends or the member fails, then
@@ -179,6 +184,9 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	if m.rules, err = overlay.StartRules(base, spec, m.node, stateDir, log); err != nil {
 		return nil, err
 	}
+	if m.control, err = overlay.StartControl(base, spec, m.node, stateDir, log); err != nil {
+		return nil, err
+	}
 	m.recompute()
 	m.alloc, err = ipam.NewAllocator(ipam.AllocatorConfig{
 		Spec: spec, Cert: t.Cert, Key: cfg.Key, DHT: m.node.DHT,
@@ -207,6 +215,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 			return nil, err
 		}
 	}
+	m.applyControl(false) // a member restarted while DOWN stays down
 	m.startLoops()
 	log.Info("starting", "cladnet", spec.Name, "id", spec.ID, "peer", self, "host", t.Cert.HostName, "addrs", m.node.Addrs())
 	return m, nil
@@ -372,6 +381,9 @@ func (m *Member) stop() {
 	}
 	if m.rules != nil {
 		m.rules.Close()
+	}
+	if m.control != nil {
+		m.control.Close()
 	}
 	if r := m.revocations(); r != nil {
 		r.Close()

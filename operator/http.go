@@ -37,6 +37,11 @@ func (o *Operator) routes() *api.Mux {
 	mux.HandleFunc("PUT /v1/cladnet/{cladnetId}/rules", o.putRules)
 	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer", o.listPeers)
 	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer/{hostId}", o.getPeer)
+	mux.HandleFunc("POST /v1/test/cladnet/{cladnetId}/type/{testType}", o.postTest)
+	mux.HandleFunc("GET /v1/test/cladnet/{cladnetId}", o.listTests)
+	mux.HandleFunc("GET /v1/test/cladnet/{cladnetId}/run/{runId}", o.getTest)
+	mux.HandleFunc("GET /v1/control/cladnet/{cladnetId}/command/{commandType}", o.control)
+	mux.HandleFunc("POST /v1/control/cladnet/{cladnetId}/command/{commandType}", o.control)
 	return mux
 }
 

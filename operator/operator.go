@@ -12,7 +12,11 @@
 //
 //	operator.go  this overview; Config, Operator: Start, Stop, Run
 //	store.go     the CLADNets in DIR: load, create, update, archive
-//	swarm.go     the libp2p node; per CLADNet membership and rules
+//	swarm.go     the libp2p node; per CLADNet membership, rules and control
+//	control.go   UP/DOWN: a signed control document spread by gossip
+//	test.go      connectivity tests: the request, the rows members send
+//	             on /cbnode/test-result/1.0.0, the kept runs
+//	matrix.go    the RTT matrix: per-pair statistics, CSV
 //	http.go      the HTTP routes
 //	types.go     the JSON bodies (cb-network's field names)
 //	auth.go      the credentials file, bearer/basic check, listener policy
@@ -102,6 +106,9 @@ type Operator struct {
 
 	mu    sync.Mutex // serialises changes of the CLADNet set and its files
 	swarm map[string]*cladnetSwarm
+
+	runMu   sync.Mutex
+	pending map[string]*pendingRun // connectivity test runs in progress, by run ID
 
 	// base carries the caller's values for the node, memberships and
 	// rules (each ends by its own Close); ctx, cancelled by Stop, ends the

@@ -31,12 +31,17 @@ const OperatorHost = "operator"
 // start signs fresh ones.
 const operatorCertTTL = 365 * 24 * time.Hour
 
+// testsDir (under a CLADNet's directory) keeps the last test runs as JSON.
+const testsDir = "tests"
+
 // cladnetSwarm is the operator's part in one CLADNet: the owner, its
 // membership (no overlay IP) and its rules.
 type cladnetSwarm struct {
-	owner *cladnet.Owner
-	mem   *overlay.Membership
-	rules *overlay.Rules
+	owner   *cladnet.Owner
+	mem     *overlay.Membership
+	rules   *overlay.Rules
+	control *overlay.Control // data plane up/down, test requests
+	tests   *testStore       // the last connectivity test runs
 }
 
 // close leaves the CLADNet's gossip (the members drop the operator at once).
@@ -45,6 +50,7 @@ func (s *cladnetSwarm) close() {
 	_ = s.mem.Leave(ctx)
 	cancel()
 	s.rules.Close()
+	s.control.Close()
 }
 
 // startSwarm starts the operator's libp2p node (a DHT client with
@@ -65,6 +71,7 @@ func (o *Operator) startSwarm() error {
 	if err != nil {
 		return fmt.Errorf("operator: libp2p node: %w", err)
 	}
+	o.node.Host.SetStreamHandler(overlay.TestResultProtocol, o.handleTestRow)
 	return nil
 }
 
@@ -87,7 +94,14 @@ func (o *Operator) join(ow *cladnet.Owner) error {
 		mem.Close()
 		return fmt.Errorf("CLADNet %s: %w", ow.Spec.Name, err)
 	}
-	o.swarm[ow.Spec.Name] = &cladnetSwarm{owner: ow, mem: mem, rules: rules}
+	control, err := overlay.StartControl(o.base, ow.Spec, o.node, o.store.cladnetDir(ow), o.log.With("cladnet", ow.Spec.Name))
+	if err != nil {
+		rules.Close()
+		mem.Close()
+		return fmt.Errorf("CLADNet %s: %w", ow.Spec.Name, err)
+	}
+	o.swarm[ow.Spec.Name] = &cladnetSwarm{owner: ow, mem: mem, rules: rules, control: control,
+		tests: loadTests(filepath.Join(o.store.cladnetDir(ow), testsDir))}
 	return nil
 }
 

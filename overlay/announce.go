@@ -7,6 +7,7 @@
 //	sync.go        members-table pull for newcomers
 //	rules.go       the signed cost rules, gossiped
 //	revocation.go  the signed revocation list, gossiped; enforcement
+//	control.go     the signed control document (data plane up/down, test requests), gossiped; the test-result protocol
 //	topic.go       joining a validated gossip topic
 //	link.go        libp2p streams for the forwarding core
 //	punch.go       hole-punch retries

@@ -54,6 +54,8 @@ Typical use:
 			joinCommand(),
 			bootstrapCommand(),
 			operatorCommand(),
+			testCommand(),
+			controlCommand(),
 			keyCommand(),
 			statusCommand(),
 			peersCommand(),

@@ -27,6 +27,13 @@
 // a peer to a better connection without losing queued packets. Ping
 // measures round trips with Probe/ProbeReply frames.
 //
+// Admin down (a CLADNet's DOWN command): SetAdminDown(true) drops every
+// data packet both ways, counted per peer as "admin_down", while streams,
+// keepalives and probes carry on, so SetAdminDown(false) restores traffic
+// at once. The switch lives here rather than taking the TUN link down:
+// the device, its address and the kernel's routes stay as they are (no
+// privileged calls, nothing to restore), and it works on any Device.
+//
 // Wiring by the node layer (sketch):
 //
 //	e := forward.New(tun, dialer, forward.Options{})

@@ -45,6 +45,9 @@ type Engine struct {
 	routes atomic.Pointer[routeTable]
 	drops  dropCounters // drops not attributable to a routed peer
 	pings  pingTable
+	// adminDown drops every data packet both ways (the CLADNet's DOWN
+	// command); streams, keepalives and probes carry on, so UP is immediate.
+	adminDown atomic.Bool
 
 	epoch  time.Time // monotonic time base for nanotime
 	ctx    context.Context
@@ -138,6 +141,11 @@ func (e *Engine) forward(pkt *packet, n int) {
 	ps := rt.lookup(dst)
 	if ps == nil {
 		e.drops.add(DropNoRoute)
+		e.pool.put(pkt)
+		return
+	}
+	if e.adminDown.Load() {
+		ps.c.drops.add(DropAdminDown)
 		e.pool.put(pkt)
 		return
 	}
@@ -252,6 +260,8 @@ func (e *Engine) deliver(rt *routeTable, ps *peerState, ip []byte) {
 		e.drops.add(DropUnknownPeer)
 	case !rt.owns(ps, srcKey(ip)):
 		ps.c.drops.add(DropSpoofed)
+	case e.adminDown.Load():
+		ps.c.drops.add(DropAdminDown)
 	default:
 		if _, err := e.dev.Write(ip); err != nil {
 			ps.c.drops.add(DropDeviceError)
@@ -261,6 +271,14 @@ func (e *Engine) deliver(rt *routeTable, ps *peerState, ip []byte) {
 		ps.c.rxBytes.Add(uint64(len(ip)))
 	}
 }
+
+// SetAdminDown takes the data plane down (true) or up: while down, every
+// data packet read from the device or received from a peer is dropped and
+// counted as "admin_down"; links, keepalives and probes stay up.
+func (e *Engine) SetAdminDown(down bool) { e.adminDown.Store(down) }
+
+// AdminDown reports whether the data plane is administratively down.
+func (e *Engine) AdminDown() bool { return e.adminDown.Load() }
 
 // drop counts a drop against ps, or against the engine if ps is nil.
 func (e *Engine) drop(ps *peerState, r DropReason) {

@@ -22,6 +22,7 @@ const (
 	DropBadType                       // "bad_type": unknown frame type
 	DropDeviceError                   // "device_error": Device.Write failed
 	DropUnknownPeer                   // "unknown_peer": frame from a peer not in the routing snapshot
+	DropAdminDown                     // "admin_down": the data plane is down (SetAdminDown)
 	numDropReasons
 )
 
@@ -43,6 +44,8 @@ func (r DropReason) String() string {
 		return "device_error"
 	case DropUnknownPeer:
 		return "unknown_peer"
+	case DropAdminDown:
+		return "admin_down"
 	default:
 		return "unknown"
 	}
