@@ -35,6 +35,8 @@ func (o *Operator) routes() *http.ServeMux {
 	mux.HandleFunc("PUT /v1/cladnet/{cladnetId}/rules", o.putRules)
 	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer", o.listPeers)
 	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer/{hostId}", o.getPeer)
+	mux.HandleFunc("PUT /v1/cladnet/{cladnetId}/peer/{hostId}/details", o.putDetails)
+	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer/{hostId}/networkingRule", o.getNetworkingRule)
 	return mux
 }
 

@@ -14,6 +14,7 @@
 //	store.go     the CLADNets in DIR: load, create, update, archive
 //	swarm.go     the libp2p node; per CLADNet membership and rules
 //	http.go      the HTTP routes
+//	remote.go    the routes that reach one member: details, networkingRule
 //	types.go     the JSON bodies (cb-network's field names)
 //	auth.go      the credentials file, bearer/basic check, listener policy
 package operator

@@ -17,6 +17,7 @@ import (
 	"github.com/cloud-barista/cbnode/ipam"
 	"github.com/cloud-barista/cbnode/node"
 	"github.com/cloud-barista/cbnode/overlay"
+	"github.com/cloud-barista/cbnode/overlay/remote"
 )
 
 // OperatorHost is the host name of the certificate the operator signs for
@@ -37,6 +38,8 @@ type cladnetSwarm struct {
 	owner *cladnet.Owner
 	mem   *overlay.Membership
 	rules *overlay.Rules
+	// detailsSeq numbers the details documents signed for members.
+	detailsSeq remote.Sequencer
 }
 
 // close leaves the CLADNet's gossip (the members drop the operator at once).
