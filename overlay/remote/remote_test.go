@@ -134,7 +134,12 @@ func TestStreams(t *testing.T) {
 			return api.NetworkingRule{CladnetID: ow.Spec.ID, HostID: []string{"x"}}, nil
 		},
 	})
-	defer srv.Close()
+	closed := false
+	defer func() {
+		if !closed {
+			srv.Close()
+		}
+	}()
 	ctx := context.Background()
 
 	d := signed(t, ow.Key, ow.Spec, mh.ID(), 10, time.Now())
@@ -167,5 +172,13 @@ func TestStreams(t *testing.T) {
 		if _, err := FetchNetworkingRule(ctx, oh, mh.ID(), ow.Spec.ID, c); !errors.Is(err, ErrRefused) {
 			t.Errorf("%s certificate: %v", name, err)
 		}
+	}
+
+	// Closed (the member stopped): nothing answers, and that is not a
+	// refusal.
+	srv.Close()
+	closed = true
+	if _, err := PushDetails(ctx, oh, mh.ID(), signed(t, ow.Key, ow.Spec, mh.ID(), 12, time.Now())); err == nil || errors.Is(err, ErrRefused) {
+		t.Errorf("after Close: %v", err)
 	}
 }
