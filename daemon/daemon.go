@@ -16,6 +16,7 @@
 //	backend.go    the local API's view of a member (status, peers, ping)
 //	backend_cost.go rules, cost report and networking-rule table
 //	health.go     health verdict, the "joined" log line, netcheck
+//	operator_streams.go the operator's direct requests: signed details, networking rule
 //	metrics.go    Prometheus metrics on a private registry
 //	bootstrap.go  the bootstrap node handle
 package daemon

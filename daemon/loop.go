@@ -20,6 +20,7 @@ const enforceEvery = 2 * time.Second
 // retries, the address allocator, the data plane, the meter, the names and
 // the event loop. A failure of the allocator or the data plane ends the member.
 func (m *Member) startLoops() {
+	m.serveRemote()
 	m.goFunc(m.reserver().Run)
 	m.goFunc(m.logJoined)
 	punch := &overlay.PunchRetry{Host: m.node.Host, Members: m.memberIDs, Log: m.log}

@@ -42,6 +42,8 @@ func (o *Operator) routes() *api.Mux {
 	mux.HandleFunc("GET /v1/test/cladnet/{cladnetId}/run/{runId}", o.getTest)
 	mux.HandleFunc("GET /v1/control/cladnet/{cladnetId}/command/{commandType}", o.control)
 	mux.HandleFunc("POST /v1/control/cladnet/{cladnetId}/command/{commandType}", o.control)
+	mux.HandleFunc("PUT /v1/cladnet/{cladnetId}/peer/{hostId}/details", o.putDetails)
+	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer/{hostId}/networkingRule", o.getNetworkingRule)
 	return mux
 }
 

@@ -1,7 +1,8 @@
 // Package operator is `cbnode operator`: a long-running service that holds
 // the owner keys of the CLADNets in one directory and serves cb-network's
 // CLADNet API over HTTP (create, list, get, update, delete, recommend
-// address spaces, list peers) plus cbnode's own routes (issue join tokens,
+// address spaces, list peers, set a member's details, read any member's
+// networking rule) plus cbnode's own routes (issue join tokens,
 // sign rules). It takes part in each CLADNet's gossip as a libp2p node of
 // its own — membership with a certificate it signs for itself, no overlay
 // IP, no TUN — so what it signs (rules) spreads to every member within
@@ -18,6 +19,7 @@
 //	             on /cbnode/test-result/1.0.0, the kept runs
 //	matrix.go    the RTT matrix: per-pair statistics, CSV
 //	http.go      the HTTP routes
+//	remote.go    the routes that reach one member: details, networkingRule
 //	types.go     the JSON bodies (cb-network's field names)
 //	auth.go      the credentials file, bearer/basic check, listener policy
 package operator

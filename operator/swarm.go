@@ -17,6 +17,7 @@ import (
 	"github.com/cloud-barista/cbnode/ipam"
 	"github.com/cloud-barista/cbnode/node"
 	"github.com/cloud-barista/cbnode/overlay"
+	"github.com/cloud-barista/cbnode/overlay/remote"
 )
 
 // OperatorHost is the host name of the certificate the operator signs for
@@ -42,6 +43,8 @@ type cladnetSwarm struct {
 	rules   *overlay.Rules
 	control *overlay.Control // data plane up/down, test requests
 	tests   *testStore       // the last connectivity test runs
+	// detailsSeq numbers the details documents signed for members.
+	detailsSeq remote.Sequencer
 }
 
 // close leaves the CLADNet's gossip (the members drop the operator at once).

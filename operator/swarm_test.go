@@ -42,6 +42,12 @@ type member struct {
 // startMember joins with a token issued through the operator's API only.
 func startMember(t *testing.T, token string) *member {
 	t.Helper()
+	return startMemberCloud(t, token, cost.CloudInfo{ProviderName: "aws", RegionID: "us-east-1", PublicIP: "127.0.0.1"})
+}
+
+// startMemberCloud joins with the cloud information the join flags give.
+func startMemberCloud(t *testing.T, token string, cloud cost.CloudInfo) *member {
+	t.Helper()
 	tok, err := cladnet.DecodeToken(token)
 	if err != nil {
 		t.Fatal(err)
@@ -58,8 +64,7 @@ func startMember(t *testing.T, token string) *member {
 	m, err := daemon.Start(context.Background(), daemon.Config{
 		Token: tok, Key: key, StateDir: t.TempDir(), ListenIPs: []string{"127.0.0.1"}, Bootstrap: boot,
 		Heartbeat: 500 * time.Millisecond, MissedHeartbeats: 4, Lease: time.Hour,
-		Cloud: cost.CloudInfo{ProviderName: "aws", RegionID: "us-east-1", PublicIP: "127.0.0.1"},
-		TUN:   true, OpenDevice: func(name string, mtu int) (daemon.Device, error) {
+		Cloud: cloud, TUN: true, OpenDevice: func(name string, mtu int) (daemon.Device, error) {
 			d := forwardtest.NewDevice(name, mtu)
 			opened <- d
 			return d, nil

@@ -262,16 +262,13 @@ func pingCommand() *cli.Command {
 func setDetailsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "set-details",
-		Usage: "update this node's cloud information at run time",
+		Usage: "update this node's cloud information at run time (or, with --host, any member's through the operator)",
 		Description: `Sends PUT /v1/cladnet/{id}/peer/{self}/details; the node re-announces it.
-Only the fields given change.`,
-		Flags: append([]cli.Flag{apiFlag}, cloudFlags()...),
+Only the fields given change. With --host H (and --operator URL), the operator
+signs the patch with the owner key and hands it to member H, which must be
+online.`,
+		Flags: append(append([]cli.Flag{apiFlag}, cloudFlags()...), setDetailsOperatorFlags()...),
 		Action: func(c *cli.Context) error {
-			cl := client(c)
-			st, err := cl.Status(c.Context)
-			if err != nil {
-				return err
-			}
 			var patch cost.CloudPatch
 			set := func(flag string, dst **string) {
 				if c.IsSet(flag) {
@@ -291,6 +288,14 @@ Only the fields given change.`,
 			}
 			if patch.Empty() {
 				return withCode(exitUsage, errors.New("set-details: give at least one of --provider, --region, --zone, --vpc, --subnet-id, --private-ip, --public-ip (an empty value clears a field)"))
+			}
+			if c.IsSet("host") {
+				return setDetailsViaOperator(c, patch)
+			}
+			cl := client(c)
+			st, err := cl.Status(c.Context)
+			if err != nil {
+				return err
 			}
 			out, err := cl.SetDetails(c.Context, st.PeerID, patch)
 			if err != nil {
