@@ -82,7 +82,7 @@ func (m *Member) loop(ctx context.Context, members, revoked <-chan struct{}) {
 		case <-enforce.C:
 			m.paths.Enforce(ctx)
 		case <-revoked:
-			if m.revokedCert(m.cfg.Token.Cert) {
+			if m.revokedCert(m.cert()) {
 				m.fail(fmt.Errorf("this node's certificate (host %s) was revoked by the CLADNet owner: ask the operator for a new join token", m.cfg.Token.Cert.HostName))
 				return
 			}

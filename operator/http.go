@@ -35,6 +35,8 @@ func (o *Operator) routes() *api.Mux {
 	mux.HandleFunc("POST /v1/cladnet/{cladnetId}/token", o.issueToken)
 	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/rules", o.getRules)
 	mux.HandleFunc("PUT /v1/cladnet/{cladnetId}/rules", o.putRules)
+	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/revocation", o.getRevocations)
+	mux.HandleFunc("POST /v1/cladnet/{cladnetId}/revocation", o.postRevocation)
 	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer", o.listPeers)
 	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer/{hostId}", o.getPeer)
 	mux.HandleFunc("POST /v1/test/cladnet/{cladnetId}/type/{testType}", o.postTest)
@@ -262,6 +264,10 @@ func (o *Operator) issueToken(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.EqualFold(host, OperatorHost) {
 		fail(w, badInput(fmt.Errorf("host name %q is the operator's own: choose another hostName", host)))
+		return
+	}
+	if err := checkTokenRevoked(s, host, id, req.PeerID != ""); err != nil {
+		fail(w, err)
 		return
 	}
 	now := time.Now()
