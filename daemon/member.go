@@ -163,6 +163,9 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	m.mu.Lock()
 	m.revs = revs
 	m.mu.Unlock()
+	if err := m.dissolved(); err != nil {
+		return nil, err
+	}
 	if revs.RevokedCert(cert) {
 		return nil, fmt.Errorf("join CLADNet %s: this node's certificate (host %s, peer %s) is revoked: ask the operator for a new join token", spec.Name, cert.HostName, self)
 	}

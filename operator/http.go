@@ -184,6 +184,12 @@ func (o *Operator) deleteCladnet(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
+	// A signed dissolution first: every member leaves and removes its
+	// device (it spreads by gossip and is kept in the archived directory).
+	if err := s.dissolve(r.Context(), o.cfg.Dir); err != nil {
+		fail(w, err)
+		return
+	}
 	s.close()
 	delete(o.swarm, s.owner.Spec.Name)
 	to, err := o.store.archive(s.owner, time.Now())
@@ -195,11 +201,9 @@ func (o *Operator) deleteCladnet(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	// TODO(issue 10): a signed dissolution, so every member leaves and
-	// removes its device; today the members keep running until stopped.
 	o.log.Info("deleted CLADNet (archived)", "cladnet", s.owner.Spec.Name, "to", to)
 	api.WriteJSON(w, http.StatusOK, DeletionResult{IsSucceeded: true, CLADNetSpecification: specOf(s.owner.Spec), ArchivedTo: to,
-		Message: fmt.Sprintf("CLADNet %s deleted; its directory and owner key are archived in %s", s.owner.Spec.Name, to)})
+		Message: fmt.Sprintf("CLADNet %s deleted: its members were told to leave; its directory and owner key are archived in %s", s.owner.Spec.Name, to)})
 }
 
 func (o *Operator) addressSpaces(w http.ResponseWriter, r *http.Request) {

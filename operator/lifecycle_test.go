@@ -320,3 +320,42 @@ func TestOperatorRenewal(t *testing.T) {
 		t.Logf("another peer's: %v", err)
 	}
 }
+
+// TestOperatorDeleteDissolves: DELETE signs a dissolution; every member
+// ends with ErrDissolved (cbnode join's Run then leaves and removes its
+// device) and a restart with the same token is refused.
+func TestOperatorDeleteDissolves(t *testing.T) {
+	op, _, id := lab(t)
+	tok1, state1 := token(t, op, id, "vm1", "1h"), t.TempDir()
+	ms := []*member{startMemberIn(t, tok1, state1), startMember(t, token(t, op, id, "vm2", "1h"))}
+	waitMesh(t, op, ms)
+	start := time.Now()
+	code, m := call(t, "DELETE", op.URL()+"/v1/cladnet/lab", "")
+	if code != 200 || m["isSucceeded"] != true {
+		t.Fatalf("DELETE: %d %v", code, m)
+	}
+	t.Logf("DELETE: %v", m["message"])
+	for _, mb := range ms {
+		select {
+		case <-mb.m.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s still runs 5 s after the DELETE", mb.name)
+		}
+		if err := mb.m.Err(); !errors.Is(err, daemon.ErrDissolved) {
+			t.Fatalf("%s ended with %v", mb.name, err)
+		}
+	}
+	t.Logf("both members ended %s after the DELETE: %v", time.Since(start).Round(time.Millisecond), ms[0].m.Err())
+	for _, mb := range ms {
+		mb.m.Stop() // what Run does next
+		if !mb.dev.Closed() {
+			t.Errorf("%s's device is still open", mb.name)
+		}
+	}
+	tok, _ := cladnet.DecodeToken(tok1)
+	key, _ := tok.PrivateKey()
+	_, err := daemon.Start(context.Background(), daemon.Config{Token: tok, Key: key, StateDir: state1, ListenIPs: []string{"127.0.0.1"}, Logger: quiet()})
+	if !errors.Is(err, daemon.ErrDissolved) {
+		t.Fatalf("restart after the dissolution: %v", err)
+	}
+}

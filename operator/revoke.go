@@ -133,6 +133,24 @@ func (o *Operator) resolveRevocation(s *cladnetSwarm, req RevokeRequest) (cladne
 	return e, fmt.Errorf("host %q is neither a member of CLADNet %s nor issued a certificate by this operator (give its peerId instead): %w", req.HostName, s.owner.Spec.Name, api.ErrNotFound)
 }
 
+// dissolve signs a dissolution (a revocation list with dissolved: true),
+// saves it in DIR and submits it: every member that receives it leaves.
+// The caller holds o.mu.
+func (s *cladnetSwarm) dissolve(ctx context.Context, dir string) error {
+	doc, err := s.owner.Dissolve(dir, time.Now())
+	if err != nil {
+		return fmt.Errorf("CLADNet %s: sign the dissolution: %w", s.owner.Spec.Name, err)
+	}
+	b, err := doc.Marshal()
+	if err != nil {
+		return err
+	}
+	if _, err := s.revs.Submit(ctx, b); err != nil {
+		return fmt.Errorf("CLADNet %s: spread the dissolution: %w (retry the DELETE)", s.owner.Spec.Name, err)
+	}
+	return nil
+}
+
 // checkTokenRevoked refuses a token for a revoked node key, or for a host
 // name a revoked node held: a revoked node rejoins only as a new host.
 func checkTokenRevoked(s *cladnetSwarm, host string, id peer.ID, fromRequest bool) error {
