@@ -86,6 +86,13 @@ func WithRole(role string) CertOption {
 	}
 }
 
+// WithNotBefore sets the start of the validity window (instead of one minute
+// before now). A renewal keeps the old certificate's NotBefore, so the IP
+// claims made under the old certificate stay valid under the new one.
+func WithNotBefore(t time.Time) CertOption {
+	return func(c *Certificate) { c.NotBefore = t.UTC().Truncate(time.Second) }
+}
+
 // signedBytes is the canonical byte string the owner signs: a domain tag and
 // the JSON of every field but the signature (encoding/json orders fields by
 // declaration, so this is deterministic).

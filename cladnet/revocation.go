@@ -45,7 +45,11 @@ type Revocations struct {
 	Version   uint64       `json:"version"`
 	IssuedAt  time.Time    `json:"issuedAt"`
 	Entries   []Revocation `json:"entries"`
-	Signature string       `json:"signature,omitempty"`
+	// Dissolved says the owner dissolved the CLADNet: every member leaves,
+	// removes its device and exits. Omitted when false, so lists signed
+	// before dissolution existed keep verifying.
+	Dissolved bool   `json:"dissolved,omitempty"`
+	Signature string `json:"signature,omitempty"`
 }
 
 // Errors Verify can return; callers may test with errors.Is.
@@ -257,6 +261,31 @@ func (o *Owner) Revocations(dir string) (*Revocations, error) {
 	return r, nil
 }
 
+// Dissolve signs a newer revocation list in dir that keeps every entry and
+// says the CLADNet is dissolved; it returns the new list.
+func (o *Owner) Dissolve(dir string, now time.Time) (*Revocations, error) {
+	cur, err := o.Revocations(dir)
+	if err != nil {
+		return nil, err
+	}
+	next := &Revocations{CladnetID: o.Spec.ID, Version: 1, IssuedAt: now, Entries: []Revocation{}, Dissolved: true}
+	if cur != nil {
+		next.Version = cur.Version + 1
+		next.Entries = append(next.Entries, cur.Entries...)
+	}
+	if err := next.Sign(o.Key); err != nil {
+		return nil, err
+	}
+	b, err := next.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.Write(filepath.Join(dir, o.Spec.Name, RevocationsFile), b, 0o600); err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
 // Revoke adds e to the CLADNet's revocation list in dir, bumps its version,
 // signs it and writes it atomically; it returns the new list. Revoking what
 // the list already names only bumps the version.
@@ -269,6 +298,7 @@ func (o *Owner) Revoke(dir string, e Revocation, now time.Time) (*Revocations, e
 	if cur != nil {
 		next.Version = cur.Version + 1
 		next.Entries = append(next.Entries, cur.Entries...)
+		next.Dissolved = cur.Dissolved // a dissolution is final
 	}
 	if e.RevokedAt.IsZero() {
 		e.RevokedAt = now

@@ -44,7 +44,7 @@ func (m *Member) Status() api.Status {
 		Started:   m.started.UTC(),
 		Uptime:    time.Since(m.started).Truncate(time.Second).String(),
 		Version:   api.Version,
-		CertUntil: m.cfg.Token.Cert.NotAfter,
+		CertUntil: m.cert().NotAfter,
 		Rejected:  m.mem.Rejected(),
 		Health:    m.health(),
 	}

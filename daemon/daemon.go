@@ -18,5 +18,7 @@
 //	health.go     health verdict, the "joined" log line, netcheck
 //	operator_streams.go the operator's direct requests: signed details, networking rule
 //	metrics.go    Prometheus metrics on a private registry
+//	renew.go      certificate renewal through an operator; the saved renewal
+//	dissolve.go   leaving when the owner dissolved the CLADNet
 //	bootstrap.go  the bootstrap node handle
 package daemon

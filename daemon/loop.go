@@ -82,7 +82,12 @@ func (m *Member) loop(ctx context.Context, members, revoked <-chan struct{}) {
 		case <-enforce.C:
 			m.paths.Enforce(ctx)
 		case <-revoked:
-			if m.revokedCert(m.cfg.Token.Cert) {
+			if err := m.dissolved(); err != nil {
+				m.log.Warn("leaving: the CLADNet was dissolved by its owner", "cladnet", m.spec.Name)
+				m.fail(err)
+				return
+			}
+			if m.revokedCert(m.cert()) {
 				m.fail(fmt.Errorf("this node's certificate (host %s) was revoked by the CLADNet owner: ask the operator for a new join token", m.cfg.Token.Cert.HostName))
 				return
 			}

@@ -26,6 +26,7 @@ import (
 	"github.com/cloud-barista/cbnode/overlay/names"
 	"github.com/cloud-barista/cbnode/overlay/paths"
 	"github.com/cloud-barista/cbnode/relay"
+	"github.com/cloud-barista/cbnode/renew"
 )
 
 // Member is a running member node: one handle for everything it runs.
@@ -45,6 +46,7 @@ type Member struct {
 	rules   *overlay.Rules
 	revs    *overlay.Revocations // read under mu: libp2p's gater asks early
 	control *overlay.Control
+	renewer *renew.Renewer
 	paths   *paths.Policy
 	names   *names.Service // nil without DNS
 	meter   meter
@@ -112,9 +114,6 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node key: %w", err)
 	}
-	if err := t.Cert.Verify(spec, self, time.Now()); err != nil {
-		return nil, fmt.Errorf("join token for CLADNet %s: %w", spec.Name, err)
-	}
 	prefix, err := spec.Prefix()
 	if err != nil {
 		return nil, err
@@ -122,6 +121,10 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	stateDir := filepath.Join(cfg.StateDir, spec.ID)
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	cert := renewedCert(stateDir, spec, self, t.Cert, log) // a renewal outlives the token's certificate
+	if err := cert.Verify(spec, self, time.Now()); err != nil {
+		return nil, fmt.Errorf("join token for CLADNet %s: %w", spec.Name, err)
 	}
 	base := context.WithoutCancel(ctx)
 	m := &Member{cfg: cfg, log: log, spec: spec, prefix: prefix, started: time.Now(), stateDir: stateDir,
@@ -160,10 +163,13 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	m.mu.Lock()
 	m.revs = revs
 	m.mu.Unlock()
-	if revs.RevokedCert(t.Cert) {
-		return nil, fmt.Errorf("join CLADNet %s: this node's certificate (host %s, peer %s) is revoked: ask the operator for a new join token", spec.Name, t.Cert.HostName, self)
+	if err := m.dissolved(); err != nil {
+		return nil, err
 	}
-	relay.ServeCert(m.node.Host, t.Cert)
+	if revs.RevokedCert(cert) {
+		return nil, fmt.Errorf("join CLADNet %s: this node's certificate (host %s, peer %s) is revoked: ask the operator for a new join token", spec.Name, cert.HostName, self)
+	}
+	relay.ServeCert(m.node.Host, cert)
 	if cfg.Relay {
 		if m.relay, err = relay.Start(m.node.Host, []string{spec.OwnerKey}, log, relay.WithRevoked(m.revokedCert)); err != nil {
 			return nil, err
@@ -171,7 +177,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		log.Info("relaying for fellow members")
 	}
 	m.mem, err = overlay.StartMembership(base, overlay.MembershipConfig{
-		Spec: spec, Cert: t.Cert, Key: cfg.Key, Node: m.node,
+		Spec: spec, Cert: cert, Key: cfg.Key, Node: m.node,
 		Heartbeat: cfg.Heartbeat, MissedHeartbeats: cfg.MissedHeartbeats,
 		Cloud: startCloud(stateDir, cfg.Cloud, log), Relay: cfg.Relay, Logger: log,
 		Revoked:            m.revokedCert,
@@ -189,7 +195,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	}
 	m.recompute()
 	m.alloc, err = ipam.NewAllocator(ipam.AllocatorConfig{
-		Spec: spec, Cert: t.Cert, Key: cfg.Key, DHT: m.node.DHT,
+		Spec: spec, Cert: cert, Key: cfg.Key, DHT: m.node.DHT,
 		StateDir: stateDir, Requested: cfg.RequestedIP, Lease: cfg.Lease,
 		Members: m.mem, Revoked: m.revokedCert, Logger: log,
 	})
@@ -217,7 +223,8 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	}
 	m.applyControl(false) // a member restarted while DOWN stays down
 	m.startLoops()
-	log.Info("starting", "cladnet", spec.Name, "id", spec.ID, "peer", self, "host", t.Cert.HostName, "addrs", m.node.Addrs())
+	m.startRenewer(cert)
+	log.Info("starting", "cladnet", spec.Name, "id", spec.ID, "peer", self, "host", cert.HostName, "addrs", m.node.Addrs())
 	return m, nil
 }
 

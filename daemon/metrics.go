@@ -75,7 +75,7 @@ func (c memberCollector) Collect(ch chan<- prometheus.Metric) {
 		return // Start has not finished
 	}
 	gauge(descMembers, float64(len(m.mem.Members())))
-	gauge(descCert, float64(m.cfg.Token.Cert.NotAfter.Unix()))
+	gauge(descCert, float64(m.cert().NotAfter.Unix()))
 	gauge(descIPAM, 1, m.alloc.State())
 	for reason, n := range m.mem.Rejected() {
 		counter(descRejected, float64(n), reason)

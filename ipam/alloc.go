@@ -154,9 +154,10 @@ type Allocator struct {
 	claim       *Claim      // our latest published claim on current
 	last        *leaseState // persisted or latest claim, for preferences
 	lastSeq     uint64
-	renewAt     time.Time // wall clock
-	foreign     uint64    // records of our address another node with our key wrote
-	lastForeign time.Time // when the latest of them was found
+	renewAt     time.Time            // wall clock
+	cert        *cladnet.Certificate // this node's certificate (SetCert replaces it)
+	foreign     uint64               // records of our address another node with our key wrote
+	lastForeign time.Time            // when the latest of them was found
 	running     bool
 	released    bool
 	stopRun     context.CancelFunc
@@ -204,6 +205,7 @@ func NewAllocator(cfg AllocatorConfig) (*Allocator, error) {
 		nudge:   make(chan struct{}, 1),
 		changes: make(chan netip.Addr, 1),
 		state:   StateIdle,
+		cert:    cfg.Cert,
 	}
 	if a.name == "" {
 		a.name = cfg.Spec.ID
@@ -265,6 +267,31 @@ func (a *Allocator) loadState() {
 		a.last = l
 		a.lastSeq = l.Seq
 	}
+}
+
+// SetCert replaces this node's certificate (a renewal: same peer, same
+// CLADNet, NotBefore not later than the old one's) and re-publishes the
+// claim with it at once, so the claim stays valid after the old
+// certificate's NotAfter.
+func (a *Allocator) SetCert(c *cladnet.Certificate) error {
+	if err := c.Verify(a.cfg.Spec, a.self, time.Now()); err != nil {
+		return fmt.Errorf("ipam: new certificate: %w", err)
+	}
+	a.mu.Lock()
+	a.cert = c
+	a.renewAt = time.Time{}
+	a.mu.Unlock()
+	select {
+	case a.nudge <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (a *Allocator) certNow() *cladnet.Certificate {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cert
 }
 
 // Current returns the address this node holds, invalid while it has none.

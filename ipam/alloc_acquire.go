@@ -235,14 +235,15 @@ func (a *Allocator) newClaim(ip netip.Addr, prev *Claim) (*Claim, error) {
 			claimedAt = last.ClaimedAt
 		}
 	}
-	if nb := a.cfg.Cert.NotBefore; claimedAt.Before(nb) {
+	cert := a.certNow()
+	if nb := cert.NotBefore; claimedAt.Before(nb) {
 		claimedAt = nb.UTC()
 	}
 	c := &Claim{
 		CladnetID: a.cfg.Spec.ID,
 		IP:        ip.String(),
 		PeerID:    a.self.String(),
-		Cert:      a.cfg.Cert,
+		Cert:      cert,
 		ClaimedAt: claimedAt,
 		Seq:       a.nextSeq(prevSeq, now),
 		Expires:   now.Add(a.cfg.Lease),

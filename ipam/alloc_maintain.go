@@ -59,6 +59,7 @@ func (a *Allocator) renew(ctx context.Context) {
 	now := time.Now().UTC()
 	rec := *c
 	rec.Signature = nil
+	rec.Cert = a.certNow() // a renewed certificate replaces the old one in the claim
 	rec.Seq = a.nextSeq(c.Seq, now)
 	rec.Expires = now.Add(a.cfg.Lease)
 	if !now.Before(c.Expires) {

@@ -35,6 +35,8 @@ func (o *Operator) routes() *api.Mux {
 	mux.HandleFunc("POST /v1/cladnet/{cladnetId}/token", o.issueToken)
 	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/rules", o.getRules)
 	mux.HandleFunc("PUT /v1/cladnet/{cladnetId}/rules", o.putRules)
+	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/revocation", o.getRevocations)
+	mux.HandleFunc("POST /v1/cladnet/{cladnetId}/revocation", o.postRevocation)
 	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer", o.listPeers)
 	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer/{hostId}", o.getPeer)
 	mux.HandleFunc("POST /v1/test/cladnet/{cladnetId}/type/{testType}", o.postTest)
@@ -182,6 +184,12 @@ func (o *Operator) deleteCladnet(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
+	// A signed dissolution first: every member leaves and removes its
+	// device (it spreads by gossip and is kept in the archived directory).
+	if err := s.dissolve(r.Context(), o.cfg.Dir); err != nil {
+		fail(w, err)
+		return
+	}
 	s.close()
 	delete(o.swarm, s.owner.Spec.Name)
 	to, err := o.store.archive(s.owner, time.Now())
@@ -193,11 +201,9 @@ func (o *Operator) deleteCladnet(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	// TODO(issue 10): a signed dissolution, so every member leaves and
-	// removes its device; today the members keep running until stopped.
 	o.log.Info("deleted CLADNet (archived)", "cladnet", s.owner.Spec.Name, "to", to)
 	api.WriteJSON(w, http.StatusOK, DeletionResult{IsSucceeded: true, CLADNetSpecification: specOf(s.owner.Spec), ArchivedTo: to,
-		Message: fmt.Sprintf("CLADNet %s deleted; its directory and owner key are archived in %s", s.owner.Spec.Name, to)})
+		Message: fmt.Sprintf("CLADNet %s deleted: its members were told to leave; its directory and owner key are archived in %s", s.owner.Spec.Name, to)})
 }
 
 func (o *Operator) addressSpaces(w http.ResponseWriter, r *http.Request) {
@@ -262,6 +268,10 @@ func (o *Operator) issueToken(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.EqualFold(host, OperatorHost) {
 		fail(w, badInput(fmt.Errorf("host name %q is the operator's own: choose another hostName", host)))
+		return
+	}
+	if err := checkTokenRevoked(s, host, id, req.PeerID != ""); err != nil {
+		fail(w, err)
 		return
 	}
 	now := time.Now()

@@ -2,8 +2,9 @@
 // the owner keys of the CLADNets in one directory and serves cb-network's
 // CLADNet API over HTTP (create, list, get, update, delete, recommend
 // address spaces, list peers, set a member's details, read any member's
-// networking rule) plus cbnode's own routes (issue join tokens,
-// sign rules). It takes part in each CLADNet's gossip as a libp2p node of
+// networking rule) plus cbnode's own routes (issue join tokens, sign
+// rules, revoke nodes). It renews members' certificates over libp2p
+// (package renew) unless they are revoked. It takes part in each CLADNet's gossip as a libp2p node of
 // its own — membership with a certificate it signs for itself, no overlay
 // IP, no TUN — so what it signs (rules) spreads to every member within
 // seconds, and it reads the members table from the gossip. Nothing depends
@@ -13,7 +14,9 @@
 //
 //	operator.go  this overview; Config, Operator: Start, Stop, Run
 //	store.go     the CLADNets in DIR: load, create, update, archive
-//	swarm.go     the libp2p node; per CLADNet membership, rules and control
+//	swarm.go     the libp2p node; per CLADNet membership, rules, control, revocations
+//	revoke.go    revocation routes, token refusal for revoked nodes, renewal
+//	             signer, dissolution
 //	control.go   UP/DOWN: a signed control document spread by gossip
 //	test.go      connectivity tests: the request, the rows members send
 //	             on /cbnode/test-result/1.0.0, the kept runs
@@ -80,6 +83,10 @@ type Config struct {
 	MissedHeartbeats int
 	// TokenTTL is the default validity of API-issued tokens (DefaultTokenTTL).
 	TokenTTL time.Duration
+	// MaxRenewTTL caps the lifetime of a renewed certificate (a renewal
+	// keeps the lifetime the certificate was issued with;
+	// DefaultMaxRenewTTL).
+	MaxRenewTTL time.Duration
 
 	Logger *slog.Logger
 	// Ready, if set, is called by Run once the API listens.
@@ -155,6 +162,9 @@ func Start(ctx context.Context, cfg Config) (_ *Operator, err error) {
 	}
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = DefaultTokenTTL
+	}
+	if cfg.MaxRenewTTL <= 0 {
+		cfg.MaxRenewTTL = DefaultMaxRenewTTL
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -313,6 +323,11 @@ func (o *Operator) URL() string {
 
 // PeerID is the operator's libp2p identity.
 func (o *Operator) PeerID() peer.ID { return o.node.Host.ID() }
+
+// AddrInfo is the operator's libp2p identity and listen addresses.
+func (o *Operator) AddrInfo() peer.AddrInfo {
+	return peer.AddrInfo{ID: o.node.Host.ID(), Addrs: o.node.Host.Addrs()}
+}
 
 // Stop leaves every CLADNet's gossip, closes the node and the HTTP server
 // and waits for every goroutine. It is idempotent.

@@ -18,14 +18,13 @@ import (
 	"github.com/cloud-barista/cbnode/node"
 	"github.com/cloud-barista/cbnode/overlay"
 	"github.com/cloud-barista/cbnode/overlay/remote"
+	"github.com/cloud-barista/cbnode/renew"
 )
 
 // OperatorHost is the host name of the certificate the operator signs for
-// itself in each CLADNet (API-issued tokens may not take it).
-//
-// TODO(issue 10): once cladnet.Certificate has its Role field, sign the
-// operator's certificate with role "operator" instead of relying on this
-// host name.
+// itself in each CLADNet (API-issued tokens may not take it). The
+// certificate has role operator: members keep it out of their members
+// table (no routing, no address, no name) and refuse it an overlay IP.
 const OperatorHost = "operator"
 
 // operatorCertTTL is the validity of the operator's own certificates; each
@@ -36,7 +35,7 @@ const operatorCertTTL = 365 * 24 * time.Hour
 const testsDir = "tests"
 
 // cladnetSwarm is the operator's part in one CLADNet: the owner, its
-// membership (no overlay IP) and its rules.
+// membership (no overlay IP), its rules and its revocation list.
 type cladnetSwarm struct {
 	owner   *cladnet.Owner
 	mem     *overlay.Membership
@@ -45,6 +44,7 @@ type cladnetSwarm struct {
 	tests   *testStore       // the last connectivity test runs
 	// detailsSeq numbers the details documents signed for members.
 	detailsSeq remote.Sequencer
+	revs       *overlay.Revocations
 }
 
 // close leaves the CLADNet's gossip (the members drop the operator at once).
@@ -54,6 +54,7 @@ func (s *cladnetSwarm) close() {
 	cancel()
 	s.rules.Close()
 	s.control.Close()
+	s.revs.Close()
 }
 
 // startSwarm starts the operator's libp2p node (a DHT client with
@@ -75,35 +76,46 @@ func (o *Operator) startSwarm() error {
 		return fmt.Errorf("operator: libp2p node: %w", err)
 	}
 	o.node.Host.SetStreamHandler(overlay.TestResultProtocol, o.handleTestRow)
+	renew.Serve(o.node.Host, o.renewCert)
 	return nil
 }
 
 // join takes part in ow's gossip. The caller holds o.mu (or is Start).
 func (o *Operator) join(ow *cladnet.Owner) error {
 	self := o.node.Host.ID()
-	cert, err := cladnet.SignCertificate(ow.Key, ow.Spec, self, OperatorHost, nil, time.Now(), operatorCertTTL)
+	cert, err := cladnet.SignCertificate(ow.Key, ow.Spec, self, OperatorHost, nil, time.Now(), operatorCertTTL, cladnet.WithRole(cladnet.RoleOperator))
 	if err != nil {
 		return fmt.Errorf("CLADNet %s: operator certificate: %w", ow.Spec.Name, err)
 	}
-	mem, err := overlay.StartMembership(o.base, overlay.MembershipConfig{
-		Spec: ow.Spec, Cert: cert, Key: o.key, Node: o.node,
-		Heartbeat: o.cfg.Heartbeat, MissedHeartbeats: o.cfg.MissedHeartbeats, Logger: o.log.With("cladnet", ow.Spec.Name),
-	})
+	log := o.log.With("cladnet", ow.Spec.Name)
+	// The list in DIR (written by Owner.Revoke) is the one in force.
+	revs, err := overlay.StartRevocations(o.base, ow.Spec, o.node, o.store.cladnetDir(ow), log)
 	if err != nil {
 		return fmt.Errorf("CLADNet %s: %w", ow.Spec.Name, err)
 	}
-	rules, err := overlay.StartRules(o.base, ow.Spec, o.node, o.store.cladnetDir(ow), o.log.With("cladnet", ow.Spec.Name))
+	mem, err := overlay.StartMembership(o.base, overlay.MembershipConfig{
+		Spec: ow.Spec, Cert: cert, Key: o.key, Node: o.node,
+		Heartbeat: o.cfg.Heartbeat, MissedHeartbeats: o.cfg.MissedHeartbeats, Logger: log,
+		Revoked: revs.RevokedCert,
+	})
+	if err != nil {
+		revs.Close()
+		return fmt.Errorf("CLADNet %s: %w", ow.Spec.Name, err)
+	}
+	rules, err := overlay.StartRules(o.base, ow.Spec, o.node, o.store.cladnetDir(ow), log)
 	if err != nil {
 		mem.Close()
+		revs.Close()
 		return fmt.Errorf("CLADNet %s: %w", ow.Spec.Name, err)
 	}
 	control, err := overlay.StartControl(o.base, ow.Spec, o.node, o.store.cladnetDir(ow), o.log.With("cladnet", ow.Spec.Name))
 	if err != nil {
 		rules.Close()
 		mem.Close()
+		revs.Close()
 		return fmt.Errorf("CLADNet %s: %w", ow.Spec.Name, err)
 	}
-	o.swarm[ow.Spec.Name] = &cladnetSwarm{owner: ow, mem: mem, rules: rules, control: control,
+	o.swarm[ow.Spec.Name] = &cladnetSwarm{owner: ow, mem: mem, rules: rules, control: control, revs: revs,
 		tests: loadTests(filepath.Join(o.store.cladnetDir(ow), testsDir))}
 	return nil
 }

@@ -148,6 +148,9 @@ const (
 	// table because their certificate was revoked or expired.
 	RejectRevoked = "revoked"
 	RejectExpired = "expired"
+	// RejectOperatorIP: an operator-role announcement carrying an overlay
+	// address (an operator claims none).
+	RejectOperatorIP = "operator_ip"
 )
 
 // ValidationError says why an announcement was refused.

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cloud-barista/cbnode/cladnet"
 )
 
 // Member is one row of the members table.
@@ -17,6 +19,10 @@ type Member struct {
 	Self      bool
 	hbSeq     uint64 // newest heartbeat applied
 }
+
+// Operator reports whether the row is an operator (certificate role
+// operator): it takes part in the gossip but is no member.
+func (m Member) Operator() bool { return m.Ann != nil && m.Ann.Cert.RoleName() == cladnet.RoleOperator }
 
 // table is the members table: the newest valid announcement of each live
 // member. Safe for concurrent use.

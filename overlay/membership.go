@@ -70,6 +70,7 @@ type Membership struct {
 	tab   *table
 
 	mu        sync.Mutex // guards the local announcement fields below
+	cert      *cladnet.Certificate
 	seq       uint64
 	overlayIP netip.Addr
 	claimedAt time.Time
@@ -130,6 +131,7 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 		self:       cfg.Node.Host.ID(),
 		tab:        newTable(),
 		state:      StateConfiguring,
+		cert:       cfg.Cert,
 		cloud:      cfg.Cloud,
 		publishNow: make(chan struct{}, 1),
 		watchers:   map[chan struct{}]struct{}{},
@@ -199,6 +201,13 @@ func (m *Membership) validate(_ context.Context, _ peer.ID, msg *pubsub.Message)
 	if m.revoked(a.Cert) {
 		m.countReject(RejectRevoked)
 		m.log.Debug("rejected announcement of a revoked node", "from", from, "host", a.HostName)
+		return pubsub.ValidationReject
+	}
+	if a.Cert.RoleName() == cladnet.RoleOperator && a.OverlayIP != "" {
+		m.countReject(RejectOperatorIP)
+		if _, seen := m.warned.LoadOrStore(from, struct{}{}); !seen {
+			m.log.Warn("rejected announcement: an operator claims no overlay address", "from", from, "host", a.HostName, "ip", a.OverlayIP)
+		}
 		return pubsub.ValidationReject
 	}
 	msg.ValidatorData = a
@@ -272,7 +281,7 @@ func (m *Membership) validateHeartbeat(from peer.ID, msg *pubsub.Message) pubsub
 		m.countReject(RejectMalformed)
 		return pubsub.ValidationReject
 	}
-	if from != m.self && !m.IsMember(from) {
+	if from != m.self && !m.known(from) {
 		return pubsub.ValidationIgnore
 	}
 	msg.ValidatorData = &hb
@@ -319,6 +328,10 @@ func (m *Membership) apply(ctx context.Context, a *Announcement) {
 	self := id == m.self
 	if !self && m.revoked(a.Cert) {
 		m.countReject(RejectRevoked) // pulled from a table, or a sync request
+		return
+	}
+	if a.Cert.RoleName() == cladnet.RoleOperator && a.OverlayIP != "" {
+		m.countReject(RejectOperatorIP)
 		return
 	}
 	m.noteInstance(id, a.Instance)
@@ -372,8 +385,8 @@ func (m *Membership) announcement(kind string) (*Announcement, error) {
 	a := &Announcement{
 		Kind:     kind,
 		PeerID:   m.self.String(),
-		Cert:     m.cfg.Cert,
-		HostName: m.cfg.Cert.HostName,
+		Cert:     m.cert,
+		HostName: m.cert.HostName,
 		Cloud:    m.cloud,
 		State:    m.state,
 		Relay:    m.cfg.Relay,
@@ -519,19 +532,43 @@ func (m *Membership) expireLoop(ctx context.Context) {
 }
 
 // Members returns the members table, self included, sorted by host name.
-func (m *Membership) Members() []Member { return m.tab.list() }
+// Operators (certificate role operator) are not members: they route no
+// packets, hold no address and have no name; Operators lists them.
+func (m *Membership) Members() []Member { return m.list(false) }
 
-// Member returns one member by peer ID.
-func (m *Membership) Member(id peer.ID) (Member, bool) { return m.tab.get(id) }
+// Operators returns the operators taking part in the CLADNet's gossip
+// (self included if this node is one), sorted by host name.
+func (m *Membership) Operators() []Member { return m.list(true) }
 
-// Lookup finds a member by peer ID, host name or overlay IP.
+func (m *Membership) list(operators bool) []Member {
+	all := m.tab.list()
+	out := all[:0]
+	for _, mem := range all {
+		if mem.Operator() == operators {
+			out = append(out, mem)
+		}
+	}
+	return out
+}
+
+// Member returns one member (not an operator) by peer ID.
+func (m *Membership) Member(id peer.ID) (Member, bool) {
+	mem, ok := m.tab.get(id)
+	if !ok || mem.Operator() {
+		return Member{}, false
+	}
+	return mem, true
+}
+
+// Lookup finds a member (not an operator) by peer ID, host name or overlay
+// IP.
 func (m *Membership) Lookup(key string) (Member, bool) {
 	if id, err := peer.Decode(key); err == nil {
-		if mem, ok := m.tab.get(id); ok {
+		if mem, ok := m.Member(id); ok {
 			return mem, true
 		}
 	}
-	for _, mem := range m.tab.list() {
+	for _, mem := range m.Members() {
 		if mem.Ann.HostName == key || (mem.Ann.OverlayIP != "" && mem.Ann.OverlayIP == key) {
 			return mem, true
 		}
@@ -553,7 +590,7 @@ func (m *Membership) MemberIPs() map[netip.Addr]peer.ID {
 // times their members announce.
 func (m *Membership) MemberClaims() []ipam.MemberClaim {
 	var out []ipam.MemberClaim
-	for _, mem := range m.tab.list() {
+	for _, mem := range m.Members() {
 		if mem.Self || mem.Ann.OverlayIP == "" {
 			continue
 		}
@@ -565,13 +602,42 @@ func (m *Membership) MemberClaims() []ipam.MemberClaim {
 }
 
 // IsMember reports whether p is a verified, live member: in the table,
-// with a certificate neither expired nor revoked.
+// with a certificate neither expired nor revoked, and not an operator (an
+// operator exchanges no packets).
 func (m *Membership) IsMember(p peer.ID) bool {
 	mem, ok := m.tab.get(p)
-	if !ok {
-		return false
-	}
+	return ok && !mem.Operator() && m.live(mem)
+}
+
+// known reports whether p is in the table (member or operator) with a
+// live certificate: its heartbeats count.
+func (m *Membership) known(p peer.ID) bool {
+	mem, ok := m.tab.get(p)
+	return ok && m.live(mem)
+}
+
+func (m *Membership) live(mem Member) bool {
 	return mem.Self || (time.Now().Before(mem.Ann.Cert.NotAfter) && !m.revoked(mem.Ann.Cert))
+}
+
+// Cert returns the certificate this node announces.
+func (m *Membership) Cert() *cladnet.Certificate {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cert
+}
+
+// SetCert replaces the certificate this node announces (a renewal: it
+// must verify for this node and CLADNet) and re-announces at once.
+func (m *Membership) SetCert(c *cladnet.Certificate) error {
+	if err := c.Verify(m.cfg.Spec, m.self, time.Now()); err != nil {
+		return fmt.Errorf("membership: new certificate: %w", err)
+	}
+	m.mu.Lock()
+	m.cert = c
+	m.mu.Unlock()
+	m.Republish()
+	return nil
 }
 
 // Self returns this node's peer ID.

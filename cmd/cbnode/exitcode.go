@@ -6,6 +6,7 @@ import (
 
 	"github.com/cloud-barista/cbnode/api"
 	"github.com/cloud-barista/cbnode/cladnet"
+	"github.com/cloud-barista/cbnode/daemon"
 )
 
 // Exit codes: a service manager restarts a node that failed (1) but not
@@ -14,7 +15,7 @@ import (
 const (
 	exitFailure     = 1 // anything else: the network, the port, a full range, ...
 	exitUsage       = 2 // bad flags or arguments
-	exitCredential  = 3 // join token missing, garbled, expired, for another CLADNet or peer
+	exitCredential  = 3 // join token missing, garbled, expired, for another CLADNet or peer; CLADNet dissolved
 	exitUnreachable = 4 // the node's local API does not answer
 	exitNotFound    = 5 // no such member, CLADNet or endpoint
 )
@@ -55,7 +56,8 @@ func exitCode(err error) int {
 	case errors.As(err, &se) && se.Code == http.StatusNotFound, errors.Is(err, cladnet.ErrNotFound):
 		return exitNotFound
 	case errors.Is(err, cladnet.ErrExpired), errors.Is(err, cladnet.ErrNotYetValid), errors.Is(err, cladnet.ErrWrongPeer),
-		errors.Is(err, cladnet.ErrBadSignature), errors.Is(err, cladnet.ErrForeignCladnet):
+		errors.Is(err, cladnet.ErrBadSignature), errors.Is(err, cladnet.ErrForeignCladnet),
+		errors.Is(err, daemon.ErrDissolved): // nothing to restart: the CLADNet is gone
 		return exitCredential
 	}
 	return exitFailure

@@ -213,7 +213,8 @@ func joinConfig(c *cli.Context) (daemon.Config, error) {
 		return daemon.Config{}, err
 	}
 	id, _ := peer.IDFromPrivateKey(key)
-	if err := tok.Cert.Verify(tok.Spec, id, time.Now()); err != nil {
+	// A renewal saved in the state directory outlives the token's certificate.
+	if err := daemon.RenewedCert(stateDir, tok.Spec, id, tok.Cert).Verify(tok.Spec, id, time.Now()); err != nil {
 		if errors.Is(err, cladnet.ErrWrongPeer) {
 			return daemon.Config{}, withCode(exitCredential, fmt.Errorf("the join token's certificate is for peer %s, but this node's key (%s) is %s", tok.Cert.PeerID, filepath.Join(stateDir, node.KeyFile), id))
 		}
