@@ -5,9 +5,10 @@
 //	membership.go  gossip membership: publishing, receiving, expiry
 //	discovery.go   DHT rendezvous, newcomer handling
 //	sync.go        members-table pull for newcomers
-//	rules.go       the signed cost rules, gossiped
-//	revocation.go  the signed revocation list, gossiped; enforcement
-//	control.go     the signed control document (data plane up/down, test requests), gossiped; the test-result protocol
+//	signedtopic.go an owner-signed, versioned document on its own gossip topic: validation, persistence, re-publication
+//	rules.go       the signed cost rules, gossiped (a signedtopic.go user)
+//	revocation.go  the signed revocation list, gossiped (a signedtopic.go user); enforcement
+//	control.go     the signed control document (data plane up/down, test requests), gossiped (a signedtopic.go user); the test-result protocol
 //	topic.go       joining a validated gossip topic
 //	link.go        libp2p streams for the forwarding core
 //	punch.go       hole-punch retries

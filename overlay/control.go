@@ -8,17 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"sync"
 	"time"
 
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/cloud-barista/cbnode/cladnet"
-	"github.com/cloud-barista/cbnode/internal/atomicfile"
 	"github.com/cloud-barista/cbnode/node"
 )
 
@@ -231,19 +226,9 @@ func checkControl(spec *cladnet.Spec, cur *ControlDoc, b []byte) (*ControlDoc, e
 // one in force (so an old DOWN cannot be replayed), the newest is kept in
 // the state directory and re-published when a peer joins the topic.
 type Control struct {
+	*signedTopic[ControlDoc]
 	spec  *cladnet.Spec
-	node  *node.Node
-	path  string
-	log   *slog.Logger
-	topic *pubsub.Topic
-	sub   *pubsub.Subscription
-
-	mu      sync.Mutex
-	current *ControlDoc
-	watch   chan struct{}
-
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	watch chan struct{}
 }
 
 // ControlTopic is the gossipsub topic of a CLADNet's control documents.
@@ -251,109 +236,25 @@ func ControlTopic(cladnetID string) string { return "/cbnode/cladnet/" + cladnet
 
 // StartControl joins the control topic; stateDir keeps the newest document.
 func StartControl(ctx context.Context, spec *cladnet.Spec, n *node.Node, stateDir string, log *slog.Logger) (*Control, error) {
-	c := &Control{spec: spec, node: n, path: filepath.Join(stateDir, ControlFile), log: log, watch: make(chan struct{}, 1)}
-	if b, err := os.ReadFile(c.path); err == nil {
-		if saved, err := ParseControl(spec, b); err == nil {
-			c.current = saved
-		} else {
-			log.Warn("ignoring saved control document", "file", c.path, "err", err)
-		}
+	kind := signedDoc[ControlDoc]{
+		file:    ControlFile,
+		verify:  func(b []byte) (*ControlDoc, error) { return ParseControl(spec, b) },
+		newer:   func(d, cur *ControlDoc) bool { return cur == nil || d.Version > cur.Version },
+		marshal: func(d *ControlDoc) ([]byte, error) { return json.Marshal(d) },
+		stale: func(d, _ *ControlDoc) error {
+			return fmt.Errorf("%w (version %d)", ErrControlStale, d.Version)
+		},
+		noun: "control document", rejected: "rejected control document", applied: "applied control document",
+		appliedAttrs: func(d *ControlDoc) []any {
+			return []any{"version", d.Version, "dataPlane", d.DataPlane, "test", d.Test != nil}
+		},
 	}
-	gt, err := joinTopic(n.PubSub, ControlTopic(spec.ID), c.validate)
-	if err != nil {
+	c := &Control{signedTopic: newSignedTopic(kind, stateDir, nil, log), spec: spec}
+	c.watch = c.changes()
+	if err := c.start(ctx, n, ControlTopic(spec.ID)); err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
-	c.topic, c.sub = gt.topic, gt.sub
-	ctx, c.cancel = context.WithCancel(ctx)
-	c.wg.Add(2)
-	go c.receive(ctx)
-	go c.republishOnJoin(ctx, gt.evts)
 	return c, nil
-}
-
-func (c *Control) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-	if from == c.node.Host.ID() { // our own Submit: checked there
-		d, err := ParseControl(c.spec, msg.Data)
-		if err != nil {
-			return pubsub.ValidationReject
-		}
-		msg.ValidatorData = d
-		return pubsub.ValidationAccept
-	}
-	d, err := checkControl(c.spec, c.Current(), msg.Data)
-	switch {
-	case errors.Is(err, ErrControlStale):
-		// A re-publication of what we hold (or older): not spread further,
-		// and no penalty for the sender, who may just be behind.
-		return pubsub.ValidationIgnore
-	case err != nil:
-		c.log.Warn("rejected control document", "from", msg.GetFrom(), "err", err)
-		return pubsub.ValidationReject
-	}
-	msg.ValidatorData = d
-	return pubsub.ValidationAccept
-}
-
-func (c *Control) receive(ctx context.Context) {
-	defer c.wg.Done()
-	for {
-		msg, err := c.sub.Next(ctx)
-		if err != nil {
-			return
-		}
-		if d, ok := msg.ValidatorData.(*ControlDoc); ok {
-			c.apply(d)
-		}
-	}
-}
-
-// apply installs d if it is newer than the document in force.
-func (c *Control) apply(d *ControlDoc) bool {
-	c.mu.Lock()
-	if c.current != nil && d.Version <= c.current.Version {
-		c.mu.Unlock()
-		return false
-	}
-	c.current = d
-	c.mu.Unlock()
-	if b, err := json.Marshal(d); err == nil {
-		if err := atomicfile.Write(c.path, b, 0o600); err != nil {
-			c.log.Warn("save control document", "err", err)
-		}
-	}
-	c.log.Info("applied control document", "version", d.Version, "dataPlane", d.DataPlane, "test", d.Test != nil)
-	select {
-	case c.watch <- struct{}{}:
-	default:
-	}
-	return true
-}
-
-func (c *Control) republishOnJoin(ctx context.Context, evts *pubsub.TopicEventHandler) {
-	defer c.wg.Done()
-	defer evts.Cancel()
-	for {
-		ev, err := evts.NextPeerEvent(ctx)
-		if err != nil {
-			return
-		}
-		if ev.Type != pubsub.PeerJoin {
-			continue
-		}
-		if d := c.Current(); d != nil {
-			if err := c.publish(ctx, d); err != nil && ctx.Err() == nil {
-				c.log.Debug("republish control document", "err", err)
-			}
-		}
-	}
-}
-
-func (c *Control) publish(ctx context.Context, d *ControlDoc) error {
-	b, err := json.Marshal(d)
-	if err != nil {
-		return err
-	}
-	return c.topic.Publish(ctx, b)
 }
 
 // Submit verifies a signed control document newer than the one in force,
@@ -368,23 +269,11 @@ func (c *Control) Submit(ctx context.Context, d *ControlDoc) (*ControlDoc, error
 	if err != nil {
 		return nil, err
 	}
-	if !c.apply(d) {
-		return nil, fmt.Errorf("%w (version %d)", ErrControlStale, d.Version)
-	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := c.publish(pctx, d); err != nil {
-		return d, fmt.Errorf("applied here, but gossip failed: %w", err)
-	}
-	return d, nil
+	return c.submit(ctx, d)
 }
 
 // Current returns the document in force (nil: none, the data plane is up).
-func (c *Control) Current() *ControlDoc {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.current
-}
+func (c *Control) Current() *ControlDoc { return c.current() }
 
 // Down reports whether the document in force takes the data plane down.
 func (c *Control) Down() bool {
@@ -406,10 +295,4 @@ func (c *Control) NextVersion(now time.Time) uint64 {
 func (c *Control) Changes() <-chan struct{} { return c.watch }
 
 // Close leaves the topic.
-func (c *Control) Close() {
-	c.cancel()
-	c.sub.Cancel()
-	c.wg.Wait()
-	c.topic.Close()
-	_ = c.node.PubSub.UnregisterTopicValidator(c.topic.String())
-}
+func (c *Control) Close() { c.close() }

@@ -46,8 +46,7 @@ func signedRules(t *testing.T, o *cladnet.Owner, v uint64) []byte {
 // document must not travel on (it used to be accepted and forwarded).
 func TestRulesValidatorRefusesReplay(t *testing.T) {
 	o := newTestOwner(t)
-	r := &Rules{spec: o.Spec, log: slog.Default(), current: cost.DefaultRules(o.Spec.ID, cladnet.RuleBasic), watch: make(chan struct{}, 1),
-		path: filepath.Join(t.TempDir(), RulesFile)}
+	r := newRules(o.Spec, t.TempDir(), slog.Default())
 	v5, v3 := signedRules(t, o, 5), signedRules(t, o, 3)
 	if got := r.validate(context.Background(), "", gossipMsg(v5)); got != pubsub.ValidationAccept {
 		t.Fatalf("newer rules: %v", got)
