@@ -35,6 +35,10 @@ type Options struct {
 	LogLevel  string
 	Relay     bool   // the bootstrap node relays for the lab's CLADNet
 	RuleType  string // the CLADNet's rule type (default basic)
+	// External: NewLab creates no CLADNet; the test makes it elsewhere
+	// (through an operator's API) and gives each member its token file.
+	// The members still join by the name "lab".
+	External bool
 }
 
 // Cluster is a running lab.
@@ -108,8 +112,8 @@ func New(ctx context.Context, bin string, o Options) (_ *Cluster, err error) {
 	return c, nil
 }
 
-// NewLab makes an empty lab and the CLADNet; build the topology with
-// Lab/AddHost, then StartBootstrap and AddMember.
+// NewLab makes an empty lab and the CLADNet (none with Options.External);
+// build the topology with Lab/AddHost, then StartBootstrap and AddMember.
 func NewLab(ctx context.Context, bin string, o Options) (*Cluster, error) {
 	if o.Prefix == "" {
 		o.Prefix = "cbc"
@@ -139,6 +143,9 @@ func NewLab(ctx context.Context, bin string, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{Lab: lab, Bin: bin, Dir: dir, opts: o}
+	if o.External {
+		return c, nil
+	}
 	out, err := exec.CommandContext(ctx, bin, "cladnet", "create", "lab", "--dir", c.CladnetDir(), "--cidr", o.CIDR, "--rule-type", o.RuleType).Output()
 	if err != nil {
 		c.Close()
