@@ -10,6 +10,19 @@ import (
 // its CLADNet's owner dissolved the CLADNet.
 var ErrDissolved = errors.New("was dissolved by its owner")
 
+// ErrRevoked: this node's own certificate is revoked (Run's error wraps it).
+var ErrRevoked = errors.New("certificate revoked")
+
+// revokedError keeps its one-line message and matches ErrRevoked.
+type revokedError struct{ msg string }
+
+func (e *revokedError) Error() string { return e.msg }
+func (e *revokedError) Unwrap() error { return ErrRevoked }
+
+func errRevoked(format string, args ...any) error {
+	return &revokedError{msg: fmt.Sprintf(format, args...)}
+}
+
 // dissolved returns an ErrDissolved error if the revocation list in force
 // dissolves the CLADNet.
 func (m *Member) dissolved() error {

@@ -88,7 +88,7 @@ func (m *Member) loop(ctx context.Context, members, revoked <-chan struct{}) {
 				return
 			}
 			if m.revokedCert(m.cert()) {
-				m.fail(fmt.Errorf("this node's certificate (host %s) was revoked by the CLADNet owner: ask the operator for a new join token", m.cfg.Token.Cert.HostName))
+				m.fail(errRevoked("this node's certificate (host %s) was revoked by the CLADNet owner: ask the operator for a new join token", m.cfg.Token.Cert.HostName))
 				return
 			}
 			m.mem.DropRevoked() // also cuts their connections

@@ -167,7 +167,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		return nil, err
 	}
 	if revs.RevokedCert(cert) {
-		return nil, fmt.Errorf("join CLADNet %s: this node's certificate (host %s, peer %s) is revoked: ask the operator for a new join token", spec.Name, cert.HostName, self)
+		return nil, errRevoked("join CLADNet %s: this node's certificate (host %s, peer %s) is revoked: ask the operator for a new join token", spec.Name, cert.HostName, self)
 	}
 	relay.ServeCert(m.node.Host, cert)
 	if cfg.Relay {

@@ -57,7 +57,7 @@ func exitCode(err error) int {
 		return exitNotFound
 	case errors.Is(err, cladnet.ErrExpired), errors.Is(err, cladnet.ErrNotYetValid), errors.Is(err, cladnet.ErrWrongPeer),
 		errors.Is(err, cladnet.ErrBadSignature), errors.Is(err, cladnet.ErrForeignCladnet),
-		errors.Is(err, daemon.ErrDissolved): // nothing to restart: the CLADNet is gone
+		errors.Is(err, daemon.ErrDissolved), errors.Is(err, daemon.ErrRevoked): // nothing to restart: the CLADNet is gone
 		return exitCredential
 	}
 	return exitFailure
