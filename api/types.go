@@ -43,6 +43,10 @@ type Status struct {
 	IdentityConflict string `json:"identityConflict,omitempty"`
 }
 
+// StateRevoked is the state the operator's peer list shows for a node whose
+// certificate the owner revoked (members drop such nodes from their tables).
+const StateRevoked = "revoked"
+
 // Peer is one member as GET /v1/cladnet/{cladnetId}/peer lists it. The
 // cb-network fields come first; hostId is the member's peer ID.
 type Peer struct {

@@ -502,18 +502,24 @@ func TestOperatorEndToEnd(t *testing.T) {
 	}
 	restarted := time.Now()
 	for {
+		var all api.Peers
+		op.must(http.StatusOK, "GET", "/v1/cladnet/"+id+"/peer", nil, &all)
+		fresh, revokedN3 := true, false
 		var ps api.Peers
-		op.must(http.StatusOK, "GET", "/v1/cladnet/"+id+"/peer", nil, &ps)
-		fresh := true
-		for _, p := range ps.Peers {
+		for _, p := range all.Peers {
+			if p.State == api.StateRevoked {
+				revokedN3 = revokedN3 || p.HostName == "n3"
+				continue
+			}
+			ps.Peers = append(ps.Peers, p)
 			fresh = fresh && p.FirstSeen.After(restart) && p.State == "tunneling"
 		}
-		if fresh && len(ps.Peers) == 3 && hasHost(ps.Peers, "n1") && hasHost(ps.Peers, "n2") && hasHost(ps.Peers, "n4") {
-			t.Logf("restarted operator lists n1, n2, n4 %s after it came up", ms(time.Since(restarted)))
+		if fresh && revokedN3 && len(ps.Peers) == 3 && hasHost(ps.Peers, "n1") && hasHost(ps.Peers, "n2") && hasHost(ps.Peers, "n4") {
+			t.Logf("restarted operator lists n1, n2, n4 %s after it came up, and n3 as revoked", ms(time.Since(restarted)))
 			break
 		}
 		if time.Since(restarted) > 30*time.Second {
-			t.Fatalf("restarted operator lists %+v, want n1, n2 and n4", ps.Peers)
+			t.Fatalf("restarted operator lists %+v, want n1, n2 and n4, and n3 as revoked", all.Peers)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

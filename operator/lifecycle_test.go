@@ -175,6 +175,10 @@ func TestOperatorRevocation(t *testing.T) {
 		t.Fatalf("vm1 -> vm2 after the revocation: %v", err)
 	}
 
+	// The operator keeps listing vm3, as revoked.
+	if code, m := call(t, "GET", u+"/v1/cladnet/lab/peer", ""); code != 200 || !listsRevoked(m, vm3.String()) {
+		t.Errorf("GET peer after the revocation: %d %v: want vm3 with state revoked", code, m)
+	}
 	if code, m := call(t, "POST", u+"/v1/cladnet/lab/revocation", `{"peerId":"`+vm3.String()+`"}`); code != 409 {
 		t.Errorf("revoke again: %d %v, want 409", code, m)
 	}
@@ -358,4 +362,15 @@ func TestOperatorDeleteDissolves(t *testing.T) {
 	if !errors.Is(err, daemon.ErrDissolved) {
 		t.Fatalf("restart after the dissolution: %v", err)
 	}
+}
+
+// listsRevoked reports whether a {"peers":[...]} answer lists id as revoked.
+func listsRevoked(m map[string]any, id string) bool {
+	peers, _ := m["peers"].([]any)
+	for _, p := range peers {
+		if p, ok := p.(map[string]any); ok && p["hostId"] == id && p["state"] == "revoked" {
+			return true
+		}
+	}
+	return false
 }

@@ -174,6 +174,9 @@ func (s *cladnetSwarm) nextVersion(now time.Time) uint64 {
 }
 
 // peers is the members table as api.Peer rows, without the operator.
+// peers lists the members, and the revoked nodes with state "revoked" (the
+// members dropped them; the operator keeps showing them, so a revoked node
+// does not just vanish).
 func (s *cladnetSwarm) peers() []api.Peer {
 	out := []api.Peer{}
 	for _, m := range s.mem.Members() {
@@ -181,6 +184,12 @@ func (s *cladnetSwarm) peers() []api.Peer {
 			continue
 		}
 		out = append(out, s.toPeer(m))
+	}
+	if list := s.revs.Current(); list != nil {
+		for _, e := range list.Entries {
+			out = append(out, api.Peer{CladnetID: s.owner.Spec.ID, HostID: e.PeerID, HostName: e.HostName,
+				State: api.StateRevoked, Details: cost.CloudInfo{}, LastSeen: e.RevokedAt.UTC(), FirstSeen: e.RevokedAt.UTC()})
+		}
 	}
 	return out
 }
