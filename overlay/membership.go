@@ -506,7 +506,6 @@ func (m *Membership) expireLoop(ctx context.Context) {
 	defer m.wg.Done()
 	tick := time.NewTicker(m.cfg.Heartbeat / 2)
 	defer tick.Stop()
-	noGossip := map[peer.ID]time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -527,7 +526,6 @@ func (m *Membership) expireLoop(ctx context.Context) {
 		if len(gone) > 0 {
 			m.notify()
 		}
-		m.repairGossip(ctx, noGossip, now)
 	}
 }
 
