@@ -67,13 +67,11 @@ func (o *Operator) listCladnets(w http.ResponseWriter, r *http.Request) {
 }
 
 func (o *Operator) getCladnet(w http.ResponseWriter, r *http.Request) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	s, err := o.lookup(r.PathValue("cladnetId"))
-	if err != nil {
-		fail(w, err)
+	s, unlock, ok := o.lockedCladnetOf(w, r)
+	if !ok {
 		return
 	}
+	defer unlock()
 	api.WriteJSON(w, http.StatusOK, specOf(s.owner.Spec))
 }
 
@@ -128,13 +126,11 @@ func (o *Operator) updateCladnet(w http.ResponseWriter, r *http.Request) {
 		fail(w, badInput(err))
 		return
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	s, err := o.lookup(r.PathValue("cladnetId"))
-	if err != nil {
-		fail(w, err)
+	s, unlock, ok := o.lockedCladnetOf(w, r)
+	if !ok {
 		return
 	}
+	defer unlock()
 	spec := s.owner.Spec
 	for _, f := range []struct{ field, got, have string }{
 		{"cladnetId", firstNonEmpty(req.ID, req.OldID), spec.ID}, {"name", req.Name, spec.Name},
@@ -177,13 +173,11 @@ func (o *Operator) updateCladnet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (o *Operator) deleteCladnet(w http.ResponseWriter, r *http.Request) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	s, err := o.lookup(r.PathValue("cladnetId"))
-	if err != nil {
-		fail(w, err)
+	s, unlock, ok := o.lockedCladnetOf(w, r)
+	if !ok {
 		return
 	}
+	defer unlock()
 	// A signed dissolution first: every member leaves and removes its
 	// device (it spreads by gossip and is kept in the archived directory).
 	if err := s.dissolve(r.Context(), o.cfg.Dir); err != nil {
@@ -235,15 +229,14 @@ func (o *Operator) issueToken(w http.ResponseWriter, r *http.Request) {
 		}
 		ttl = d
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	s, err := o.lookup(r.PathValue("cladnetId"))
-	if err != nil {
-		fail(w, err)
+	s, unlock, ok := o.lockedCladnetOf(w, r)
+	if !ok {
 		return
 	}
+	defer unlock()
 	tok := &cladnet.Token{Spec: s.owner.Spec, Bootstrap: o.cfg.Bootstrap}
 	var id peer.ID
+	var err error
 	if req.PeerID != "" {
 		if id, err = peer.Decode(req.PeerID); err != nil {
 			fail(w, badInput(fmt.Errorf("peerId %q is not a peer ID: give the ID 'cbnode key' prints on the node (12D3KooW...)", req.PeerID)))
@@ -302,13 +295,11 @@ func (o *Operator) issueToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (o *Operator) getRules(w http.ResponseWriter, r *http.Request) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	s, err := o.lookup(r.PathValue("cladnetId"))
-	if err != nil {
-		fail(w, err)
+	s, unlock, ok := o.lockedCladnetOf(w, r)
+	if !ok {
 		return
 	}
+	defer unlock()
 	api.WriteJSON(w, http.StatusOK, s.rules.Current())
 }
 
@@ -324,13 +315,11 @@ func (o *Operator) putRules(w http.ResponseWriter, r *http.Request) {
 		Version uint64 `json:"version"`
 	}
 	_ = json.Unmarshal(body, &ver)
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	s, err := o.lookup(r.PathValue("cladnetId"))
-	if err != nil {
-		fail(w, err)
+	s, unlock, ok := o.lockedCladnetOf(w, r)
+	if !ok {
 		return
 	}
+	defer unlock()
 	now := time.Now()
 	doc, err := cost.LoadRulesFile(body, s.owner.Spec.ID, now)
 	if err != nil {
@@ -359,22 +348,16 @@ func (o *Operator) putRules(w http.ResponseWriter, r *http.Request) {
 }
 
 func (o *Operator) listPeers(w http.ResponseWriter, r *http.Request) {
-	o.mu.Lock()
-	s, err := o.lookup(r.PathValue("cladnetId"))
-	o.mu.Unlock()
-	if err != nil {
-		fail(w, err)
+	s, ok := o.cladnetOf(w, r)
+	if !ok {
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, Peers{Peers: s.peers()})
 }
 
 func (o *Operator) getPeer(w http.ResponseWriter, r *http.Request) {
-	o.mu.Lock()
-	s, err := o.lookup(r.PathValue("cladnetId"))
-	o.mu.Unlock()
-	if err != nil {
-		fail(w, err)
+	s, ok := o.cladnetOf(w, r)
+	if !ok {
 		return
 	}
 	p, err := s.peer(r.PathValue("hostId"))
@@ -383,4 +366,28 @@ func (o *Operator) getPeer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, p)
+}
+
+// cladnetOf finds the CLADNet the path names (by ID or name) and answers
+// the error itself when there is none; the operator's lock is not held on
+// return.
+func (o *Operator) cladnetOf(w http.ResponseWriter, r *http.Request) (*cladnetSwarm, bool) {
+	s, unlock, ok := o.lockedCladnetOf(w, r)
+	if ok {
+		unlock()
+	}
+	return s, ok
+}
+
+// lockedCladnetOf is cladnetOf for handlers that change the CLADNet: on
+// success the operator's lock is held until unlock.
+func (o *Operator) lockedCladnetOf(w http.ResponseWriter, r *http.Request) (*cladnetSwarm, func(), bool) {
+	o.mu.Lock()
+	s, err := o.lookup(r.PathValue("cladnetId"))
+	if err != nil {
+		o.mu.Unlock()
+		fail(w, err)
+		return nil, nil, false
+	}
+	return s, o.mu.Unlock, true
 }

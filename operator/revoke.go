@@ -41,11 +41,8 @@ func revocationList(s *cladnetSwarm) *cladnet.Revocations {
 }
 
 func (o *Operator) getRevocations(w http.ResponseWriter, r *http.Request) {
-	o.mu.Lock()
-	s, err := o.lookup(r.PathValue("cladnetId"))
-	o.mu.Unlock()
-	if err != nil {
-		fail(w, err)
+	s, ok := o.cladnetOf(w, r)
+	if !ok {
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, revocationList(s))
@@ -64,13 +61,11 @@ func (o *Operator) postRevocation(w http.ResponseWriter, r *http.Request) {
 		fail(w, badInput(errors.New(`body needs one of "hostName" or "peerId" (the node to revoke), and optionally "reason"`)))
 		return
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	s, err := o.lookup(r.PathValue("cladnetId"))
-	if err != nil {
-		fail(w, err)
+	s, unlock, ok := o.lockedCladnetOf(w, r)
+	if !ok {
 		return
 	}
+	defer unlock()
 	e, err := o.resolveRevocation(s, req)
 	if err != nil {
 		fail(w, err)
