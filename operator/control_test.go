@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-
 	"github.com/cloud-barista/cbnode/cladnet"
 	"github.com/cloud-barista/cbnode/cost"
 	"github.com/cloud-barista/cbnode/daemon"
@@ -92,16 +90,7 @@ func allPairs(ms []*member, f func(a, b *member) error) error {
 // kept and readable later); DOWN stops packets between all members
 // (counted as admin_down), survives a member's restart; UP restores them.
 func TestTestAndControl(t *testing.T) {
-	bk, _, _ := crypto.GenerateEd25519Key(nil)
-	b, err := daemon.StartBootstrap(context.Background(), daemon.BootstrapConfig{Key: bk, ListenIPs: []string{"127.0.0.1"}, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Stop)
-	var boot []string
-	for _, a := range b.Node.Host.Addrs() {
-		boot = append(boot, a.String()+"/p2p/"+b.Node.Host.ID().String())
-	}
+	_, boot := startBootstrap(t)
 	op := startOp(t, t.TempDir(), func(c *operator.Config) {
 		c.Bootstrap, c.Heartbeat, c.MissedHeartbeats = boot, 500*time.Millisecond, 4
 	})

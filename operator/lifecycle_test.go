@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
-	"github.com/libp2p/go-libp2p/core/crypto"
 
 	"github.com/cloud-barista/cbnode/cladnet"
 	"github.com/cloud-barista/cbnode/daemon"
@@ -20,16 +19,7 @@ import (
 // returns the operator, its DIR and the CLADNet's ID.
 func lab(t *testing.T) (*operator.Operator, string, string) {
 	t.Helper()
-	bk, _, _ := crypto.GenerateEd25519Key(nil)
-	b, err := daemon.StartBootstrap(context.Background(), daemon.BootstrapConfig{Key: bk, ListenIPs: []string{"127.0.0.1"}, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Stop)
-	var boot []string
-	for _, a := range b.Node.Host.Addrs() {
-		boot = append(boot, a.String()+"/p2p/"+b.Node.Host.ID().String())
-	}
+	_, boot := startBootstrap(t)
 	dir := t.TempDir()
 	op := startOp(t, dir, func(c *operator.Config) {
 		c.Bootstrap, c.Heartbeat, c.MissedHeartbeats = boot, 500*time.Millisecond, 4

@@ -1,17 +1,13 @@
 package operator_test
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-
 	"github.com/cloud-barista/cbnode/cost"
-	"github.com/cloud-barista/cbnode/daemon"
 	"github.com/cloud-barista/cbnode/operator"
 )
 
@@ -21,16 +17,7 @@ import (
 // stay) and announces them; GET .../networkingRule of b comes from b
 // itself; a member that left answers 502, an unknown host 404.
 func TestOperatorReachesMembers(t *testing.T) {
-	bk, _, _ := crypto.GenerateEd25519Key(nil)
-	b, err := daemon.StartBootstrap(context.Background(), daemon.BootstrapConfig{Key: bk, ListenIPs: []string{"127.0.0.1"}, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Stop)
-	var boot []string
-	for _, a := range b.Node.Host.Addrs() {
-		boot = append(boot, a.String()+"/p2p/"+b.Node.Host.ID().String())
-	}
+	_, boot := startBootstrap(t)
 	op := startOp(t, t.TempDir(), func(c *operator.Config) {
 		c.Bootstrap, c.Heartbeat, c.MissedHeartbeats = boot, 500*time.Millisecond, 4
 	})

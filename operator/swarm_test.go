@@ -112,16 +112,7 @@ func send(a, b *member, seq uint32) error {
 // them, the data plane outlives it, and a restart from DIR holds the same
 // CLADNets.
 func TestOperatorInSwarm(t *testing.T) {
-	bk, _, _ := crypto.GenerateEd25519Key(nil)
-	b, err := daemon.StartBootstrap(context.Background(), daemon.BootstrapConfig{Key: bk, ListenIPs: []string{"127.0.0.1"}, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Stop)
-	var boot []string
-	for _, a := range b.Node.Host.Addrs() {
-		boot = append(boot, a.String()+"/p2p/"+b.Node.Host.ID().String())
-	}
+	_, boot := startBootstrap(t)
 	dir := t.TempDir()
 	opCfg := func(c *operator.Config) {
 		c.Bootstrap, c.Heartbeat, c.MissedHeartbeats = boot, 500*time.Millisecond, 4
@@ -218,4 +209,22 @@ func TestOperatorInSwarm(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// startBootstrap starts a bootstrap node on 127.0.0.1 for the test and
+// returns it with its multiaddrs (each with /p2p/ID), as members and the
+// operator take them.
+func startBootstrap(t *testing.T) (*daemon.Bootstrap, []string) {
+	t.Helper()
+	bk, _, _ := crypto.GenerateEd25519Key(nil)
+	b, err := daemon.StartBootstrap(context.Background(), daemon.BootstrapConfig{Key: bk, ListenIPs: []string{"127.0.0.1"}, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	var boot []string
+	for _, a := range b.Node.Host.Addrs() {
+		boot = append(boot, a.String()+"/p2p/"+b.Node.Host.ID().String())
+	}
+	return b, boot
 }

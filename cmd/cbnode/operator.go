@@ -104,16 +104,8 @@ func operatorClientCommands() []*cli.Command {
 		{
 			Name: "get", Usage: "print one of the operator's CLADNets as JSON (--operator URL)", ArgsUsage: "NAME|ID", Flags: flags,
 			Action: func(c *cli.Context) error {
-				name, err := oneArg(c, "CLADNet NAME or ID")
-				if err != nil {
-					return err
-				}
-				cl, err := operatorClient(c)
-				if err != nil {
-					return err
-				}
 				var out operator.CLADNetSpecification
-				if err := opDo(cl, c.Context, http.MethodGet, "/v1/cladnet/"+url.PathEscape(name), nil, &out); err != nil {
+				if err := onCladnet(c, http.MethodGet, &out); err != nil {
 					return err
 				}
 				return printJSON(out)
@@ -122,16 +114,8 @@ func operatorClientCommands() []*cli.Command {
 		{
 			Name: "delete", Usage: "delete one of the operator's CLADNets (its directory and owner key are archived)", ArgsUsage: "NAME|ID", Flags: flags,
 			Action: func(c *cli.Context) error {
-				name, err := oneArg(c, "CLADNet NAME or ID")
-				if err != nil {
-					return err
-				}
-				cl, err := operatorClient(c)
-				if err != nil {
-					return err
-				}
 				var out operator.DeletionResult
-				if err := opDo(cl, c.Context, http.MethodDelete, "/v1/cladnet/"+url.PathEscape(name), nil, &out); err != nil {
+				if err := onCladnet(c, http.MethodDelete, &out); err != nil {
 					return err
 				}
 				fmt.Fprintln(os.Stderr, out.Message)
@@ -217,4 +201,18 @@ func (t authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", t.auth)
 	return t.next.RoundTrip(r)
+}
+
+// onCladnet sends method to /v1/cladnet/{the NAME|ID argument} on the
+// operator and decodes the answer into out.
+func onCladnet(c *cli.Context, method string, out any) error {
+	name, err := oneArg(c, "CLADNet NAME or ID")
+	if err != nil {
+		return err
+	}
+	cl, err := operatorClient(c)
+	if err != nil {
+		return err
+	}
+	return opDo(cl, c.Context, method, "/v1/cladnet/"+url.PathEscape(name), nil, out)
 }
