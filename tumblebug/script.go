@@ -258,9 +258,12 @@ echo "cbnode-deploy rule=$("$B" networking-rule --json 2>/dev/null | tr -d '\n')
 }
 
 // PushRevocationCommand hands the transferred signed revocation list to
-// the member, which applies and gossips it.
+// the member, which applies and gossips it (a list already in force, e.g.
+// gossiped by the operator, is success).
 func (l Layout) PushRevocationCommand() string {
-	return l.wrap(scriptHead + `rc=0; "$B" revocation push "$S/revocations.json" || rc=$?; rm -f "$S/revocations.json"; exit $rc
+	return l.wrap(scriptHead + `rc=0; out=$("$B" revocation push "$S/revocations.json" 2>&1) || rc=$?; rm -f "$S/revocations.json"
+case "$out" in *"not newer"*) echo "cbnode-deploy revocation=already in force"; exit 0;; esac
+echo "$out"; exit $rc
 `)
 }
 

@@ -455,3 +455,12 @@ func writeInHome(home, dir, name string, data []byte) error {
 	}
 	return os.WriteFile(filepath.Join(dir, name), data, 0o644)
 }
+
+// NodeHome is the home directory of a node.
+func (s *Server) NodeHome(ns, infra, id string) (string, bool) {
+	n, ok := s.node(ns, infra, id)
+	if !ok {
+		return "", false
+	}
+	return n.Home, true
+}
