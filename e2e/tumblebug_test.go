@@ -406,7 +406,7 @@ func TestTumblebugDeploy(t *testing.T) {
 	gonePID := pidOf(t, l.home["g1-2"])
 	l.tb.RemoveNode(tbNS, tbInfra, "g1-2")
 	out, err = l.deploy("deploy")
-	if err != nil || !strings.Contains(out, "revoked g1-2") {
+	if err != nil || !strings.Contains(out, "revoked g1-2") || !strings.Contains(out, "list handed to g") {
 		t.Fatalf("scale-in: %v: %s", err, out)
 	}
 	deadline := time.Now().Add(30 * time.Second)

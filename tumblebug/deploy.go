@@ -434,6 +434,7 @@ func (d *deployer) deployNode(ctx context.Context, n Node) ([]Action, error) {
 	}
 	// The binary first: the bootstrap's key is made by it.
 	if p.BinSHA != w.BinSHA {
+		d.progress(n.ID, fmt.Sprintf("%s (%.1f MiB)", InstallBinary, float64(len(d.Binary))/(1<<20)))
 		if _, err := d.send(ctx, n.ID, string(InstallBinary), "cbnode", d.Binary, false, l.InstallBinaryCommand()); err != nil {
 			return []Action{InstallBinary}, fmt.Errorf("install binary: %w", err)
 		}
@@ -463,6 +464,9 @@ func (d *deployer) deployNode(ctx context.Context, n Node) ([]Action, error) {
 	w.EnvSHA = sha([]byte(env))
 	acts := NodeActions(p, w)
 	for _, a := range acts {
+		if a != InstallBinary {
+			d.progress(n.ID, string(a))
+		}
 		var err error
 		switch a {
 		case WriteUnit:
@@ -494,6 +498,13 @@ func (d *deployer) deployNode(ctx context.Context, n Node) ([]Action, error) {
 		}
 	}
 	return acts, nil
+}
+
+// progress tells that a step starts (apply only: plan prints the commands).
+func (d *deployer) progress(node, what string) {
+	if !d.Plan {
+		d.logf("    %s: %s ...", node, what)
+	}
 }
 
 // token makes sure the node has its key, then has the operator issue a

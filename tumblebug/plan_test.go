@@ -2,6 +2,7 @@ package tumblebug
 
 import (
 	"net/netip"
+	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
@@ -263,4 +264,44 @@ func TestLayoutCheck(t *testing.T) {
 			t.Errorf("Check accepted %+v", l)
 		}
 	}
+}
+
+// TestScriptsParse checks that every command deploy sends, and the script
+// each wraps, is valid sh (sh -n parses, runs nothing).
+func TestScriptsParse(t *testing.T) {
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("no sh")
+	}
+	for _, l := range []Layout{
+		{Service: ServiceSystemd, Sudo: "sudo", Port: 7460, BootstrapPort: 7461},
+		{Service: ServiceBackground, Root: "$HOME/root", Port: 7460, BootstrapPort: 7461},
+	} {
+		for name, cmd := range map[string]string{
+			"probe": l.ProbeCommand(true), "probe-ro": l.ProbeCommand(false), "binary": l.InstallBinaryCommand(),
+			"unit": l.WriteUnitCommand(true), "env": l.WriteEnvCommand(), "key": l.KeyCommand(false), "bootkey": l.KeyCommand(true),
+			"token": l.WriteTokenCommand(), "start": l.StartCommand(), "bootstrap": l.StartBootstrapCommand("203.0.113.7", "owner"),
+			"report": l.ReportCommand(), "revocation": l.PushRevocationCommand(),
+		} {
+			inner := innerScript(t, cmd)
+			for what, s := range map[string]string{"command": cmd, "script": inner} {
+				if out, err := exec.Command("sh", "-n", "-c", s).CombinedOutput(); err != nil {
+					t.Errorf("%s %s %s: %v: %s\n%s", l.Service, name, what, err, out, s)
+				}
+			}
+			if strings.Contains(cmd, "$$Func(") { // Tumblebug would expand it
+				t.Errorf("%s: %s", name, cmd)
+			}
+		}
+	}
+}
+
+// innerScript undoes wrap's quoting.
+func innerScript(t *testing.T, cmd string) string {
+	t.Helper()
+	i := strings.Index(cmd, "sh -c '")
+	j := strings.LastIndex(cmd, "' cbnode-deploy ")
+	if i < 0 || j < i {
+		t.Fatalf("not a wrapped command: %s", cmd)
+	}
+	return strings.ReplaceAll(cmd[i+len("sh -c '"):j], `'\''`, "'")
 }
