@@ -229,3 +229,23 @@ func TestPlanChangesNothing(t *testing.T) {
 		}
 	}
 }
+
+func infoOf(t *testing.T, s *tumblebugtest.Server, id string) tumblebug.Node {
+	t.Helper()
+	c, _ := tumblebug.NewClient(s.URL(), "u", "p")
+	in, err := c.Infra(ctx(t), "ns", "infra01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range in.Node {
+		if n.ID == id {
+			return n
+		}
+	}
+	t.Fatalf("no node %s", id)
+	return tumblebug.Node{}
+}
+
+func nodeWith(info tumblebug.Node, home string, run tumblebugtest.Runner) *tumblebugtest.Node {
+	return &tumblebugtest.Node{Info: info, Home: home, Run: run}
+}

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -44,6 +45,7 @@ type Config struct {
 	Wait        time.Duration // for every node to be a member
 	Out         io.Writer     // progress lines and the final table
 	Plan        bool          // print the commands, change nothing
+	Parallel    int           // nodes set up at once after the bootstrap node (default 4; plan: 1)
 }
 
 // Row is one node of the final table.
@@ -73,11 +75,19 @@ type deployer struct {
 	boot     Bootstrap
 	nodes    []Node
 	facts    map[string]Facts
+
+	outMu sync.Mutex // Out
+	mu    sync.Mutex // st and res while nodes deploy in parallel
 }
 
 func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
-func (d *deployer) logf(format string, a ...any) { fmt.Fprintf(d.Out, format+"\n", a...) }
+// logf prints a progress line (nodes deploy in parallel: one line at a time).
+func (d *deployer) logf(format string, a ...any) {
+	d.outMu.Lock()
+	defer d.outMu.Unlock()
+	fmt.Fprintf(d.Out, format+"\n", a...)
+}
 
 // Run deploys cbnode to every running node of the infra (or, with Plan,
 // prints what it would do): see docs/tumblebug.md for the steps.
@@ -382,23 +392,24 @@ func (d *deployer) send(ctx context.Context, node, what, name string, data []byt
 }
 
 func (d *deployer) deployNodes(ctx context.Context) error {
-	order := append([]Node(nil), d.nodes...)
-	if d.boot.Node != "" {
-		sort.SliceStable(order, func(i, j int) bool { return order[i].ID == d.boot.Node && order[j].ID != d.boot.Node })
-	} else {
-		d.bootAddr = d.boot.Given
-		d.logf("bootstrap: %s (given)", strings.Join(d.boot.Given, " "))
+	var rest []Node
+	for _, n := range d.nodes {
+		if n.ID != d.boot.Node {
+			rest = append(rest, n)
+		}
 	}
-	for i, n := range order {
-		start := time.Now()
-		acts, err := d.deployNode(ctx, n)
-		label := fmt.Sprintf("[%d/%d] %s", i+1, len(order), n.ID)
+	total, done := len(d.nodes), 0
+	finish := func(n Node, acts []Action, err error, start time.Time) {
+		d.mu.Lock()
+		done++
+		label := fmt.Sprintf("[%d/%d] %s", done, total, n.ID)
 		d.res.Changed[n.ID] = acts
-		switch {
-		case err != nil && n.ID == d.boot.Node:
-			return fmt.Errorf("bootstrap node %s: %w", n.ID, err)
-		case err != nil:
+		if err != nil {
 			d.res.Failed[n.ID] = err
+		}
+		d.mu.Unlock()
+		switch {
+		case err != nil:
 			d.logf("%s: FAILED: %v", label, err)
 		case len(acts) == 0:
 			d.logf("%s: up to date", label)
@@ -408,7 +419,60 @@ func (d *deployer) deployNodes(ctx context.Context) error {
 			d.logf("%s: %s: done (%.1f s)", label, joinActs(acts), time.Since(start).Seconds())
 		}
 	}
+	if d.boot.Node == "" {
+		d.bootAddr = d.boot.Given
+		d.st.Bootstrap = d.boot.Given
+		d.logf("bootstrap: %s (given)", strings.Join(d.boot.Given, " "))
+	} else {
+		// The bootstrap node first: every env file names it.
+		for _, n := range d.nodes {
+			if n.ID == d.boot.Node {
+				start := time.Now()
+				acts, err := d.deployNode(ctx, n)
+				finish(n, acts, err, start)
+				if err != nil {
+					return fmt.Errorf("bootstrap node %s: %w", n.ID, err)
+				}
+			}
+		}
+	}
+	par := d.Parallel
+	if par <= 0 {
+		par = 4
+	}
+	if d.Plan {
+		par = 1 // the printed commands stay in order
+	}
+	next := make(chan Node)
+	var wg sync.WaitGroup
+	for range min(par, max(len(rest), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range next {
+				start := time.Now()
+				acts, err := d.deployNode(ctx, n)
+				finish(n, acts, err, start)
+			}
+		}()
+	}
+	for _, n := range rest {
+		next <- n
+	}
+	close(next)
+	wg.Wait()
 	return nil
+}
+
+// record notes a deployed node in the state file.
+func (d *deployer) record(id string, dep Deployed, keepPeer bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old, ok := d.st.Nodes[id]; keepPeer && ok && old.PeerID != "" {
+		return nil
+	}
+	d.st.Nodes[id] = dep
+	return d.st.Save(d.StateFile)
 }
 
 func joinActs(acts []Action) string {
@@ -490,10 +554,7 @@ func (d *deployer) deployNode(ctx context.Context, n Node) ([]Action, error) {
 		}
 	}
 	if !d.Plan {
-		if dep, ok := d.st.Nodes[n.ID]; !ok || dep.PeerID == "" {
-			d.st.Nodes[n.ID] = Deployed{Host: host, PeerID: p.PeerID}
-		}
-		if err := d.st.Save(d.StateFile); err != nil {
+		if err := d.record(n.ID, Deployed{Host: host, PeerID: p.PeerID}, true); err != nil {
 			return acts, err
 		}
 	}
@@ -522,7 +583,7 @@ func (d *deployer) token(ctx context.Context, node, host string) error {
 		return err
 	}
 	if !d.Plan {
-		d.st.Nodes[node] = Deployed{Host: host, PeerID: peerID}
+		return d.record(node, Deployed{Host: host, PeerID: peerID}, false)
 	}
 	return nil
 }

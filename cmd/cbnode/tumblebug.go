@@ -36,6 +36,7 @@ func tumblebugCommand() *cli.Command {
 		&cli.StringSliceFlag{Name: "env", Usage: "extra CBNODE_NAME=VALUE line for every node's /etc/cbnode/env (repeatable)"},
 		&cli.StringFlag{Name: "state-file", Usage: "where deploy remembers the nodes it set up (default: the user's config dir, cbnode/tumblebug/NS_INFRA.json)"},
 		&cli.DurationFlag{Name: "wait", Usage: "how long to wait for every node to be a member", Value: 3 * time.Minute},
+		&cli.IntFlag{Name: "parallel", Usage: "nodes set up at once after the bootstrap node", Value: 4},
 	}
 	run := func(plan bool) cli.ActionFunc {
 		return func(c *cli.Context) error { return tumblebugRun(c, plan) }
@@ -113,7 +114,7 @@ func tumblebugRun(c *cli.Context, plan bool) error {
 		Layout: tumblebug.Layout{Root: c.String("root"), Sudo: c.String("sudo"), Service: c.String("service"),
 			Port: c.Int("port"), BootstrapPort: c.Int("bootstrap-port")},
 		Binary: binary, Unit: examples.Unit, TokenTTL: c.Duration("token-ttl"), Env: c.StringSlice("env"),
-		StateFile: stateFile, Wait: c.Duration("wait"), Out: os.Stdout, Plan: plan,
+		StateFile: stateFile, Wait: c.Duration("wait"), Out: os.Stdout, Plan: plan, Parallel: c.Int("parallel"),
 	})
 	switch {
 	case errors.Is(err, tumblebug.ErrUnreachable):
