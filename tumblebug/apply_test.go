@@ -40,6 +40,8 @@ func scriptedNode(id, ip string, others map[string]string) func(ctx context.Cont
 	}
 }
 
+const ownerKey = "q8dNbi9IbUVs0Wd0n9kSx3OaSb4zwYe8FdW6YbSxJ5E="
+
 // memOperator is an operator in memory: one CLADNet, tokens, revocations.
 type memOperator struct {
 	mu      sync.Mutex
@@ -53,7 +55,7 @@ func (o *memOperator) Do(_ context.Context, method, path string, in, out any) er
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.calls = append(o.calls, method+" "+path)
-	spec := api.CLADNetSpecification{ID: "cn1", Name: "infra01", IPv4AddressSpace: "172.16.0.0/23", RuleType: "cost-prioritized", OwnerKey: "owner"}
+	spec := api.CLADNetSpecification{ID: "cn1", Name: "infra01", IPv4AddressSpace: "172.16.0.0/23", RuleType: "cost-prioritized", OwnerKey: ownerKey}
 	var answer any
 	switch {
 	case method == "GET" && path == "/v1/cladnet/infra01":
@@ -134,6 +136,10 @@ func TestApplyInProcess(t *testing.T) {
 		if strings.Contains(hist, tok) {
 			t.Errorf("%s: token in the command history", id)
 		}
+	}
+	unit, _ := os.ReadFile(filepath.Join(nodeHome(t, s, "g1-1"), ".cbnode-deploy", "cbnode-bootstrap.service"))
+	if !strings.Contains(string(unit), "ExecStart=/usr/local/bin/cbnode bootstrap --state-dir /var/lib/cbnode-bootstrap --port 7461 --announce 203.0.113.5 --relay --cladnet-owner "+ownerKey+"\n") {
+		t.Errorf("the bootstrap node's unit:\n%s", unit)
 	}
 	if len(op.tokens) != 2 {
 		t.Errorf("tokens issued: %v", op.tokens)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -18,6 +19,10 @@ import (
 
 	"github.com/cloud-barista/cbnode/api"
 )
+
+// ownerKeyRe is a base64 owner key (it goes into the bootstrap node's
+// command line as --cladnet-owner).
+var ownerKeyRe = regexp.MustCompile(`^[A-Za-z0-9+/]{40,}={0,2}$`)
 
 // Operator is the operator's API (an *api.Client with its credentials).
 type Operator interface {
@@ -293,6 +298,9 @@ func (d *deployer) cladnet(ctx context.Context, reserved []string) error {
 		d.logf("cladnet %s: created %s, rule %s (id %s)", name, d.spec.IPv4AddressSpace, d.spec.RuleType, d.spec.ID)
 	default:
 		return d.opErr(err)
+	}
+	if d.spec.OwnerKey != "" && !ownerKeyRe.MatchString(d.spec.OwnerKey) {
+		return fmt.Errorf("operator: CLADNet %s has owner key %q, not base64: is %s a cbnode operator?", name, d.spec.OwnerKey, d.OperatorURL)
 	}
 	if d.st.CladnetID != "" && d.st.CladnetID != d.spec.ID {
 		return fmt.Errorf("state file %s belongs to CLADNet %s, the operator's %s is %s: give the right --cladnet or --state-file", d.StateFile, d.st.CladnetID, name, d.spec.ID)

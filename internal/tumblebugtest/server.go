@@ -5,7 +5,9 @@
 // whatever the test says: remote commands and file transfers go to the
 // node's Runner (the end-to-end test runs them inside the node's network
 // namespace with netlab; unit tests record them). Nothing runs on the
-// machine itself.
+// machine itself. A transferred file is written into the node's home
+// directory (Node.Home: the lab's namespaces share the machine's file
+// system), as scp -t would, then the command runs on the node.
 //
 // File map:
 //   - server.go: the server, its routes and its state (infras, vNets,
