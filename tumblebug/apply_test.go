@@ -155,6 +155,15 @@ func TestApplyInProcess(t *testing.T) {
 		t.Fatalf("state %+v %v", st, err)
 	}
 
+	// A suspended node is skipped, not revoked.
+	info := infoOf(t, s, "g1-2")
+	info.Status = "Suspended"
+	s.AddNode("ns", "infra01", nodeWith(info, nodeHome(t, s, "g1-2"), scriptedNode("g1-2", "172.16.0.2", addrs)))
+	out.Reset()
+	if _, err := tumblebug.Run(ctx(t), cfg); err != nil || len(op.revoked) != 0 || !strings.Contains(out.String(), "skipped (not running): g1-2 (Suspended)") {
+		t.Fatalf("suspended node: %v, revoked %v:\n%s", err, op.revoked, out.String())
+	}
+
 	// Scale-in: g1-2 leaves; its peer is revoked and the list handed to g1-1.
 	s.RemoveNode("ns", "infra01", "g1-2")
 	out.Reset()

@@ -78,7 +78,8 @@ type deployer struct {
 	unitSHA  string
 	bootAddr []string
 	boot     Bootstrap
-	nodes    []Node
+	nodes    []Node          // the running nodes, deployed to
+	inInfra  map[string]bool // every node ID the infra lists (running or not)
 	facts    map[string]Facts
 
 	outMu sync.Mutex // Out
@@ -119,7 +120,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("--binary is %d MiB, over Tumblebug's 50 MiB file-transfer limit: use a stripped build ('make release')", len(cfg.Binary)>>20)
 	}
 	d := &deployer{Config: cfg, res: &Result{Changed: map[string][]Action{}, Failed: map[string]error{}},
-		binSHA: sha(cfg.Binary), facts: map[string]Facts{}}
+		binSHA: sha(cfg.Binary), facts: map[string]Facts{}, inInfra: map[string]bool{}}
 	if cfg.Layout.Service == ServiceSystemd {
 		d.unitSHA = sha([]byte(cfg.Unit))
 	}
@@ -188,6 +189,7 @@ func (d *deployer) readInfra(ctx context.Context) error {
 		if err := safeValue("node ID", n.ID); err != nil || n.ID == "" {
 			return fmt.Errorf("infra %s: node ID %q: use IDs of letters, digits and -", d.Infra, n.ID)
 		}
+		d.inInfra[n.ID] = true
 		if n.Status != "" && !strings.EqualFold(n.Status, "Running") {
 			skipped = append(skipped, n.ID+" ("+n.Status+")")
 			continue
@@ -628,7 +630,11 @@ func (d *deployer) issue(ctx context.Context, node, host, peerID string) error {
 // revokeGone revokes the nodes a previous deploy set up that the infra no
 // longer lists, and hands the signed list to a member that runs.
 func (d *deployer) revokeGone(ctx context.Context) {
-	gone := Gone(d.st.Nodes, d.nodes)
+	var listed []Node // a suspended node is still the infra's: not revoked
+	for id := range d.inInfra {
+		listed = append(listed, Node{ID: id})
+	}
+	gone := Gone(d.st.Nodes, listed)
 	for _, id := range gone {
 		dep := d.st.Nodes[id]
 		if d.Plan {
