@@ -106,7 +106,7 @@ func TestApplyInProcess(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state.json")
 	cfg := tumblebug.Config{TB: c, Op: op, OperatorURL: "http://op", NS: "ns", Infra: "infra01",
 		Layout: tumblebug.Layout{Service: tumblebug.ServiceSystemd, Sudo: "sudo", Port: 7460, BootstrapPort: 7461},
-		Binary: []byte("the cbnode binary"), Unit: "[Unit]\n", StateFile: state, Parallel: 4}
+		Binary: tinyELF(t), Unit: "[Unit]\n", StateFile: state, Parallel: 4}
 	var out bytes.Buffer
 	cfg.Out = &out
 	res, err := tumblebug.Run(ctx(t), cfg)

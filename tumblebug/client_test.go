@@ -3,6 +3,7 @@ package tumblebug_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/http"
@@ -195,7 +196,7 @@ func TestPlanChangesNothing(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state.json")
 	_, err := tumblebug.Run(ctx(t), tumblebug.Config{TB: c, Op: op, OperatorURL: "http://op", NS: "ns", Infra: "infra01",
 		Layout: tumblebug.Layout{Service: tumblebug.ServiceSystemd, Sudo: "sudo", Port: 7460, BootstrapPort: 7461},
-		Binary: []byte("binary"), Unit: "[Unit]\n", StateFile: state, Out: &out, Plan: true})
+		Binary: tinyELF(t), Unit: "[Unit]\n", StateFile: state, Out: &out, Plan: true})
 	if err != nil {
 		t.Fatalf("plan: %v\n%s", err, out.String())
 	}
@@ -248,4 +249,22 @@ func infoOf(t *testing.T, s *tumblebugtest.Server, id string) tumblebug.Node {
 
 func nodeWith(info tumblebug.Node, home string, run tumblebugtest.Runner) *tumblebugtest.Node {
 	return &tumblebugtest.Node{Info: info, Home: home, Run: run}
+}
+
+// tinyELF is the smallest Linux x86_64 executable header debug/elf
+// accepts: what deploy checks --binary with (it is never run).
+func tinyELF(t *testing.T) []byte {
+	t.Helper()
+	h := make([]byte, 64)
+	copy(h, "\x7fELF\x02\x01\x01")
+	binary.LittleEndian.PutUint16(h[16:], 2)  // ET_EXEC
+	binary.LittleEndian.PutUint16(h[18:], 62) // EM_X86_64
+	binary.LittleEndian.PutUint32(h[20:], 1)  // EV_CURRENT
+	binary.LittleEndian.PutUint16(h[52:], 64) // e_ehsize
+	binary.LittleEndian.PutUint16(h[54:], 56) // e_phentsize
+	binary.LittleEndian.PutUint16(h[58:], 64) // e_shentsize
+	if arch, err := tumblebug.BinaryArch(h); err != nil || arch != "x86_64" {
+		t.Fatalf("tinyELF: %q %v", arch, err)
+	}
+	return h
 }

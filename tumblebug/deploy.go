@@ -75,6 +75,7 @@ type deployer struct {
 	res      *Result
 	spec     api.CLADNetSpecification
 	binSHA   string
+	binArch  string
 	unitSHA  string
 	bootAddr []string
 	boot     Bootstrap
@@ -119,12 +120,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if len(cfg.Binary) > 50<<20 {
 		return nil, fmt.Errorf("--binary is %d MiB, over Tumblebug's 50 MiB file-transfer limit: use a stripped build ('make release')", len(cfg.Binary)>>20)
 	}
-	d := &deployer{Config: cfg, res: &Result{Changed: map[string][]Action{}, Failed: map[string]error{}},
+	binArch, err := BinaryArch(cfg.Binary)
+	if err != nil {
+		return nil, err
+	}
+	d := &deployer{Config: cfg, binArch: binArch, res: &Result{Changed: map[string][]Action{}, Failed: map[string]error{}},
 		binSHA: sha(cfg.Binary), facts: map[string]Facts{}, inInfra: map[string]bool{}}
 	if cfg.Layout.Service == ServiceSystemd {
 		d.unitSHA = sha([]byte(cfg.Unit))
 	}
-	var err error
 	if d.st, err = LoadState(cfg.StateFile); err != nil {
 		return nil, err
 	}
@@ -497,6 +501,9 @@ func (d *deployer) deployNode(ctx context.Context, n Node) ([]Action, error) {
 	l := d.Layout
 	host := HostName(n.ID)
 	isBoot := n.ID == d.boot.Node
+	if err := CheckArch(n, d.binArch); err != nil {
+		return nil, err
+	}
 	out, err := d.TB.Run(ctx, d.NS, d.Infra, n.ID, l.ProbeCommand(!d.Plan))
 	if err != nil {
 		return nil, fmt.Errorf("probe: %w", err)

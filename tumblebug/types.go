@@ -45,6 +45,13 @@ type Node struct {
 	PrivateIP        string     `json:"privateIP"`
 	SSHPort          int        `json:"sshPort"`
 	NodeUserName     string     `json:"nodeUserName"`
+	Image            Image      `json:"image"`
+}
+
+// Image is the summary of a node's image (model.ImageSummary).
+type Image struct {
+	OSArchitecture string `json:"osArchitecture"` // x86_64, arm64, ... ("" or NA: unknown)
+	OSDistribution string `json:"osDistribution"`
 }
 
 // ConnConfig is a node's connection (model.ConnConfig).
