@@ -237,6 +237,25 @@ func (c *Client) Run(ctx context.Context, ns, infra, node, command string) (stri
 	return resultOf(out, node, command)
 }
 
+// RunAll runs one shell command on every node of the infra at once
+// (Tumblebug runs them in parallel) and returns each node's stdout or
+// *CmdError, by node ID.
+func (c *Client) RunAll(ctx context.Context, ns, infra, command string) (map[string]string, map[string]error, error) {
+	var out CmdResults
+	if err := c.postJSON(ctx, "/ns/"+esc(ns)+"/cmd/infra/"+esc(infra), CmdReq{Command: []string{command}}, &out); err != nil {
+		return nil, nil, err
+	}
+	stdout, errs := map[string]string{}, map[string]error{}
+	for _, r := range out.Results {
+		if o, err := resultOf(CmdResults{Results: []CmdResult{r}}, r.NodeID, command); err != nil {
+			errs[r.NodeID] = err
+		} else {
+			stdout[r.NodeID] = o
+		}
+	}
+	return stdout, errs, nil
+}
+
 // TransferAndRun copies data to dir/name on one node (Tumblebug's
 // transferFileAndCmd: scp, mode 0644 subject to the user's umask), then
 // runs command there. The file's content never appears in a command line,

@@ -134,6 +134,10 @@ func TestRunAndTransfer(t *testing.T) {
 	if !errors.As(err, &ce) || !errors.Is(err, tumblebug.ErrCommand) || ce.Node != "g1-1" || !strings.Contains(err.Error(), "node g1-1: Process exited with status 1") {
 		t.Fatalf("failing command: %v", err)
 	}
+	outs, errs, err := c.RunAll(ctx(t), "ns", "infra01", "false")
+	if err != nil || outs["g1-2"] != "cbnode-deploy x=1\n" || !errors.Is(errs["g1-1"], tumblebug.ErrCommand) || len(outs)+len(errs) != 2 {
+		t.Fatalf("run on all nodes: %v %v %v", outs, errs, err)
+	}
 	if _, err := c.Run(ctx(t), "ns", "infra01", "g9-9", "true"); !errors.Is(err, tumblebug.ErrCommand) || !strings.Contains(err.Error(), "g9-9") {
 		t.Fatalf("node not in the infra: %v", err)
 	}

@@ -733,16 +733,21 @@ func (d *deployer) wait(ctx context.Context) {
 	}
 }
 
-// collect refreshes the reports and says what is still missing.
+// collect refreshes the reports (one command to every node at once) and
+// says what is still missing.
 func (d *deployer) collect(ctx context.Context, hosts []string, reports map[string]report) []string {
+	outs, errs, err := d.TB.RunAll(ctx, d.NS, d.Infra, d.Layout.ReportCommand())
+	if err != nil {
+		return []string{err.Error()}
+	}
 	var missing []string
 	for _, n := range d.nodes {
 		if _, failed := d.res.Failed[n.ID]; failed {
 			continue
 		}
-		out, err := d.TB.Run(ctx, d.NS, d.Infra, n.ID, d.Layout.ReportCommand())
-		if err != nil {
-			missing = append(missing, fmt.Sprintf("%s: %v", n.ID, err))
+		out, ok := outs[n.ID]
+		if !ok {
+			missing = append(missing, fmt.Sprintf("%s: %v", n.ID, firstErr(errs[n.ID], "no report")))
 			continue
 		}
 		var r report
@@ -770,6 +775,13 @@ func (d *deployer) collect(ctx context.Context, hosts []string, reports map[stri
 		}
 	}
 	return missing
+}
+
+func firstErr(err error, otherwise string) any {
+	if err != nil {
+		return err
+	}
+	return otherwise
 }
 
 func (d *deployer) table() {
