@@ -345,6 +345,19 @@ func TestTumblebugDeploy(t *testing.T) {
 		t.Fatalf("state: %+v %v", st, err)
 	}
 	l.startOperator("--bootstrap", st.Bootstrap[0])
+	op := newOpClient(t, l.op.Host)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var ps api.Peers
+		op.must(http.StatusOK, "GET", "/v1/cladnet/"+st.CladnetID+"/peer", nil, &ps)
+		if len(ps.Peers) == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted operator sees %d members, want 4", len(ps.Peers))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 	pids := map[string]string{}
 	for _, id := range four {
 		pids[id] = pidOf(t, l.home[id])
@@ -409,7 +422,7 @@ func TestTumblebugDeploy(t *testing.T) {
 	if err != nil || !strings.Contains(out, "revoked g1-2") || !strings.Contains(out, "list handed to g") {
 		t.Fatalf("scale-in: %v: %s", err, out)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for {
 		ps, err := l.nodes["g2-1"].Peers(context.Background())
 		listed := false
