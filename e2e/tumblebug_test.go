@@ -172,12 +172,13 @@ func (l *tbLab) deploy(sub string, extra ...string) (string, error) {
 	l.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	args := []string{"tumblebug", sub, "--tumblebug", l.tb.URL(), "--ns", tbNS, "--infra", tbInfra,
-		"--user", tbUser, "--password", tbPass, "--operator", "http://127.0.0.1:7480",
+	// The credentials come from Tumblebug's own variables, as docs/tumblebug.md advises.
+	args := []string{"TB_API_USERNAME=" + tbUser, "TB_API_PASSWORD=" + tbPass, bin,
+		"tumblebug", sub, "--tumblebug", l.tb.URL(), "--ns", tbNS, "--infra", tbInfra, "--operator", "http://127.0.0.1:7480",
 		"--service", "background", "--root", "$HOME/root", "--sudo=", "--binary", bin, "--state-file", l.state,
 		"--env", "CBNODE_DNS=off", "--env", "CBNODE_HEARTBEAT=1s", "--env", "CBNODE_LOG_LEVEL=debug", "--wait", "90s"}
 	start := time.Now()
-	out, err := l.op.Host.Run(ctx, bin, append(args, extra...)...)
+	out, err := l.op.Host.Run(ctx, "env", append(args, extra...)...)
 	l.t.Logf("cbnode tumblebug %s %s (%.1f s):\n%s", sub, strings.Join(extra, " "), time.Since(start).Seconds(), out)
 	return string(out), err
 }
