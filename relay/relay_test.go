@@ -63,7 +63,8 @@ func reserve(t *testing.T, h, r host.Host) error {
 func TestRelayServesOnlyAllowedMembers(t *testing.T) {
 	a, b := owner(t, "alpha"), owner(t, "beta")
 	rh, _ := newHost(t)
-	if _, err := Start(rh, []string{a.Spec.OwnerKey}, nil); err != nil {
+	svc, err := Start(rh, []string{a.Spec.OwnerKey}, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := reserve(t, member(t, a.Spec, a, time.Hour), rh); err != nil {
@@ -83,6 +84,11 @@ func TestRelayServesOnlyAllowedMembers(t *testing.T) {
 			t.Errorf("%s: unexpected error %v", name, err)
 		}
 	}
+	// Counted by reason: forged and expired are both bad certificates.
+	want := map[string]uint64{RefusedCladnet: 1, RefusedBadCert: 2, RefusedNoCert: 1}
+	if got := svc.Refused(); len(got) != len(want) || got[RefusedCladnet] != 1 || got[RefusedBadCert] != 2 || got[RefusedNoCert] != 1 {
+		t.Errorf("refused by reason: %v, want %v", got, want)
+	}
 }
 
 func TestStartRefusesOpenRelay(t *testing.T) {
@@ -99,10 +105,11 @@ func TestRelayRefusesRevoked(t *testing.T) {
 	a := owner(t, "alpha")
 	rh, _ := newHost(t)
 	var revoked sync.Map // peer ID string → struct{}
-	if _, err := Start(rh, []string{a.Spec.OwnerKey}, nil, WithRevoked(func(c *cladnet.Certificate) bool {
+	svc, err := Start(rh, []string{a.Spec.OwnerKey}, nil, WithRevoked(func(c *cladnet.Certificate) bool {
 		_, ok := revoked.Load(c.PeerID)
 		return ok
-	})); err != nil {
+	}))
+	if err != nil {
 		t.Fatal(err)
 	}
 	m := member(t, a.Spec, a, time.Hour)
@@ -119,5 +126,8 @@ func TestRelayRefusesRevoked(t *testing.T) {
 	revoked.Store(m2.ID().String(), struct{}{})
 	if err := reserve(t, m2, rh); err == nil {
 		t.Fatal("revoked newcomer got a reservation")
+	}
+	if n := svc.Refused()[RefusedRevoked]; n != 2 {
+		t.Errorf("refused as revoked: %d, want 2", n)
 	}
 }
