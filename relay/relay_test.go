@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/cloud-barista/cbnode/cladnet"
 )
@@ -129,5 +130,40 @@ func TestRelayRefusesRevoked(t *testing.T) {
 	}
 	if n := svc.Refused()[RefusedRevoked]; n != 2 {
 		t.Errorf("refused as revoked: %d, want 2", n)
+	}
+}
+
+func TestRelayRefusesCircuitsAcrossCladnets(t *testing.T) {
+	a, b := owner(t, "alpha"), owner(t, "beta")
+	rh, _ := newHost(t)
+	svc, err := Start(rh, []string{a.Spec.OwnerKey, b.Spec.OwnerKey}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := member(t, a.Spec, a, time.Hour)
+	if err := reserve(t, dst, rh); err != nil {
+		t.Fatalf("member of alpha refused: %v", err)
+	}
+	dial := func(src host.Host) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := src.Connect(ctx, peer.AddrInfo{ID: rh.ID(), Addrs: rh.Addrs()}); err != nil {
+			t.Fatal(err)
+		}
+		circuit := ma.StringCast("/p2p/" + rh.ID().String() + "/p2p-circuit")
+		var addrs []ma.Multiaddr
+		for _, ra := range rh.Addrs() {
+			addrs = append(addrs, ra.Encapsulate(circuit))
+		}
+		return src.Connect(ctx, peer.AddrInfo{ID: dst.ID(), Addrs: addrs})
+	}
+	if err := dial(member(t, b.Spec, b, time.Hour)); err == nil {
+		t.Fatal("a member of beta got a circuit to a member of alpha")
+	}
+	if n := svc.Refused()[RefusedCrossCladnet]; n == 0 {
+		t.Errorf("refused by reason: %v, want a %s", svc.Refused(), RefusedCrossCladnet)
+	}
+	if err := dial(member(t, a.Spec, a, time.Hour)); err != nil {
+		t.Fatalf("a fellow member of alpha got no circuit: %v", err)
 	}
 }
