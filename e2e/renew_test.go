@@ -92,7 +92,10 @@ func (s *lineStream) state() (ok int, lastOK time.Time, err error) {
 	return s.ok, s.lastOK, s.err
 }
 
-var pingLoss = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
+var (
+	pingLoss = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
+	renewRTT = regexp.MustCompile(`rtt=(\S+)`)
+)
 
 // TestRenewalKeepsMemberConnected: n1 joins with a 2-minute certificate
 // issued through the operator's API; the operator renews it at two thirds of
@@ -219,13 +222,23 @@ func TestRenewalKeepsMemberConnected(t *testing.T) {
 	if sent-recv > sent/100 {
 		t.Errorf("ping n1 -> n2 over %s: %d of %d lost (more than 1%%)", runFor, sent-recv, sent)
 	}
+	// The member logs each renewal's round trip to the operator.
+	var rtts []string
+	for _, l := range strings.Split(string(n1.Proc.Output()), "\n") {
+		if m := renewRTT.FindStringSubmatch(l); m != nil && strings.Contains(l, "certificate renewed") {
+			rtts = append(rtts, m[1])
+		}
+	}
+	if len(rtts) < len(renewals) {
+		t.Errorf("n1 logged %d renewals (%v), its status showed %d", len(rtts), rtts, len(renewals))
+	}
 	var gaps []string
 	for i := 1; i < len(renewals); i++ {
 		gaps = append(gaps, renewals[i].Sub(renewals[i-1]).Round(time.Second).String())
 	}
 	t.Logf("\n| renewal of a %s certificate over %s | value |\n|---|---|\n| renewals | %d |\n| time between renewals | %s |\n"+
-		"| not-after | %s -> %s |\n| TCP stream n1 -> n2 (one line a second) | %d lines, unbroken |\n| ping n1 -> n2 (every 0.5 s) | %d/%d replies |",
-		lifetime, runFor, len(renewals), strings.Join(gaps, ", "), first.Format("15:04:05"), notAfter.Format("15:04:05"), ok, recv, sent)
+		"| renewal round trip (member → operator → member) | %s |\n| not-after | %s -> %s |\n| TCP stream n1 -> n2 (one line a second) | %d lines, unbroken |\n| ping n1 -> n2 (every 0.5 s) | %d/%d replies |",
+		lifetime, runFor, len(renewals), strings.Join(gaps, ", "), strings.Join(rtts, ", "), first.Format("15:04:05"), notAfter.Format("15:04:05"), ok, recv, sent)
 }
 
 // waitOperator waits until the operator answers GET /health.
