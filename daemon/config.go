@@ -35,8 +35,19 @@ type Device interface {
 	Close() error
 }
 
-// OpenTUN is the default OpenDevice: the TUN device of package tun.
+// OpenTUN is the default OpenDevice: the TUN device of package tun, with
+// segmentation offloads where the kernel has them (see OpenPlainTUN).
 func OpenTUN(name string, mtu int) (Device, error) {
+	d, err := tun.OpenWith(name, mtu, tun.Options{Offload: true})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// OpenPlainTUN is the OpenDevice of Config.TUNNoOffload: a TUN without
+// offloads (one packet of at most the MTU per read and write).
+func OpenPlainTUN(name string, mtu int) (Device, error) {
 	d, err := tun.Open(name, mtu)
 	if err != nil {
 		return nil, err
@@ -71,6 +82,10 @@ type Config struct {
 	TUN     bool
 	TUNName string
 	MTU     int
+	// TUNNoOffload turns the TUN's segmentation offloads off (the default
+	// OpenDevice becomes OpenPlainTUN): for kernels or setups where they
+	// misbehave. Without it, offloads are used where the kernel has them.
+	TUNNoOffload bool
 	// OpenDevice opens the data plane's device (default OpenTUN).
 	OpenDevice func(name string, mtu int) (Device, error)
 
@@ -95,6 +110,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.OpenDevice == nil {
 		c.OpenDevice = OpenTUN
+		if c.TUNNoOffload {
+			c.OpenDevice = OpenPlainTUN
+		}
 	}
 	return c
 }

@@ -277,6 +277,13 @@ func (m *Member) startDataPlane() error {
 		return fmt.Errorf("data plane: %w", err)
 	}
 	m.dev = dev
+	offload := "off (device without offloads)"
+	if o, ok := dev.(interface{ OffloadStatus() string }); ok {
+		offload = o.OffloadStatus()
+	} else if o, ok := dev.(forward.Offloader); ok && o.Offload() {
+		offload = "on"
+	}
+	m.log.Info("data plane device", "name", m.cfg.TUNName, "mtu", m.cfg.MTU, "offload", offload, "batch", dev.BatchSize())
 	m.link = &overlay.Link{Host: m.node.Host, IsMember: m.mem.IsMember, ConnScore: m.paths.Score}
 	m.engine = forward.New(dev, m.link, forward.Options{Logger: m.log})
 	m.paths.Stream = func(p peer.ID) (forward.PathInfo, bool) {

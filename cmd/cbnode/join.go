@@ -62,6 +62,7 @@ IPAM only. --check validates everything and exits without joining.
 			&cli.IntFlag{Name: "missed-heartbeats", Usage: "drop a member after this many missed heartbeats", Value: overlay.DefaultMissedHeartbeats, EnvVars: []string{"CBNODE_MISSED_HEARTBEATS"}},
 			&cli.StringFlag{Name: "tun-name", Usage: "TUN device name", Value: "cbnet0", EnvVars: []string{"CBNODE_TUN_NAME"}},
 			&cli.IntFlag{Name: "mtu", Usage: "TUN device MTU", Value: daemon.DefaultMTU, EnvVars: []string{"CBNODE_MTU"}},
+			&cli.BoolFlag{Name: "tun-offload", Usage: "use the TUN's segmentation offloads (IFF_VNET_HDR: 64 KiB TCP super-packets per read and frame) where the kernel has them; false: one packet per read, the plain TUN", Value: true, EnvVars: []string{"CBNODE_TUN_OFFLOAD"}},
 			&cli.BoolFlag{Name: "no-tun", Usage: "run without the data plane (no root needed)", EnvVars: []string{"CBNODE_NO_TUN"}},
 			&cli.BoolFlag{Name: "relay", Usage: "relay traffic for fellow members that cannot reach each other directly", EnvVars: []string{"CBNODE_RELAY"}},
 			&cli.StringFlag{Name: "dns", Usage: "members' names (vm2, vm2.<cladnet>.cbnode): auto (systemd-resolved if it runs, else the hosts file), resolved, hosts, server (the DNS server on the overlay address only) or off", Value: names.ModeAuto, EnvVars: []string{"CBNODE_DNS"}},
@@ -271,8 +272,9 @@ func joinConfig(c *cli.Context) (daemon.Config, error) {
 		RequestedIP: reqIP, Lease: c.Duration("lease"),
 		Relay: c.Bool("relay"),
 		TUN:   !c.Bool("no-tun"), TUNName: c.String("tun-name"), MTU: c.Int("mtu"),
-		DNS:    names.Options{Mode: dnsMode, HostsFile: c.String("hosts-file")},
-		Logger: log,
+		TUNNoOffload: !c.Bool("tun-offload"),
+		DNS:          names.Options{Mode: dnsMode, HostsFile: c.String("hosts-file")},
+		Logger:       log,
 	}, nil
 }
 

@@ -86,11 +86,12 @@ func TestDropReasonNames(t *testing.T) {
 // discardDev is a Device that swallows writes and never yields packets.
 type discardDev struct{}
 
-func (discardDev) Read([]byte) (int, error)      { return 0, io.EOF }
-func (discardDev) Write(p []byte) (int, error)   { return len(p), nil }
-func (discardDev) MTU() int                      { return 1400 }
-func (readerStream) Write(b []byte) (int, error) { return len(b), nil }
-func (readerStream) Close() error                { return nil }
+func (discardDev) Read([][]byte, []int, int) (int, error) { return 0, io.EOF }
+func (discardDev) Write(b [][]byte, _ int) (int, error)   { return len(b), nil }
+func (discardDev) MTU() int                               { return 1400 }
+func (discardDev) BatchSize() int                         { return 8 }
+func (readerStream) Write(b []byte) (int, error)          { return len(b), nil }
+func (readerStream) Close() error                         { return nil }
 
 type readerStream struct{ io.Reader }
 
@@ -131,15 +132,22 @@ func FuzzReceive(f *testing.F) {
 
 type checkDev struct {
 	discardDev
-	t   *testing.T
-	src netip.Addr
+	t    *testing.T
+	src  netip.Addr
+	sums bool // check IP and TCP/UDP checksums too (of TCP and UDP packets)
 }
 
-func (d *checkDev) Write(p []byte) (int, error) {
-	if !validIPv4(p) || ipv4test.Src(p) != d.src {
-		d.t.Fatalf("delivered invalid packet % x", p)
+func (d *checkDev) Write(bufs [][]byte, offset int) (int, error) {
+	for _, b := range bufs {
+		p := b[offset:]
+		if !validIPv4(p) || ipv4test.Src(p) != d.src {
+			d.t.Fatalf("delivered invalid packet % x", p)
+		}
+		if d.sums && p[0] == 0x45 && (p[9] == 6 || p[9] == 17) && !ipv4test.ValidChecksums(p) {
+			d.t.Fatalf("delivered segment with bad checksums % x", p[:min(len(p), 64)])
+		}
 	}
-	return len(p), nil
+	return len(bufs), nil
 }
 
 func TestProbeAnsweredThroughQueue(t *testing.T) {
@@ -180,8 +188,10 @@ func TestSendPathZeroAlloc(t *testing.T) {
 	pkt := ipv4test.Packet(netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("10.0.0.1"), 1400, 0)
 	allocs := testing.AllocsPerRun(1000, func() {
 		p := e.pool.get()
-		n := copy(p.buf[HeaderLen:], pkt)
-		e.forward(p, n)
+		n := copy(p.buf[Headroom:], pkt)
+		if !e.forward(p, n) {
+			t.Fatal("not forwarded")
+		}
 		e.pool.put(<-ps.queue)
 	})
 	if allocs != 0 {

@@ -52,8 +52,9 @@ func (ps *peerState) enqueue(pkt *packet) bool {
 // sendControl queues a control frame carrying a copy of payload.
 func (ps *peerState) sendControl(t FrameType, payload []byte) bool {
 	pkt := ps.e.pool.get()
-	putHeader(pkt.buf, t, len(payload))
-	pkt.n = HeaderLen + copy(pkt.buf[HeaderLen:], payload)
+	pkt.start = Headroom - HeaderLen
+	putHeader(pkt.buf[pkt.start:], t, len(payload))
+	pkt.end = Headroom + copy(pkt.buf[Headroom:], payload)
 	return ps.enqueue(pkt)
 }
 
@@ -114,6 +115,8 @@ type writer struct {
 	timer     *time.Timer
 
 	buf                                    []byte // coalescing buffer, cap = BatchBytes
+	direct                                 []byte // a frame flush writes instead of buf (see add)
+	batchGSO                               uint64
 	maxFrame                               int
 	batchPkts, batchBytes, batchKA, batchP uint64
 }
@@ -129,7 +132,7 @@ func (ps *peerState) run() {
 		backoff:  e.opts.MinBackoff,
 		buf:      make([]byte, 0, e.opts.BatchBytes),
 		dialRes:  make(chan dialResult, 1),
-		maxFrame: HeaderLen + e.maxPayload,
+		maxFrame: gsoHeaderLen + maxFrameLen,
 	}
 	defer w.shutdown()
 
@@ -170,19 +173,45 @@ func (ps *peerState) run() {
 	}
 }
 
-// add appends pkt's frame to the batch and recycles pkt. The caller
-// guarantees room for one maximum-size frame.
+// directWrite is the frame size from which the writer writes a frame
+// straight from its packet buffer instead of copying it into the batch.
+const directWrite = 16 << 10
+
+// add appends pkt's frame to the batch and recycles pkt; a large frame
+// (a super-packet) is written in place after the batch so far, without
+// the copy. The caller guarantees room for one maximum-size frame.
 func (w *writer) add(pkt *packet) {
 	f := pkt.frame()
+	if len(f) >= directWrite && w.s != nil && w.flush() {
+		w.count(f)
+		w.direct = f
+		ok := w.flush()
+		w.direct = nil
+		if ok {
+			w.e.pool.put(pkt)
+			return
+		}
+		// Failed: the frame stays in the batch for the next stream.
+	} else {
+		w.count(f)
+	}
 	w.buf = append(w.buf, f...)
+	w.e.pool.put(pkt)
+}
+
+// count adds frame f to the counters of the batch being built.
+func (w *writer) count(f []byte) {
 	switch FrameType(f[0]) {
 	case FrameData:
 		w.batchPkts++
 		w.batchBytes += uint64(len(f) - HeaderLen)
+	case FrameGSO:
+		w.batchPkts++
+		w.batchGSO++
+		w.batchBytes += uint64(len(f) - gsoHeaderLen)
 	case FrameProbe:
 		w.batchP++
 	}
-	w.e.pool.put(pkt)
 }
 
 // fillAndFlush moves everything already queued into the batch until the
@@ -206,7 +235,11 @@ fill:
 // flush writes the batch. On failure the stream is dropped and the batch
 // kept for the next stream.
 func (w *writer) flush() bool {
-	if len(w.buf) == 0 {
+	out := w.buf
+	if w.direct != nil {
+		out = w.direct
+	}
+	if len(out) == 0 {
 		return true
 	}
 	now := w.e.nanotime()
@@ -219,8 +252,8 @@ func (w *writer) flush() bool {
 			_ = w.dl.SetWriteDeadline(w.deadline)
 		}
 	}
-	if _, err := w.s.Write(w.buf); err != nil {
-		w.e.log.Debug("stream write failed", "peer", w.ps.id, "bytes", len(w.buf), "err", err)
+	if _, err := w.s.Write(out); err != nil {
+		w.e.log.Debug("stream write failed", "peer", w.ps.id, "bytes", len(out), "err", err)
 		w.dropStream()
 		w.needSleep = true
 		return false
@@ -237,6 +270,10 @@ func (w *writer) flush() bool {
 	if w.batchPkts != 0 {
 		c.txPackets.Add(w.batchPkts)
 		c.txBytes.Add(w.batchBytes)
+		if w.batchGSO != 0 {
+			c.txGSO.Add(w.batchGSO)
+			w.batchGSO = 0
+		}
 	}
 	if w.batchKA != 0 {
 		c.keepalivesSent.Add(w.batchKA)
