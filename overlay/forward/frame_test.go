@@ -198,3 +198,34 @@ func TestSendPathZeroAlloc(t *testing.T) {
 		t.Fatalf("send path allocates %.1f times per packet", allocs)
 	}
 }
+
+// TestQueueBytesBound: a peer's queue holds at most QueueBytes of frames
+// (here the minimum, one maximum-size frame), whatever QueueLen allows;
+// the rest is dropped as queue_full.
+func TestQueueBytesBound(t *testing.T) {
+	e, ps := staticEngine(discardDev{}, Options{QueueBytes: 1, QueueLen: 1000})
+	defer e.Close()
+	pkt := ipv4test.Packet(netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("10.0.0.1"), 1400, 0)
+	for range 100 {
+		p := e.pool.get()
+		n := copy(p.buf[Headroom:], pkt)
+		if !e.forward(p, n) {
+			e.pool.put(p)
+		}
+	}
+	want := (gsoHeaderLen + maxFrameLen) / (HeaderLen + 1400)
+	if got := len(ps.queue); got != want {
+		t.Errorf("%d frames queued, want %d", got, want)
+	}
+	if d := ps.c.drops[DropQueueFull].Load(); d != uint64(100-want) {
+		t.Errorf("%d queue_full drops, want %d", d, 100-want)
+	}
+	for len(ps.queue) > 0 {
+		p := <-ps.queue
+		ps.dequeued(p)
+		e.pool.put(p)
+	}
+	if q := ps.queued.Load(); q != 0 {
+		t.Errorf("%d bytes still accounted after draining", q)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -16,6 +17,7 @@ type peerState struct {
 	id      peer.ID
 	e       *Engine
 	queue   chan *packet  // bounded send queue of encoded frames
+	queued  atomic.Int64  // bytes of the frames in queue (bounded by QueueBytes)
 	rehome  chan struct{} // cap 1: coalesced Rehome requests
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -39,15 +41,28 @@ func (e *Engine) newPeer(id peer.ID) *peerState {
 // enqueue hands pkt to the peer's writer without blocking. If the queue is
 // full the packet is dropped and counted. It takes ownership of pkt.
 func (ps *peerState) enqueue(pkt *packet) bool {
+	n := int64(pkt.end - pkt.start)
+	if ps.queued.Add(n) > int64(ps.e.opts.QueueBytes) && n > HeaderLen {
+		// Bytes, not only frames: 1024 queued super-packets would be
+		// 64 MiB of memory and a quarter second of queueing delay.
+		ps.queued.Add(-n)
+		ps.c.drops.add(DropQueueFull)
+		ps.e.pool.put(pkt)
+		return false
+	}
 	select {
 	case ps.queue <- pkt:
 		return true
 	default:
+		ps.queued.Add(-n)
 		ps.c.drops.add(DropQueueFull)
 		ps.e.pool.put(pkt)
 		return false
 	}
 }
+
+// dequeued accounts for pkt leaving the queue.
+func (ps *peerState) dequeued(pkt *packet) { ps.queued.Add(-int64(pkt.end - pkt.start)) }
 
 // sendControl queues a control frame carrying a copy of payload.
 func (ps *peerState) sendControl(t FrameType, payload []byte) bool {
@@ -161,6 +176,7 @@ func (ps *peerState) run() {
 		case <-ctx.Done():
 			return
 		case pkt := <-ps.queue:
+			ps.dequeued(pkt)
 			w.add(pkt)
 			w.fillAndFlush()
 		case <-ps.rehome:
@@ -224,6 +240,7 @@ fill:
 	for cap(w.buf)-len(w.buf) >= w.maxFrame {
 		select {
 		case pkt := <-q:
+			w.ps.dequeued(pkt)
 			w.add(pkt)
 		default:
 			break fill
@@ -489,6 +506,7 @@ func (w *writer) shutdown() {
 	for {
 		select {
 		case pkt := <-w.ps.queue:
+			w.ps.dequeued(pkt)
 			w.e.pool.put(pkt)
 		default:
 			return
