@@ -244,3 +244,37 @@ func randomPayload(n int) []byte {
 	}
 	return b
 }
+
+// TestSuperPacketToLegacyPeer: on a stream that negotiated the previous
+// protocol (no FrameGSO), the sender cuts super-packets into plain data
+// frames itself.
+func TestSuperPacketToLegacyPeer(t *testing.T) {
+	devs := []*forwardtest.Device{
+		forwardtest.NewDevice("a", 1400, forwardtest.WithOffload()),
+		forwardtest.NewDevice("b", 1400),
+	}
+	nodes, _ := newMeshWith(t, devs, forward.Options{})
+	a, b := nodes[0], nodes[1]
+	a.dialer.SetProtocol(forward.LegacyProtocolID)
+	payload := randomPayload(20000)
+	h, pkt := superPacket(a, b, payload, 1348)
+	if err := devs[0].InjectWithHeader(h, pkt, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	nseg := (len(payload) + 1347) / 1348
+	var got []byte
+	for range nseg {
+		s := b.dev.recv(t)
+		if !forwardtest.ValidChecksums(s) {
+			t.Fatal("segment with bad checksums")
+		}
+		got = append(got, s[52:]...)
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatal("segments do not add up to the payload")
+	}
+	eventually(t, 2*time.Second, "counters", func() bool {
+		tx, rx := mustStats(t, a.e, b.id), mustStats(t, b.e, a.id)
+		return tx.TxGSO == 0 && tx.TxPackets == uint64(nseg) && rx.RxGSO == 0 && rx.RxPackets == uint64(nseg)
+	})
+}

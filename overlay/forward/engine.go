@@ -351,10 +351,7 @@ type rxBatch struct {
 	ps   *peerState
 	pkts []*packet
 	bufs [][]byte
-	// scratch for deliverGSO's software segmentation
-	segs     []*packet
-	segBufs  [][]byte
-	segSizes []int
+	segs []*packet // scratch for deliverGSO's software segmentation
 }
 
 func (rb *rxBatch) add(ps *peerState, pkt *packet) {
@@ -442,29 +439,40 @@ func (e *Engine) deliverGSO(rt *routeTable, ps *peerState, pkt *packet, gsoType 
 		rb.add(ps, pkt)
 		return
 	}
-	nseg := (len(ip) - hdrLen + gsoSize - 1) / gsoSize
-	if len(rb.pkts)+nseg > e.batch {
+	if nseg := (len(ip) - hdrLen + gsoSize - 1) / gsoSize; len(rb.pkts)+nseg > e.batch {
 		e.flushRx(rb)
 	}
-	segs := rb.segs[:0]
-	bufs := rb.segBufs[:0]
-	for range nseg {
-		sp := e.pool.forPayload(hdrLen + gsoSize)
-		segs = append(segs, sp)
-		bufs = append(bufs, sp.buf)
-	}
-	sizes := rb.segSizes[:0]
-	for range nseg {
-		sizes = append(sizes, 0)
-	}
-	segmentIPv4(ip, gsoSize, ihl, hdrLen, bufs, sizes, Headroom)
+	segs := e.segment(ip, gsoType, gsoSize, rb.segs[:0])
+	e.pool.put(pkt)
 	for i, sp := range segs {
-		sp.end = Headroom + sizes[i]
 		rb.add(ps, sp)
 		segs[i] = nil
 	}
-	rb.segs, rb.segBufs, rb.segSizes = segs[:0], bufs[:0], sizes[:0]
-	e.pool.put(pkt)
+	rb.segs = segs[:0]
+}
+
+// segment cuts super-packet ip (valid for gsoLayout) into packets from the
+// pool (payload at Headroom, end set), appended to segs.
+func (e *Engine) segment(ip []byte, gsoType uint8, gsoSize int, segs []*packet) []*packet {
+	ihl, hdrLen, err := gsoLayout(ip, gsoType, gsoSize)
+	if err != nil {
+		return segs
+	}
+	nseg := (len(ip) - hdrLen + gsoSize - 1) / gsoSize
+	var bufArr [maxSoftSegments][]byte
+	var sizeArr [maxSoftSegments]int
+	bufs, sizes := bufArr[:nseg], sizeArr[:nseg]
+	first := len(segs)
+	for i := range nseg {
+		sp := e.pool.forPayload(hdrLen + gsoSize)
+		segs = append(segs, sp)
+		bufs[i] = sp.buf
+	}
+	segmentIPv4(ip, gsoSize, ihl, hdrLen, bufs, sizes, Headroom)
+	for i, sp := range segs[first:] {
+		sp.end = Headroom + sizes[i]
+	}
+	return segs
 }
 
 // SetAdminDown takes the data plane down (true) or up: while down, every

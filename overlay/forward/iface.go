@@ -5,10 +5,26 @@ import (
 	"io"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // ProtocolID is the libp2p protocol carrying framed packets between peers.
-const ProtocolID = "/cbnode/packet/1.0.0"
+// Version 1.1.0 added FrameGSO (super-packets).
+const ProtocolID = "/cbnode/packet/1.1.0"
+
+// LegacyProtocolID is the packet protocol of nodes without FrameGSO. A
+// node serves both and offers both when it dials, preferring ProtocolID;
+// on a stream that speaks LegacyProtocolID (see Protocoler) the writer
+// cuts super-packets into plain data frames before sending, so members
+// of both versions interoperate during a rolling upgrade.
+const LegacyProtocolID = "/cbnode/packet/1.0.0"
+
+// Protocoler is implemented by streams that know their negotiated
+// protocol (libp2p's network.Stream does). A stream that does not is
+// taken to speak ProtocolID.
+type Protocoler interface {
+	Protocol() protocol.ID
+}
 
 // Device is the local packet device (the TUN cbnet0), batch-shaped like
 // wireguard-go's tun.Device: one Read may return many packets, one Write
@@ -73,7 +89,7 @@ type PathInfo struct {
 }
 
 // Dialer opens an outbound packet stream to a peer (the node layer implements it with
-// host.NewStream on protocol /cbnode/packet/1.0.0, allowing limited conns).
+// host.NewStream on ProtocolID or LegacyProtocolID, allowing limited conns).
 type Dialer interface {
 	OpenStream(ctx context.Context, p peer.ID) (Stream, PathInfo, error)
 }

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
@@ -116,6 +117,7 @@ type writer struct {
 	opts *Options
 
 	s        Stream
+	legacy   bool        // s speaks LegacyProtocolID: no FrameGSO
 	dl       deadliner   // s as a deadliner, or nil
 	unwatch  func() bool // stops the AfterFunc that closes s on shutdown
 	deadline time.Time   // write deadline currently set on s
@@ -131,6 +133,7 @@ type writer struct {
 
 	buf                                    []byte // coalescing buffer, cap = BatchBytes
 	direct                                 []byte // a frame flush writes instead of buf (see add)
+	scratch                                []*packet // addSegmented's segments
 	batchGSO                               uint64
 	maxFrame                               int
 	batchPkts, batchBytes, batchKA, batchP uint64
@@ -198,6 +201,10 @@ const directWrite = 16 << 10
 // the copy. The caller guarantees room for one maximum-size frame.
 func (w *writer) add(pkt *packet) {
 	f := pkt.frame()
+	if w.legacy && FrameType(f[0]) == FrameGSO {
+		w.addSegmented(pkt)
+		return
+	}
 	if len(f) >= directWrite && w.s != nil && w.flush() {
 		w.count(f)
 		w.direct = f
@@ -213,6 +220,29 @@ func (w *writer) add(pkt *packet) {
 	}
 	w.buf = append(w.buf, f...)
 	w.e.pool.put(pkt)
+}
+
+// addSegmented cuts super-packet pkt (a FrameGSO frame) into plain data
+// frames for a peer that speaks LegacyProtocolID and adds them to the
+// batch; it recycles pkt.
+func (w *writer) addSegmented(pkt *packet) {
+	f := pkt.frame()
+	segs := w.e.segment(pkt.payload(), f[1], int(binary.BigEndian.Uint16(f[4:6])), w.scratch[:0])
+	w.e.pool.put(pkt)
+	for i, sp := range segs {
+		sp.start = Headroom - HeaderLen
+		putHeader(sp.buf[sp.start:], FrameData, sp.end-Headroom)
+		if cap(w.buf)-len(w.buf) < sp.end-sp.start {
+			w.flush() // on failure the batch is kept and the rest goes into it
+		}
+		if cap(w.buf)-len(w.buf) >= sp.end-sp.start {
+			w.add(sp)
+		} else {
+			w.e.pool.put(sp)
+		}
+		segs[i] = nil
+	}
+	w.scratch = segs[:0]
 }
 
 // count adds frame f to the counters of the batch being built.
@@ -379,6 +409,10 @@ func (w *writer) connect(ctx context.Context) {
 func (w *writer) attach(ctx context.Context, s Stream, path PathInfo) {
 	now := w.e.nanotime()
 	w.s = s
+	w.legacy = false
+	if p, ok := s.(Protocoler); ok && p.Protocol() == LegacyProtocolID {
+		w.legacy = true
+	}
 	w.unwatch = context.AfterFunc(ctx, func() { _ = s.Close() })
 	w.dl, _ = s.(deadliner)
 	w.deadline = time.Time{}
