@@ -57,7 +57,6 @@ type target struct {
 	dst    netip.Addr
 	port   int
 	pids   [2]int // daemons (0: none, raw)
-	nsOf   func() map[string]bool
 }
 
 // measureSystem runs the comparison tests against t.

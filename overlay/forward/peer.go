@@ -131,8 +131,8 @@ type writer struct {
 	backoff   time.Duration
 	timer     *time.Timer
 
-	buf                                    []byte // coalescing buffer, cap = BatchBytes
-	direct                                 []byte // a frame flush writes instead of buf (see add)
+	buf                                    []byte    // coalescing buffer, cap = BatchBytes
+	direct                                 []byte    // a frame flush writes instead of buf (see add)
 	scratch                                []*packet // addSegmented's segments
 	batchGSO                               uint64
 	maxFrame                               int
