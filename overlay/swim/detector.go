@@ -20,7 +20,7 @@ type Transport interface {
 // Defaults of Config.
 const (
 	DefaultProbeInterval      = time.Second
-	DefaultProbeTimeout       = 400 * time.Millisecond
+	DefaultProbeTimeout       = 500 * time.Millisecond
 	DefaultIndirectProbes     = 3
 	DefaultSuspicionTimeout   = 3 * time.Second
 	DefaultDigestInterval     = 30 * time.Second
