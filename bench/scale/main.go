@@ -129,8 +129,12 @@ func plot(rs []sim.Result) string {
 	old := [][2]float64{{20, 5.8 * 1024}, {50, 15 * 1024}, {100, 27 * 1024}, {1000, 1.3 * 1024 * 1024}}
 	xmin, xmax := 10.0, 20000.0
 	ymin, ymax := 100.0, 4*1024*1024.0
-	x := func(n float64) float64 { return l + (w-l-r)*(math.Log10(n)-math.Log10(xmin))/(math.Log10(xmax)-math.Log10(xmin)) }
-	y := func(v float64) float64 { return t + (h-t-bt)*(1-(math.Log10(v)-math.Log10(ymin))/(math.Log10(ymax)-math.Log10(ymin))) }
+	x := func(n float64) float64 {
+		return l + (w-l-r)*(math.Log10(n)-math.Log10(xmin))/(math.Log10(xmax)-math.Log10(xmin))
+	}
+	y := func(v float64) float64 {
+		return t + (h-t-bt)*(1-(math.Log10(v)-math.Log10(ymin))/(math.Log10(ymax)-math.Log10(ymin)))
+	}
 	var b strings.Builder
 	p := func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }
 	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h)
