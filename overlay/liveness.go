@@ -199,6 +199,7 @@ func (l *liveness) Send(to string, msg *swim.Message) {
 		if err := json.NewDecoder(io.LimitReader(s, maxSwimMessage)).Decode(&r); err != nil {
 			return // no answer (io.EOF) or a broken one
 		}
+		l.m.tab.touch(p, time.Now())
 		if next := l.det.Handle(to, &r); next != nil {
 			l.Send(to, next)
 		}
@@ -219,6 +220,7 @@ func (l *liveness) serve(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
+	l.m.tab.touch(from, time.Now())
 	if r := l.det.Handle(from.String(), &msg); r != nil {
 		_ = json.NewEncoder(s).Encode(r)
 	}
@@ -424,6 +426,15 @@ func (m *Membership) applyDeath(raw []byte, now time.Time) (swim.Entry, bool) {
 	m.log.Info("member lost: it answered no probes", "host", held.Ann.HostName, "peer", dead, "detector", d.By)
 	m.notify()
 	return swim.Entry{ID: dead.String(), Seq: held.Ann.Seq}, true
+}
+
+// touch records that member id was heard from directly (its LastSeen).
+func (t *table) touch(id peer.ID, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if mem, ok := t.members[id]; ok && now.After(mem.LastSeen) {
+		mem.LastSeen = now
+	}
 }
 
 // kill drops member id if the table holds it at seq or older, and keeps
