@@ -206,17 +206,24 @@ func (l *liveness) Send(to string, msg *swim.Message) {
 	}()
 }
 
-// serve answers a swim stream from a known member.
+// serve answers a swim stream. Anyone connected may ping (a newcomer
+// probes members that have not applied its announcement yet; refusing it
+// would make it suspect them); everything else needs a known member.
 func (l *liveness) serve(s network.Stream) {
 	defer s.Close()
 	from := s.Conn().RemotePeer()
-	if !l.m.known(from) {
+	_ = s.SetDeadline(time.Now().Add(swimTimeout))
+	known := l.m.known(from)
+	limit := int64(maxSwimMessage)
+	if !known {
+		limit = 1 << 10 // a ping
+	}
+	var msg swim.Message
+	if err := json.NewDecoder(io.LimitReader(s, limit)).Decode(&msg); err != nil {
 		_ = s.Reset()
 		return
 	}
-	_ = s.SetDeadline(time.Now().Add(swimTimeout))
-	var msg swim.Message
-	if err := json.NewDecoder(io.LimitReader(s, maxSwimMessage)).Decode(&msg); err != nil {
+	if msg.Kind != swim.KindPing && !known {
 		_ = s.Reset()
 		return
 	}
