@@ -143,11 +143,14 @@ type liveness struct {
 }
 
 type departedMember struct {
-	raw []byte // the signed death notice
-	at  time.Time
+	raw  []byte // the signed death notice, or leave announcement
+	at   time.Time
+	left bool // a leave: not probed
 }
 
-func (m *Membership) startLiveness() {
+// newLiveness sets up the detector (before the membership's goroutines
+// start, which use it); start starts it.
+func (m *Membership) newLiveness() {
 	l := &liveness{m: m, deaths: map[peer.ID]departedMember{}}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	cfg := m.cfg.Liveness
@@ -160,7 +163,10 @@ func (m *Membership) startLiveness() {
 	}
 	l.det = swim.New(cfg)
 	m.detector = l
-	m.cfg.Node.Host.SetStreamHandler(swimProtocol(m.cfg.Spec.ID), l.serve)
+}
+
+func (l *liveness) start() {
+	l.m.cfg.Node.Host.SetStreamHandler(swimProtocol(l.m.cfg.Spec.ID), l.serve)
 	l.det.Start()
 }
 
@@ -325,7 +331,7 @@ func (l *liveness) Departed() []string {
 			delete(l.deaths, p)
 			continue
 		}
-		if _, live := l.m.tab.get(p); !live {
+		if _, live := l.m.tab.get(p); !live && !d.left {
 			out = append(out, p.String())
 		}
 	}
@@ -335,7 +341,7 @@ func (l *liveness) Departed() []string {
 
 // Apply verifies and applies pushed records: announcements (any member's,
 // node-signed) and death notices.
-func (l *liveness) Apply(from string, recs [][]byte) (killed []swim.Entry) {
+func (l *liveness) Apply(from string, recs [][]byte) (killed []swim.Entry, stale []string) {
 	now := time.Now()
 	for _, raw := range recs {
 		if kindOf(raw) == KindDeath {
@@ -365,8 +371,23 @@ func (l *liveness) Apply(from string, recs [][]byte) (killed []swim.Entry) {
 			continue
 		}
 		l.m.apply(l.ctx, a)
+		if l.m.tab.newerThan(id, a.Seq) {
+			stale = append(stale, id.String())
+		}
 	}
-	return killed
+	return killed, stale
+}
+
+// noteLeave keeps a member's signed leave, to hand on to members that
+// missed it (anti-entropy).
+func (l *liveness) noteLeave(id peer.ID, a *Announcement) {
+	raw, err := a.Marshal()
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	l.deaths[id] = departedMember{raw: raw, at: time.Now(), left: true}
+	l.mu.Unlock()
 }
 
 // Confirm spreads the death of a member whose suspicion timed out.
@@ -433,6 +454,18 @@ func (m *Membership) applyDeath(raw []byte, now time.Time) (swim.Entry, bool) {
 	m.log.Info("member lost: it answered no probes", "host", held.Ann.HostName, "peer", dead, "detector", d.By)
 	m.notify()
 	return swim.Entry{ID: dead.String(), Seq: held.Ann.Seq}, true
+}
+
+// newerThan reports whether the table holds a record of id newer than seq,
+// or its leave or death at seq or later.
+func (t *table) newerThan(id peer.ID, seq uint64) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if mem, ok := t.members[id]; ok {
+		return mem.Ann.Seq > seq
+	}
+	s, ok := t.left[id]
+	return ok && s >= seq
 }
 
 // touch records that member id was heard from directly (its LastSeen).

@@ -169,6 +169,7 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 	m.connNotify = &network.NotifyBundle{ConnectedF: m.connected}
 	cfg.Node.Host.Network().Notify(m.connNotify)
 	ctx, m.cancel = context.WithCancel(ctx)
+	m.newLiveness()
 	m.wg.Add(7)
 	go m.enforceLoop(ctx)
 	go m.witnessLoop(ctx)
@@ -177,7 +178,7 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 	go m.expireLoop(ctx)
 	go m.discoverLoop(ctx)
 	go m.eventLoop(ctx, evts, addrSub)
-	m.startLiveness()
+	m.detector.start()
 	return m, nil
 }
 
@@ -356,6 +357,9 @@ func (m *Membership) apply(ctx context.Context, a *Announcement) {
 	}
 	if !self {
 		if a.Kind == KindLeave {
+			if m.detector != nil {
+				m.detector.noteLeave(id, a)
+			}
 			m.cfg.Node.Host.ConnManager().Unprotect(id, "cbnode-member")
 			m.log.Info("member left", "host", a.HostName, "peer", id)
 		} else {

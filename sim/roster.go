@@ -199,13 +199,20 @@ func (r *roster) Record(id string) []byte {
 	return nil
 }
 
-func (r *roster) Apply(_ string, recs [][]byte) (killed []swim.Entry) {
+func (r *roster) Apply(_ string, recs [][]byte) (killed []swim.Entry, stale []string) {
 	for _, rec := range recs {
-		if e, k, _ := r.apply(rec); k {
+		e, k, _ := r.apply(rec)
+		if k {
 			killed = append(killed, e)
 		}
+		if kind, i, seq, ok := parseRecord(rec); ok && i >= 0 && i < len(r.live) && i != r.n.idx {
+			t, tomb := r.tombs[int32(i)]
+			if r.live[i] > seq || (kind == recAnnounce && tomb && t.seq >= seq) {
+				stale = append(stale, r.n.net.id(i))
+			}
+		}
 	}
-	return killed
+	return killed, stale
 }
 
 func (r *roster) Departed() []string {

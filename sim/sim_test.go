@@ -135,6 +135,7 @@ func TestChurn(t *testing.T) {
 	}
 	took, ok := s.RunUntil(s.Converged, 100*time.Millisecond, time.Minute)
 	if !ok {
+		s.debugDiff(t)
 		t.Fatalf("not converged %v after churn stopped (worst table %.1f %%)", took, 100*s.Completeness())
 	}
 	for _, v := range gone {

@@ -417,8 +417,19 @@ func (d *Detector) Handle(from string, m *Message) *Message {
 		d.reconcile(from, m)
 	case KindPush:
 		if len(m.Records) > 0 {
-			for _, e := range d.cfg.Table.Apply(from, m.Records) {
+			killed, stale := d.cfg.Table.Apply(from, m.Records)
+			for _, e := range killed {
 				d.cfg.Transport.Send(e.ID, &Message{Kind: KindSuspect, Seq: e.Seq})
+			}
+			var back [][]byte
+			for _, id := range stale {
+				if rec := d.cfg.Table.Record(id); rec != nil && len(back) < MaxRecords {
+					back = append(back, rec)
+				}
+			}
+			if len(back) > 0 {
+				d.stats.RecordsPushed += uint64(len(back))
+				d.cfg.Transport.Send(from, &Message{Kind: KindPush, Records: back})
 			}
 		}
 		if len(m.Want) > 0 {

@@ -29,7 +29,10 @@ type Table interface {
 	// returns the members it dropped because a record was a death notice
 	// of theirs: the detector tells each (KindSuspect), so a live one
 	// refutes — how two sides of a healed partition find each other alive.
-	Apply(from string, recs [][]byte) (killed []Entry)
+	// And it returns the members whose pushed record was older than the
+	// record (or leave or death) the table holds: the detector pushes
+	// that back, so a member that missed a leave or death learns of it.
+	Apply(from string, recs [][]byte) (killed []Entry, stale []string)
 	// Departed lists members confirmed dead (not left) recently: now and
 	// then the anti-entropy exchange goes to one of them, so a partition
 	// heals.
