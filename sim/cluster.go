@@ -158,6 +158,19 @@ func (s *Sim) Partition(group func(i int) int) {
 	}
 }
 
+// Slow makes member i handle every direct message d late (0: no longer),
+// as a member with a starved CPU does.
+func (s *Sim) Slow(i int, d time.Duration) {
+	if s.net.slow == nil {
+		s.net.slow = map[int]time.Duration{}
+	}
+	if d <= 0 {
+		delete(s.net.slow, i)
+		return
+	}
+	s.net.slow[i] = d
+}
+
 // Drop makes the network lose the direct messages f returns true for (nil:
 // none); topic publications are not affected.
 func (s *Sim) Drop(f func(from, to int, m *swim.Message) bool) { s.net.drop = f }
@@ -273,6 +286,8 @@ func (s *Sim) Counters() Counters {
 		c.Detector.Probes += st.Probes
 		c.Detector.IndirectProbes += st.IndirectProbes
 		c.Detector.Relayed += st.Relayed
+		c.Detector.Nacks += st.Nacks
+		c.Detector.Health = max(c.Detector.Health, st.Health) // the least healthy member
 		c.Detector.Suspicions += st.Suspicions
 		c.Detector.Refuted += st.Refuted
 		c.Detector.Confirmed += st.Confirmed

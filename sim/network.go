@@ -154,6 +154,8 @@ type Network struct {
 	hops     int
 	hopDelay time.Duration
 	ids      []string
+	// slow delays every direct message to a member (a starved CPU).
+	slow map[int]time.Duration
 	// drop, if set, loses the direct messages it returns true for.
 	drop func(from, to int, m *swim.Message) bool
 	// buckets lists the members of each digest bucket.
@@ -212,7 +214,7 @@ func (n *Network) send(a, b int, m *swim.Message, request bool) {
 	if n.drop != nil && n.drop(a, b, m) {
 		return
 	}
-	n.eng.After(n.latency(a, b), func() {
+	n.eng.After(n.latency(a, b)+n.slow[b], func() {
 		to := n.nodes[b]
 		if !to.up || n.blocked(a, b) {
 			return

@@ -180,3 +180,40 @@ func TestRegressionN200(t *testing.T) {
 	}
 	t.Logf("%+v", a)
 }
+
+// TestSlowMemberHarmless: a member that handles every message 2 s late
+// (a starved CPU) fails its own probes; its local health stretches its
+// probing and suspicions, and no healthy member is declared dead.
+func TestSlowMemberHarmless(t *testing.T) {
+	s := coldStart(t, Config{N: 50, Seed: 8})
+	const slow = 9
+	c0 := s.Counters()
+	s.Slow(slow, 2*time.Second)
+	worst := 0
+	for range 60 {
+		s.Run(time.Second)
+		worst = max(worst, s.Node(slow).det.Stats().Health)
+	}
+	s.Slow(slow, 0)
+	s.Run(10 * time.Second)
+	c := s.Counters()
+	if worst == 0 {
+		t.Fatal("the slow member's local health never dropped: the test tests nothing")
+	}
+	var byOthers uint64
+	for _, i := range s.Live() {
+		if i != slow {
+			byOthers += s.Node(i).refuted
+		}
+	}
+	if s.Node(slow).confirmed != 0 {
+		t.Fatalf("the slow member confirmed %d deaths of healthy members", s.Node(slow).confirmed)
+	}
+	if byOthers > 20 {
+		t.Fatalf("healthy members refuted %d suspicions in 60 s: the slow member kept suspecting", byOthers)
+	}
+	if !s.Converged() {
+		t.Fatal("not converged 10 s after the member recovered")
+	}
+	t.Logf("slow member: health up to %d, %d refutations by healthy members, deaths confirmed by all %d", worst, byOthers, c.Confirmed-c0.Confirmed)
+}

@@ -29,6 +29,9 @@ const (
 	// departedShare: one anti-entropy round in departedShare goes to a
 	// recently departed member, if any.
 	departedShare = 4
+	// maxHealth bounds the local health multiplier (Lifeguard): timeouts
+	// and the probe interval stretch up to (maxHealth+1)×.
+	maxHealth = 8
 	// fastAfterDiff: tables that differed run this many more rounds at
 	// FastDigestInterval, so differences die out fast and an idle
 	// CLADNet settles at DigestInterval.
@@ -98,6 +101,7 @@ type Stats struct {
 	Probes         uint64 // direct pings sent
 	IndirectProbes uint64 // rounds that asked others to ping
 	Relayed        uint64 // pings sent for others
+	Nacks          uint64 // relays that could not reach a target either
 	Suspicions     uint64
 	Refuted        uint64 // suspicions cleared by an ack or a newer record
 	Confirmed      uint64 // deaths confirmed (Table.Confirm calls)
@@ -105,6 +109,9 @@ type Stats struct {
 	DigestDiffs    uint64 // digest replies received (the tables differed)
 	RecordsPushed  uint64
 	RecordsWanted  uint64
+	// Health is the local health multiplier now: 0 healthy; n stretches
+	// this node's probe interval, timeouts and suspicions (n+1)×.
+	Health int
 }
 
 // Detector is one member's failure detector and anti-entropy agent.
@@ -118,7 +125,8 @@ type Detector struct {
 	start    int
 	stride   int
 	next     int
-	probe    *probe
+	probes   map[uint64]*probe // outstanding, by nonce
+	health   int
 	relays   map[uint64]*relay
 	suspects map[string]*suspicion
 	tick     Timer
@@ -128,9 +136,11 @@ type Detector struct {
 }
 
 type probe struct {
-	target string
-	nonce  uint64
-	acked  bool
+	target        string
+	nonce         uint64
+	acked         bool
+	relays, nacks int
+	health        int // the local health when it began
 }
 
 type relay struct {
@@ -146,7 +156,7 @@ type suspicion struct {
 // New returns a stopped Detector; Start starts it.
 func New(cfg Config) *Detector {
 	cfg.defaults()
-	return &Detector{cfg: cfg, relays: map[uint64]*relay{}, suspects: map[string]*suspicion{}}
+	return &Detector{cfg: cfg, probes: map[uint64]*probe{}, relays: map[uint64]*relay{}, suspects: map[string]*suspicion{}}
 }
 
 // Start begins probing and anti-entropy, at random offsets within the first
@@ -180,7 +190,9 @@ func (d *Detector) Stop() {
 func (d *Detector) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.stats
+	st := d.stats
+	st.Health = d.health
+	return st
 }
 
 // SyncWith runs an anti-entropy exchange with p now (a newcomer with the
@@ -199,29 +211,51 @@ func (d *Detector) jitter(max time.Duration) time.Duration {
 	return time.Duration(d.cfg.Rand.Int64N(int64(max) + 1))
 }
 
-// probeTick ends the previous probe (suspecting an unanswered target) and
-// starts the next one.
+// probeTick starts the next probe. A probe ends on its own deadline
+// (probeEnd), so a slow indirect round does not cut the next one short.
+// Lifeguard's local health stretches the period and the timeouts of a node
+// whose own probes go unanswered: it is more likely slow itself than
+// surrounded by dead members.
 func (d *Detector) probeTick() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopped {
 		return
 	}
-	d.tick = d.cfg.Clock.AfterFunc(d.cfg.ProbeInterval, d.probeTick)
-	if p := d.probe; p != nil && !p.acked {
-		d.suspect(p.target)
-	}
-	d.probe = nil
+	scale := time.Duration(d.health + 1)
+	d.tick = d.cfg.Clock.AfterFunc(d.cfg.ProbeInterval*scale, d.probeTick)
 	target := d.nextTarget()
 	if target == "" {
 		return
 	}
 	d.nonce++
-	p := &probe{target: target, nonce: d.nonce}
-	d.probe = p
+	p := &probe{target: target, nonce: d.nonce, health: d.health}
+	d.probes[p.nonce] = p
 	d.stats.Probes++
 	d.cfg.Transport.Send(target, &Message{Kind: KindPing, Nonce: p.nonce})
-	d.cfg.Clock.AfterFunc(d.cfg.ProbeTimeout, func() { d.probeTimeout(p) })
+	d.cfg.Clock.AfterFunc(d.cfg.ProbeTimeout*scale, func() { d.probeTimeout(p) })
+	d.cfg.Clock.AfterFunc(3*d.cfg.ProbeTimeout*scale, func() { d.probeEnd(p) })
+}
+
+// probeEnd concludes a probe: an ack makes this node healthier; no ack
+// starts a suspicion, and makes this node less healthy if any relay did
+// not even answer with a nack (its own messages are likely the ones lost
+// or late).
+func (d *Detector) probeEnd(p *probe) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.probes, p.nonce)
+	if d.stopped {
+		return
+	}
+	if p.acked {
+		d.health = max(0, d.health-1)
+		return
+	}
+	if p.nacks < p.relays || p.relays == 0 {
+		d.health = min(maxHealth, d.health+1)
+	}
+	d.suspect(p.target, p.health)
 }
 
 // nextTarget walks the members in a random cyclic order (a random start
@@ -268,11 +302,12 @@ func gcd(a, b int) int {
 func (d *Detector) probeTimeout(p *probe) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stopped || d.probe != p || p.acked {
+	if d.stopped || d.probes[p.nonce] != p || p.acked {
 		return
 	}
 	d.stats.IndirectProbes++
 	for _, via := range d.pick(d.cfg.IndirectProbes, p.target) {
+		p.relays++
 		d.cfg.Transport.Send(via, &Message{Kind: KindPingReq, Nonce: p.nonce, Target: p.target})
 	}
 }
@@ -296,7 +331,7 @@ func (d *Detector) pick(k int, not string) []string {
 
 // suspect starts the suspicion of a member that answered no probe, and
 // tells it (a live member refutes with a newer record).
-func (d *Detector) suspect(id string) {
+func (d *Detector) suspect(id string, health int) {
 	if _, ok := d.suspects[id]; ok {
 		return
 	}
@@ -306,7 +341,7 @@ func (d *Detector) suspect(id string) {
 	}
 	d.stats.Suspicions++
 	s := &suspicion{seq: seq}
-	s.timer = d.cfg.Clock.AfterFunc(d.cfg.SuspicionTimeout, func() { d.suspicionEnd(id, s) })
+	s.timer = d.cfg.Clock.AfterFunc(d.cfg.SuspicionTimeout*time.Duration(health+1), func() { d.suspicionEnd(id, s) })
 	d.suspects[id] = s
 	d.cfg.Transport.Send(id, &Message{Kind: KindSuspect, Seq: seq})
 }
@@ -387,16 +422,26 @@ func (d *Detector) Handle(from string, m *Message) *Message {
 		}
 		d.nonce++
 		n := d.nonce
-		d.relays[n] = &relay{requester: from, target: m.Target, nonce: m.Nonce}
+		r := &relay{requester: from, target: m.Target, nonce: m.Nonce}
+		d.relays[n] = r
 		d.stats.Relayed++
 		d.cfg.Transport.Send(m.Target, &Message{Kind: KindPing, Nonce: n})
-		d.cfg.Clock.AfterFunc(2*d.cfg.ProbeTimeout, func() {
+		d.cfg.Clock.AfterFunc(d.cfg.ProbeTimeout, func() {
 			d.mu.Lock()
-			delete(d.relays, n)
-			d.mu.Unlock()
+			defer d.mu.Unlock()
+			if d.relays[n] == r && !d.stopped {
+				delete(d.relays, n)
+				d.cfg.Transport.Send(r.requester, &Message{Kind: KindNack, Nonce: r.nonce, Target: r.target})
+			}
 		})
 	case KindSuspect:
+		d.health = min(maxHealth, d.health+1) // suspected: likely slow here
 		d.cfg.Table.Suspected(from, m.Seq)
+	case KindNack:
+		if p, ok := d.probes[m.Nonce]; ok && p.target == m.Target {
+			p.nacks++
+			d.stats.Nacks++
+		}
 	case KindDigest:
 		if len(m.Digest) != Buckets {
 			return nil
@@ -450,7 +495,7 @@ func (d *Detector) ack(from string, m *Message) {
 	if m.Target != "" {
 		acked = m.Target // an indirect ack, relayed by from
 	}
-	if p := d.probe; p != nil && p.nonce == m.Nonce && p.target == acked {
+	if p, ok := d.probes[m.Nonce]; ok && p.target == acked {
 		p.acked = true
 	}
 	if r, ok := d.relays[m.Nonce]; ok && m.Target == "" && r.target == from {

@@ -15,10 +15,11 @@ const (
 	KindDigest                      // my table digest
 	KindDigestReply                 // your digest differs in Diff: my entries there, and my digest
 	KindPush                        // records you lack or hold older; Want: send me these
+	KindNack                        // I pinged Target for you and got no answer (yet)
 	numKinds
 )
 
-var kindNames = [...]string{"", "ping", "ack", "ping-req", "suspect", "digest", "digest-reply", "push"}
+var kindNames = [...]string{"", "ping", "ack", "ping-req", "suspect", "digest", "digest-reply", "push", "nack"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) && k > 0 {
