@@ -14,6 +14,7 @@ import (
 
 	"github.com/cloud-barista/cbnode/api"
 	"github.com/cloud-barista/cbnode/cladnet"
+	"github.com/cloud-barista/cbnode/console"
 	"github.com/cloud-barista/cbnode/cost"
 )
 
@@ -46,6 +47,8 @@ func (o *Operator) routes() *api.Mux {
 	mux.HandleFunc("POST /v1/control/cladnet/{cladnetId}/command/{commandType}", o.control)
 	mux.HandleFunc("PUT /v1/cladnet/{cladnetId}/peer/{hostId}/details", o.putDetails)
 	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer/{hostId}/networkingRule", o.getNetworkingRule)
+	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/overview", o.getOverview)
+	console.Register(mux)
 	return mux
 }
 
@@ -353,6 +356,15 @@ func (o *Operator) listPeers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, Peers{Peers: s.peers()})
+}
+
+// getOverview is the console's view of one CLADNet (watch.go).
+func (o *Operator) getOverview(w http.ResponseWriter, r *http.Request) {
+	s, ok := o.cladnetOf(w, r)
+	if !ok {
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, s.watch.overview(time.Now()))
 }
 
 func (o *Operator) getPeer(w http.ResponseWriter, r *http.Request) {
