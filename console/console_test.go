@@ -1,15 +1,20 @@
 package console_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/cloud-barista/cbnode/api"
 	"github.com/cloud-barista/cbnode/console"
+	"github.com/cloud-barista/cbnode/internal/browser"
 )
 
 // TestServe checks the routes: the page and its files with their types and
@@ -61,4 +66,57 @@ func TestServe(t *testing.T) {
 	if w := console.Weight(); w > 100<<10 {
 		t.Errorf("page weight %d bytes: keep it under 100 KiB", w)
 	}
+}
+
+// TestLogicJS runs logic_test.js (the unit tests of the page's pure
+// functions: colour scale, sorting, filtering, formatting, layout) in
+// headless Chromium.
+func TestLogicJS(t *testing.T) {
+	path := browser.Require(t)
+	logic, err := os.ReadFile("web/logic.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests, err := os.ReadFile("web/logic_test.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/logic.js":
+			w.Header().Set("Content-Type", "text/javascript")
+			_, _ = w.Write(logic)
+		case "/logic_test.js":
+			w.Header().Set("Content-Type", "text/javascript")
+			_, _ = w.Write(tests)
+		default:
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = io.WriteString(w, `<!doctype html><title>logic tests</title><script src="/logic.js"></script><script src="/logic_test.js"></script>`)
+		}
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b := browser.Start(t, ctx, path, browser.Options{})
+	type result struct {
+		Count    int      `json:"count"`
+		Failures []string `json:"failures"`
+	}
+	if err := chromedp.Do(b.Ctx, chromedp.Navigate(srv.URL)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := chromedp.Run(b.Ctx, chromedp.Evaluate[result](`CBLogicTests.run()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Count < 10 {
+		t.Errorf("only %d JavaScript tests ran", res.Count)
+	}
+	for _, f := range res.Failures {
+		t.Error("logic_test.js: " + f)
+	}
+	for _, e := range b.Errors() {
+		t.Error("JavaScript error: " + e)
+	}
+	t.Logf("%d JavaScript tests, %d failures", res.Count, len(res.Failures))
 }
