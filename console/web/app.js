@@ -176,7 +176,7 @@
         el("td", {}, el("span", { class: "badge " + m.status, text: m.status }), gone && m.goneAt ? el("small", { text: " " + L.ago(m.goneAt, now) }) : null),
         el("td", { class: "wide", text: cloud(m) || "–" }),
         el("td", {}, el("button", { type: "button", "aria-expanded": String(open), "aria-label": `Paths of ${m.hostName} to each peer`, onclick: () => { open ? state.open.delete(m.hostId) : state.open.add(m.hostId); renderMembers(); } },
-          `${ps.direct} direct` + (ps.relayed ? `, ${ps.relayed} relayed` : "") + (ps.none ? `, ${ps.none} none` : ""))),
+          (gone ? "was " : "") + `${ps.direct} direct` + (ps.relayed ? `, ${ps.relayed} relayed` : "") + (ps.none ? `, ${ps.none} none` : ""))),
         el("td", { class: "num", "data-col": "tx", text: L.bytes(m.txBytes) }),
         el("td", { class: "num wide", "data-col": "rx", text: L.bytes(m.rxBytes) }),
         el("td", { class: "wide", title: m.certNotAfter || "", text: L.until(m.certNotAfter, now) }),
