@@ -373,15 +373,15 @@
     const others = hosts.map((h, j) => ({ h, c: cells[i][j] })).filter((_, j) => j !== i);
     const vals = others.map(o => o.c && o.c.measured ? o.c.avgRttMs : null);
     const [lo, hi] = L.domain(cells.flat().filter(c => c && c.measured).map(c => c.avgRttMs));
-    const C = 160, r0 = 40, r1 = 120, bs = L.bars(vals, r0, r1);
-    bp.setAttribute("viewBox", "0 0 320 320");
+    const C = 160, r0 = 36, r1 = 110, bs = L.bars(vals, r0, r1);
+    bp.setAttribute("viewBox", "-90 0 500 320");
     const kids = [sv("circle", { cx: C, cy: C, r: r0, fill: "none", stroke: "#d0d5dc" }), sv("text", { x: C, y: C + 4, "text-anchor": "middle" }, hosts[i].hostName)];
     bs.forEach((b, k) => {
       const o = others[k], a0 = b.angle - b.width / 2, a1 = b.angle + b.width / 2;
       const text = o.c ? pairText(o.c) : `${hosts[i].hostName} → ${o.h.hostName}\nno data`;
       kids.push(sv("path", { d: L.arc(C, C, r0, Math.max(b.r1, r0 + 1), a0, a1), fill: L.color(b.value, lo, hi), class: "bar", "data-dst": o.h.hostName, role: "img", "aria-label": text.replace(/\n/g, ", "),
         onmousemove: ev => tip(ev, text), onmouseleave: untip }, sv("title", {}, text)));
-      const lr = r1 + 14, x = C + lr * Math.sin(b.angle), y = C - lr * Math.cos(b.angle);
+      const lr = r1 + 12, x = C + lr * Math.sin(b.angle), y = C - lr * Math.cos(b.angle);
       kids.push(sv("text", { x: x.toFixed(1), y: (y + 4).toFixed(1), "text-anchor": Math.abs(Math.sin(b.angle)) < 0.3 ? "middle" : Math.sin(b.angle) > 0 ? "start" : "end" }, `${o.h.hostName} ${b.value === null ? "–" : L.ms(b.value)}`));
     });
     bp.replaceChildren(...kids);
