@@ -283,3 +283,53 @@ func natural(a, b string) bool {
 	fmt.Sscanf(strings.TrimPrefix(b, "vm"), "%d", &nb)
 	return na < nb
 }
+
+// TestPageBearerToken: against an operator that wants a bearer token, the
+// page asks for one, keeps it in the tab and sends it with every call.
+func TestPageBearerToken(t *testing.T) {
+	path := browser.Require(t)
+	f := newFakeOperator()
+	inner := f.handler()
+	var sawToken sync.Once
+	got := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/") {
+			if r.Header.Get("Authorization") != "Bearer t0ken" {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="cbnode operator"`)
+				api.WriteError(w, http.StatusUnauthorized, fmt.Errorf("authentication required"))
+				return
+			}
+			sawToken.Do(func() { close(got) })
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b := browser.Start(t, ctx, path, browser.Options{})
+	poll := func(what, js string) {
+		t.Helper()
+		if _, err := chromedp.Run(b.Ctx, chromedp.Poll[bool](js, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	if err := chromedp.Do(b.Ctx, chromedp.Navigate(srv.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	poll("the credentials form", `!document.querySelector("#login").hidden`)
+	if err := chromedp.Do(b.Ctx, chromedp.SendKeys(chromedp.CSS("#login-token"), "t0ken"), chromedp.Click(chromedp.CSS("#login-use"))); err != nil {
+		t.Fatal(err)
+	}
+	poll("members after the token", fmt.Sprintf(`document.querySelectorAll("#member-table tr[data-host]").length === %d && document.querySelector("#login").hidden`, fakeMembers))
+	select {
+	case <-got:
+	default:
+		t.Error("no API call carried the token")
+	}
+	// The 401s before the token are the only errors the browser logs.
+	for _, e := range b.Errors() {
+		if !strings.Contains(e, "401") {
+			t.Errorf("JavaScript error: %s", e)
+		}
+	}
+}

@@ -26,10 +26,19 @@
     return n;
   }
 
+  // A bearer token given in the page stays in this tab (sessionStorage).
+  const TOKEN_KEY = "cbnode-operator-token";
+  function authHeaders(h) {
+    const tok = sessionStorage.getItem(TOKEN_KEY);
+    if (tok) h.Authorization = "Bearer " + tok;
+    return h;
+  }
+
   async function call(method, path, body) {
-    const opt = { method, headers: { Accept: "application/json" } };
+    const opt = { method, headers: authHeaders({ Accept: "application/json" }) };
     if (body !== undefined) { opt.headers["Content-Type"] = "application/json"; opt.body = JSON.stringify(body); }
     const r = await fetch(path, opt);
+    $("#login").hidden = r.status !== 401;
     const txt = await r.text();
     let j = null;
     try { j = txt ? JSON.parse(txt) : null; } catch (e) { /* not JSON */ }
@@ -425,8 +434,33 @@
       e.host ? el("strong", { text: e.host + " " }) : null, e.message)) : [el("li", { text: "nothing yet" })]));
   }
 
+  // With a bearer token the CSV link cannot carry it: fetch, then save.
+  async function csv(ev) {
+    if (!sessionStorage.getItem(TOKEN_KEY)) return;
+    ev.preventDefault();
+    const a = ev.currentTarget;
+    try {
+      const r = await fetch(a.getAttribute("href"), { headers: authHeaders({ Accept: "text/csv" }) });
+      if (!r.ok) throw new Error("CSV: HTTP " + r.status);
+      const url = URL.createObjectURL(await r.blob());
+      const tmp = el("a", { href: url, download: a.getAttribute("download") || "run.csv" });
+      document.body.append(tmp); tmp.click(); tmp.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+    } catch (e) { notice(e.message, true); }
+  }
+
+  async function login() {
+    const tok = $("#login-token").value.trim();
+    if (!tok) return;
+    sessionStorage.setItem(TOKEN_KEY, tok);
+    $("#login-token").value = "";
+    try { await loadCladnets(); notice("signed in"); refresh(); } catch (e) { notice(e.message, true); }
+  }
+
   // ---- wiring ----
   function wire() {
+    $("#login-use").addEventListener("click", login);
+    $("#csv").addEventListener("click", csv);
     $("#cladnet-select").addEventListener("change", e => select(e.target.value));
     $("#recommend").addEventListener("click", recommend);
     $("#create-form").addEventListener("submit", create);
