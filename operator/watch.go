@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -17,7 +18,8 @@ import (
 // The watch is what the console shows beyond the members table: it keeps
 // members that went away (lost after missed heartbeats, or left), each
 // member's path table with its traffic and metered cost (fetched from the
-// member over /cbnode/path-table), a history of the CLADNet's total spend,
+// member over /cbnode/pathtable, every 3 s while the console is open, every
+// minute otherwise), a history of the CLADNet's total spend,
 // and an event log (joins, leaves, losses, revocations, state and path
 // changes, rules, revocation-list and control versions, test runs). It is
 // in memory: a restarted operator starts a new log.
@@ -33,8 +35,13 @@ const (
 
 // Watch limits and timing.
 const (
-	watchEvery     = time.Second     // members snapshot
-	pathsEvery     = 3 * time.Second // path tables
+	watchEvery = time.Second // members snapshot
+	// pathsEvery is how often the path tables are fetched while someone
+	// looks (an overview in the last viewedFor), idleEvery otherwise: a
+	// CLADNet nobody watches costs each member one small request a minute.
+	pathsEvery     = 3 * time.Second
+	idleEvery      = time.Minute
+	viewedFor      = time.Minute
 	maxEvents      = 500
 	maxCostSamples = 720 // 36 min at pathsEvery
 	maxGone        = 1000
@@ -125,6 +132,7 @@ type watch struct {
 	rules  uint64
 	revs   uint64
 	plane  string
+	viewed atomic.Int64 // Unix nanoseconds of the last overview
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -167,6 +175,7 @@ func (w *watch) loop(ctx context.Context) {
 	defer stop()
 	w.snapshot(time.Now())
 	w.fetchPaths(ctx)
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -175,8 +184,12 @@ func (w *watch) loop(ctx context.Context) {
 			w.snapshot(time.Now())
 		case <-members.C:
 			w.snapshot(time.Now())
-		case <-paths.C:
+		case now := <-paths.C:
+			if now.Sub(time.Unix(0, w.viewed.Load())) > viewedFor && now.Sub(last) < idleEvery {
+				continue
+			}
 			w.fetchPaths(ctx)
+			last = time.Now()
 		}
 	}
 }
@@ -452,6 +465,7 @@ func (a *acc) usage() cost.Usage {
 
 // overview assembles the console's view.
 func (w *watch) overview(now time.Time) Overview {
+	w.viewed.Store(now.UnixNano())
 	s := w.s
 	w.snapshot(now)
 	rules := s.rules.Current()
