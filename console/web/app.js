@@ -336,7 +336,7 @@
     const { hosts, cells } = L.matrix(run);
     const vals = cells.flat().filter(c => c && c.measured).map(c => c.avgRttMs);
     const [lo, hi] = L.domain(vals);
-    const n = hosts.length, lab = 70, size = Math.max(18, Math.min(48, Math.floor(400 / Math.max(1, n))));
+    const n = hosts.length, lab = 70, size = Math.max(18, Math.min(40, Math.floor(400 / Math.max(1, n))));
     const W = lab + n * size + 4;
     hm.setAttribute("viewBox", `0 0 ${W} ${W}`);
     const kids = [];
@@ -382,8 +382,8 @@
     const others = hosts.map((h, j) => ({ h, c: cells[i][j] })).filter((_, j) => j !== i);
     const vals = others.map(o => o.c && o.c.measured ? o.c.avgRttMs : null);
     const [lo, hi] = L.domain(cells.flat().filter(c => c && c.measured).map(c => c.avgRttMs));
-    const C = 160, r0 = 36, r1 = 110, bs = L.bars(vals, r0, r1);
-    bp.setAttribute("viewBox", "-90 0 500 320");
+    const C = 160, r0 = 36, r1 = 112, bs = L.bars(vals, r0, r1);
+    bp.setAttribute("viewBox", "-60 0 440 320");
     const kids = [sv("circle", { cx: C, cy: C, r: r0, fill: "none", stroke: "#d0d5dc" }), sv("text", { x: C, y: C + 4, "text-anchor": "middle" }, hosts[i].hostName)];
     bs.forEach((b, k) => {
       const o = others[k], a0 = b.angle - b.width / 2, a1 = b.angle + b.width / 2;
