@@ -22,7 +22,7 @@ import (
 // minute otherwise), a history of the CLADNet's total spend,
 // and an event log (joins, leaves, losses, revocations, state and path
 // changes, rules, revocation-list and control versions, test runs). It is
-// in memory: a restarted operator starts a new log.
+// saved in the CLADNet's directory (watchstore.go).
 
 // Console statuses of a member (ConsoleMember.Status).
 const (
@@ -133,6 +133,9 @@ type watch struct {
 	revs   uint64
 	plane  string
 	viewed atomic.Int64 // Unix nanoseconds of the last overview
+	file   string       // watchstore.go
+	dirty  bool
+	saved  time.Time
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -141,6 +144,7 @@ type watch struct {
 func (o *Operator) startWatch(s *cladnetSwarm) *watch {
 	ctx, cancel := context.WithCancel(o.base)
 	w := &watch{s: s, o: o, seen: map[string]*watched{}, cancel: cancel}
+	w.load(o.store.cladnetDir(s.owner))
 	w.rules = s.rules.Current().Version
 	if cur := s.revs.Current(); cur != nil {
 		w.revs = cur.Version
@@ -157,6 +161,7 @@ func (o *Operator) startWatch(s *cladnetSwarm) *watch {
 func (w *watch) close() {
 	w.cancel()
 	w.wg.Wait()
+	w.save(time.Now(), true)
 }
 
 func dataPlane(s *cladnetSwarm) string {
@@ -184,6 +189,7 @@ func (w *watch) loop(ctx context.Context) {
 			w.snapshot(time.Now())
 		case <-members.C:
 			w.snapshot(time.Now())
+			w.save(time.Now(), false)
 		case now := <-paths.C:
 			if now.Sub(time.Unix(0, w.viewed.Load())) > viewedFor && now.Sub(last) < idleEvery {
 				continue
@@ -196,6 +202,7 @@ func (w *watch) loop(ctx context.Context) {
 
 // add appends an event. The caller holds w.mu.
 func (w *watch) add(e Event) {
+	w.dirty = true
 	w.events = append(w.events, e)
 	if len(w.events) > maxEvents {
 		w.events = append(w.events[:0:0], w.events[len(w.events)-maxEvents:]...)
@@ -403,6 +410,11 @@ func (w *watch) sampleCost(now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	c := w.costLocked()
+	if n := len(w.hist); n > 0 && w.hist[n-1].Usage == c.Total && n > 1 && w.hist[n-2].Usage == c.Total {
+		w.hist[n-1].At = now.UTC() // a flat stretch: move its end, keep two points
+		return
+	}
+	w.dirty = true
 	w.hist = append(w.hist, CostSample{At: now.UTC(), Usage: c.Total})
 	if len(w.hist) > maxCostSamples {
 		w.hist = append(w.hist[:0:0], w.hist[len(w.hist)-maxCostSamples:]...)
