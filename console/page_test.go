@@ -109,6 +109,7 @@ func (f *fakeOperator) handler() http.Handler {
 	mux.HandleFunc("PUT /v1/cladnet/big/rules", record(cost.DefaultRules("cnbig", "basic")))
 	mux.HandleFunc("POST /v1/control/cladnet/big/command/{cmd}", record(operator.ControlResponse{IsSucceeded: true, Message: "ok", CommandType: "DOWN", Version: 7, Members: 150}))
 	mux.HandleFunc("PUT /v1/cladnet/big", record(spec))
+	mux.HandleFunc("DELETE /v1/cladnet/big", record(operator.DeletionResult{IsSucceeded: true, Message: "CLADNet big deleted", CLADNetSpecification: spec}))
 	mux.HandleFunc("POST /v1/cladnet/big/revocation", record(map[string]any{"version": 2}))
 	mux.HandleFunc("POST /v1/cladnet/big/token", record(operator.TokenResponse{Token: strings.Repeat("T", 200), HostName: "vm-new", NotAfter: time.Now().Add(time.Hour)}))
 	return mux
@@ -247,6 +248,26 @@ func TestPageLargeCLADNet(t *testing.T) {
 	waitFor("notice", `document.querySelector("#notice").textContent.startsWith("revoked vm7")`)
 	if w := f.takeWrites(); len(w) != 1 || !strings.HasPrefix(w[0], `POST /v1/cladnet/big/revocation {"peerId":"12D3KooWfake007"`) {
 		t.Errorf("revoke sent %q", w)
+	}
+
+	// Edit: the dialog holds the spec, saving is confirmed.
+	do(chromedp.Click(chromedp.CSS("#btn-edit")))
+	waitFor("edit dialog", `document.querySelector("#edit-dialog").open && document.querySelector("#edit-desc").value === "150 members"`)
+	do(chromedp.SetValue(chromedp.CSS("#edit-desc"), "renamed"), chromedp.Click(chromedp.CSS("#edit-save")))
+	waitFor("confirm open", `document.querySelector("#confirm").open`)
+	do(chromedp.Click(chromedp.CSS("#confirm-ok")))
+	waitFor("notice", `document.querySelector("#notice").textContent === "updated big"`)
+	if w := f.takeWrites(); len(w) != 1 || w[0] != `PUT /v1/cladnet/big {"description":"renamed","ruleType":"cost-prioritized"}` {
+		t.Errorf("edit sent %q", w)
+	}
+	// Dissolve: cancelled, nothing is sent.
+	do(chromedp.Click(chromedp.CSS("#btn-dissolve")))
+	waitFor("confirm open", `document.querySelector("#confirm").open && document.querySelector("#confirm-text").textContent.startsWith("Dissolve big?")`)
+	do(chromedp.Evaluate[chromedp.Void](`document.querySelector("#confirm").dispatchEvent(new Event("cancel"))`))
+	waitFor("confirm closed", `!document.querySelector("#confirm").open`)
+	time.Sleep(200 * time.Millisecond)
+	if w := f.takeWrites(); len(w) != 0 {
+		t.Errorf("cancelled dissolve sent %q", w)
 	}
 
 	// Layouts: two columns at 1400 px, one at 420 px with nothing wider
