@@ -45,7 +45,7 @@ func newFakeOperator() *fakeOperator {
 				IP: fmt.Sprintf("10.77.%d.%d", i/100, i%100+1), State: "tunneling",
 				Details:  cost.CloudInfo{ProviderName: []string{"aws", "gcp", "azure"}[i%3], RegionID: fmt.Sprintf("region-%d", i%4)},
 				LastSeen: now.Add(-time.Duration(i) * time.Second), CertUntil: now.Add(time.Duration(i) * time.Hour)},
-			Status: st, TxBytes: uint64(i * 1000), RxBytes: uint64(i * 2000),
+			Status: st, TxBytes: uint64(i * 1000), RxBytes: uint64(i * 2000), PathCounts: operator.PathCounts{Direct: 1},
 			Paths: []api.PathRule{{HostID: "x", HostName: "vm0", Remote: "/ip4/7.7.7.1/udp/7460/quic-v1", Class: "internet", PricePerGB: 0.09, TxBytes: 1}},
 		}
 		if st == "lost" || st == "revoked" {

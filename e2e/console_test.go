@@ -167,6 +167,12 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	// Paths and traffic reach the table (the pings above were traffic).
 	waitFor("paths and traffic of n1", `(() => { const r = document.querySelector('#member-table tr[data-host="n1"]'); return r && /2 direct/.test(r.textContent) && r.querySelector('td[data-col="tx"]').textContent !== "0 B"; })()`, 15*time.Second)
+	// Open n1's path table: a row per peer, direct, with its transport and traffic.
+	must(chromedp.Do(tab, chromedp.Click(chromedp.CSS(`button[aria-label="Paths of n1 to each peer"]`))))
+	waitFor("n1's path table", `document.querySelectorAll('table[aria-label="Paths of n1"] tbody tr').length === 2`, 10*time.Second)
+	if got := eval(`[...document.querySelectorAll('table[aria-label="Paths of n1"] tbody tr')].map(r => [...r.cells].slice(0, 3).map(c => c.textContent).join("/")).join(" ")`); !strings.Contains(got, "n2/direct/") || !strings.Contains(got, "n3/direct/") {
+		t.Errorf("n1's path table: %q, want n2 and n3 direct", got)
+	}
 
 	// Run a connectivity test from the button: the heatmap shows the run
 	// the API keeps, cell by cell.

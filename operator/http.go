@@ -358,13 +358,24 @@ func (o *Operator) listPeers(w http.ResponseWriter, r *http.Request) {
 	api.WriteJSON(w, http.StatusOK, Peers{Peers: s.peers()})
 }
 
-// getOverview is the console's view of one CLADNet (watch.go).
+// getOverview is the console's view of one CLADNet (watch.go); ?paths=
+// lists the members (peer IDs, comma-separated, or "all") whose path rows
+// it carries: the rows grow with the square of the members.
 func (o *Operator) getOverview(w http.ResponseWriter, r *http.Request) {
 	s, ok := o.cladnetOf(w, r)
 	if !ok {
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, s.watch.overview(time.Now()))
+	want := map[string]bool{}
+	all := false
+	for _, id := range strings.Split(r.URL.Query().Get("paths"), ",") {
+		if id = strings.TrimSpace(id); id == "all" {
+			all = true
+		} else if id != "" {
+			want[id] = true
+		}
+	}
+	api.WriteJSON(w, http.StatusOK, s.watch.overview(time.Now(), want, all))
 }
 
 func (o *Operator) getPeer(w http.ResponseWriter, r *http.Request) {

@@ -100,7 +100,7 @@ func TestOpenAPIOperator(t *testing.T) {
 		{"POST", "/v1/cladnet/lab/revocation", `{}`, 400},
 		{"POST", "/v1/cladnet/nope/revocation", `{"hostName":"vm1"}`, 404},
 		{"GET", "/v1/cladnet/lab/revocation", "", 200},
-		{"GET", "/v1/cladnet/lab/overview", "", 200}, // vm1 revoked, a revocation event
+		{"GET", "/v1/cladnet/lab/overview?paths=all", "", 200}, // vm1 revoked, a revocation event
 		{"DELETE", "/v1/cladnet/auto", "", 200},
 		{"DELETE", "/v1/cladnet/auto", "", 404},
 		{"GET", "/v1/nothing", "", 404},

@@ -14,7 +14,12 @@ import (
 // overview reads GET .../overview into the operator's type.
 func overview(t *testing.T, op *operator.Operator, id string) operator.Overview {
 	t.Helper()
-	resp, err := http.Get(op.URL() + "/v1/cladnet/" + id + "/overview")
+	return overviewQ(t, op, id, "?paths=all")
+}
+
+func overviewQ(t *testing.T, op *operator.Operator, id, query string) operator.Overview {
+	t.Helper()
+	resp, err := http.Get(op.URL() + "/v1/cladnet/" + id + "/overview" + query)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,11 +87,21 @@ func TestOverviewInSwarm(t *testing.T) {
 		for _, p := range ov.Cost.Pairs {
 			pair = pair || (p.From == "vm1" && p.To == "vm2" && p.Bytes >= 19*64)
 		}
-		if !pair || ov.Cost.Total.Bytes < 19*64 || len(ov.Cost.History) == 0 {
+		if !pair || ov.Cost.Total.Bytes < 19*64 || len(ov.Cost.History) == 0 || ov.Cost.PairCount < 1 {
 			return fmt.Errorf("cost %+v", ov.Cost)
 		}
 		return nil
 	})
+	// Without ?paths= the rows stay home, the counts come; with one peer ID
+	// only its rows.
+	ov := overviewQ(t, op, id, "")
+	if m := ov.Members[0]; len(m.Paths) != 0 || m.PathCounts.Direct+m.PathCounts.Relayed != 2 {
+		t.Errorf("overview without ?paths=: vm1 has %d path rows, counts %+v; want none and 2 live paths", len(m.Paths), m.PathCounts)
+	}
+	ov = overviewQ(t, op, id, "?paths="+ov.Members[1].HostID)
+	if len(ov.Members[0].Paths) != 0 || len(ov.Members[1].Paths) != 2 {
+		t.Errorf("?paths=<vm2>: vm1 %d rows, vm2 %d rows; want 0 and 2", len(ov.Members[0].Paths), len(ov.Members[1].Paths))
+	}
 
 	ms[1].m.Stop() // a graceful leave
 	if code, m := call(t, "POST", op.URL()+"/v1/cladnet/lab/revocation", `{"hostName":"vm3","reason":"test"}`); code != 200 {

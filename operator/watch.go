@@ -63,14 +63,26 @@ type ConsoleMember struct {
 	api.Peer
 	Status string    `json:"status"`
 	GoneAt time.Time `json:"goneAt,omitzero"`
-	// Paths is the member's networking rule (one row per other member,
-	// with traffic), as of PathsAt; PathsError says why it is stale.
+	// PathCounts counts its paths by kind; Paths is its networking rule
+	// (one row per other member, with traffic) when the request asked for
+	// it (?paths=), as of PathsAt; PathsError says why it is stale.
+	PathCounts PathCounts     `json:"pathCounts"`
 	Paths      []api.PathRule `json:"paths"`
 	PathsAt    time.Time      `json:"pathsAt,omitzero"`
 	PathsError string         `json:"pathsError,omitempty"`
 	TxBytes    uint64         `json:"txBytes"`
 	RxBytes    uint64         `json:"rxBytes"`
 }
+
+// PathCounts are a member's paths by kind.
+type PathCounts struct {
+	Direct  int `json:"direct"`
+	Relayed int `json:"relayed"`
+	None    int `json:"none"` // no live packet stream
+}
+
+// maxPairs bounds CostSummary.Pairs (the biggest first).
+const maxPairs = 200
 
 // PairCost is what one member spent sending to another over one path class.
 type PairCost struct {
@@ -90,8 +102,10 @@ type CostSample struct {
 // sends; a member that went away keeps its last report).
 type CostSummary struct {
 	Classes map[string]cost.Usage `json:"classes"`
-	Pairs   []PairCost            `json:"pairs"`
-	Total   cost.Usage            `json:"total"`
+	Pairs   []PairCost            `json:"pairs"` // the maxPairs biggest by bytes
+	// PairCount is how many pairs there are in all.
+	PairCount int        `json:"pairCount"`
+	Total     cost.Usage `json:"total"`
 	History []CostSample          `json:"history"`
 }
 
@@ -452,6 +466,11 @@ func (w *watch) costLocked() CostSummary {
 	for cl, a := range classes {
 		out.Classes[cl] = a.usage()
 	}
+	out.PairCount = len(out.Pairs)
+	sort.SliceStable(out.Pairs, func(i, j int) bool { return out.Pairs[i].Bytes > out.Pairs[j].Bytes })
+	if len(out.Pairs) > maxPairs {
+		out.Pairs = out.Pairs[:maxPairs]
+	}
 	out.Total = total.usage()
 	return out
 }
@@ -475,8 +494,9 @@ func (a *acc) usage() cost.Usage {
 	return cost.Usage{Bytes: a.bytes, SpentUSD: round9(a.spent), BasicUSD: round9(a.basic), SavedUSD: round9(a.saved)}
 }
 
-// overview assembles the console's view.
-func (w *watch) overview(now time.Time) Overview {
+// overview assembles the console's view; it carries the path rows of the
+// members whose peer IDs withPaths holds (all: every member's).
+func (w *watch) overview(now time.Time, withPaths map[string]bool, all bool) Overview {
 	w.viewed.Store(now.UnixNano())
 	s := w.s
 	w.snapshot(now)
@@ -496,10 +516,20 @@ func (w *watch) overview(now time.Time) Overview {
 			cm.State = api.StateRevoked
 		}
 		if m.rule != nil {
-			cm.Paths = m.rule.Rules
+			if all || withPaths[id] {
+				cm.Paths = m.rule.Rules
+			}
 			for _, r := range m.rule.Rules {
 				cm.TxBytes += r.TxBytes
 				cm.RxBytes += r.RxBytes
+				switch pathKind(r) {
+				case "direct":
+					cm.PathCounts.Direct++
+				case "relayed":
+					cm.PathCounts.Relayed++
+				default:
+					cm.PathCounts.None++
+				}
 			}
 		}
 		ov.Members = append(ov.Members, cm)

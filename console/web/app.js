@@ -136,7 +136,8 @@
     state.busy = true;
     try {
       const name = state.current;
-      const ov = await call("GET", `/v1/cladnet/${cid()}/overview`);
+      const paths = [...state.open].map(encodeURIComponent).join(",");
+      const ov = await call("GET", `/v1/cladnet/${cid()}/overview` + (paths ? "?paths=" + paths : ""));
       if (name !== state.current) return;
       state.ov = ov; state.lastOK = Date.now();
       render();
@@ -176,7 +177,6 @@
     }
     const rows = [];
     for (const m of shown) {
-      const ps = L.pathSummary(m.paths);
       const gone = m.status === "lost" || m.status === "left" || m.status === "revoked";
       const open = state.open.has(m.hostId);
       rows.push(el("tr", { class: "st-" + m.status, "data-host": m.hostName, "data-status": m.status },
@@ -184,8 +184,8 @@
         el("td", { class: "mono", text: m.ip || "–" }),
         el("td", {}, el("span", { class: "badge " + m.status, text: m.status }), gone && m.goneAt ? el("small", { text: " " + L.ago(m.goneAt, now) }) : null),
         el("td", { class: "wide", text: cloud(m) || "–" }),
-        el("td", {}, el("button", { type: "button", "aria-expanded": String(open), "aria-label": `Paths of ${m.hostName} to each peer`, onclick: () => { open ? state.open.delete(m.hostId) : state.open.add(m.hostId); renderMembers(); } },
-          (gone ? "was " : "") + `${ps.direct} direct` + (ps.relayed ? `, ${ps.relayed} relayed` : "") + (ps.none ? `, ${ps.none} none` : ""))),
+        el("td", {}, el("button", { type: "button", "aria-expanded": String(open), "aria-label": `Paths of ${m.hostName} to each peer`, onclick: () => { open ? state.open.delete(m.hostId) : state.open.add(m.hostId); renderMembers(); refresh(); } },
+          L.pathText(m.pathCounts, gone))),
         el("td", { class: "num", "data-col": "tx", text: L.bytes(m.txBytes) }),
         el("td", { class: "num wide", "data-col": "rx", text: L.bytes(m.rxBytes) }),
         el("td", { class: "wide", title: m.certNotAfter || "", text: L.until(m.certNotAfter, now) }),
@@ -198,7 +198,7 @@
   }
 
   function pathTable(m) {
-    if (!m.paths.length) return el("p", { text: m.pathsError ? "path table unavailable: " + m.pathsError : "no path table yet" });
+    if (!m.paths.length) return el("p", { text: m.pathsError ? "path table unavailable: " + m.pathsError : m.pathsAt ? "loading the path table…" : "no path table yet" });
     return el("table", { "aria-label": `Paths of ${m.hostName}` },
       el("thead", {}, el("tr", {}, ...["peer", "path", "transport", "class", "$/GB", "selected IP", "tx", "rx", "reason"].map(h => el("th", { scope: "col", text: h })))),
       el("tbody", {}, ...m.paths.map(p => el("tr", {},

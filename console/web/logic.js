@@ -118,13 +118,14 @@
     });
   }
 
-  // pathSummary counts a member's paths: direct, relayed, none.
-  function pathSummary(paths) {
-    const out = { direct: 0, relayed: 0, none: 0 };
-    for (const p of paths || []) {
-      if (!p.remote) out.none++; else if (p.relayed) out.relayed++; else out.direct++;
-    }
-    return out;
+  // pathText says a member's path counts ({direct, relayed, none}), "was …"
+  // for a member that went away.
+  function pathText(c, gone) {
+    c = c || {};
+    const parts = [`${c.direct || 0} direct`];
+    if (c.relayed) parts.push(`${c.relayed} relayed`);
+    if (c.none) parts.push(`${c.none} none`);
+    return (gone ? "was " : "") + parts.join(", ");
   }
 
   // transport is the transport of a path's multiaddr (quic-v1, tcp, ...).
@@ -207,7 +208,7 @@
     }).join(" ");
   }
 
-  const api = { domain, color, legend, matrix, sortMembers, filterMembers, natural, ipNum, pathSummary, transport, bytes, usd, ms, ago, until, bars, arc, lineChart, NODATA, STATUS_ORDER };
+  const api = { domain, color, legend, matrix, sortMembers, filterMembers, natural, ipNum, pathText, transport, bytes, usd, ms, ago, until, bars, arc, lineChart, NODATA, STATUS_ORDER };
   root.CBLogic = api;
   if (typeof module !== "undefined" && module.exports) module.exports = api;
 })(typeof globalThis !== "undefined" ? globalThis : this);

@@ -102,8 +102,11 @@
     eq(L.ipNum("nope"), Infinity, "not an address");
   });
 
-  test("pathSummary and transport", () => {
-    eq(L.pathSummary([{ remote: "/ip4/1.2.3.4/udp/1/quic-v1" }, { remote: "/ip4/1/tcp/2/p2p/x/p2p-circuit", relayed: true }, {}]), { direct: 1, relayed: 1, none: 1 }, "summary");
+  test("pathText and transport", () => {
+    eq(L.pathText({ direct: 2, relayed: 0, none: 0 }, false), "2 direct", "direct only");
+    eq(L.pathText({ direct: 1, relayed: 1, none: 1 }, false), "1 direct, 1 relayed, 1 none", "all kinds");
+    eq(L.pathText({ direct: 0, relayed: 3, none: 0 }, true), "was 0 direct, 3 relayed", "gone");
+    eq(L.pathText(undefined, false), "0 direct", "no counts");
     eq(L.transport("/ip4/1.2.3.4/udp/7460/quic-v1"), "quic-v1", "quic");
     eq(L.transport("/ip4/1.2.3.4/tcp/7460"), "tcp", "tcp");
     eq(L.transport("/ip4/1/tcp/2/p2p/R/p2p-circuit"), "relay", "relay");
