@@ -104,9 +104,9 @@ type CostSummary struct {
 	Classes map[string]cost.Usage `json:"classes"`
 	Pairs   []PairCost            `json:"pairs"` // the maxPairs biggest by bytes
 	// PairCount is how many pairs there are in all.
-	PairCount int        `json:"pairCount"`
-	Total     cost.Usage `json:"total"`
-	History []CostSample          `json:"history"`
+	PairCount int          `json:"pairCount"`
+	Total     cost.Usage   `json:"total"`
+	History   []CostSample `json:"history"`
 }
 
 // Overview is GET /v1/cladnet/{cladnetId}/overview: everything the
