@@ -160,7 +160,6 @@
       ` · rule ${ov.ruleType} (rules v${ov.rulesVersion}) · revocation list v${ov.revocationVersion}`,
       spec.description ? " · " + spec.description : "");
     renderMembers(); renderCost(); renderEvents();
-    if (state.run) renderRTT(); else renderBarHosts();
   }
 
   function cloud(m) { const d = m.details || {}; return [d.providerName, d.regionId, d.availabilityZoneId, d.virtualNetworkId].filter(Boolean).join(" / "); }
@@ -349,7 +348,7 @@
       const v = c && c.measured ? c.avgRttMs : null;
       const text = c ? pairText(c) : `${hosts[i].hostName} → ${hosts[j].hostName}\nno data`;
       kids.push(sv("rect", {
-        x: lab + j * size, y: lab + i * size, width: size, height: size, fill: L.color(v, lo, hi), class: "cell", tabindex: 0, role: "img",
+        x: lab + j * size, y: lab + i * size, width: size, height: size, fill: L.color(v, lo, hi), class: "cell", tabindex: n <= 20 ? 0 : null, role: "img",
         "aria-label": text.replace(/\n/g, ", "), "data-src": hosts[i].hostName, "data-dst": hosts[j].hostName, "data-avg": v === null ? "" : String(v),
         "data-min": c && c.measured ? String(c.minRttMs) : "", "data-max": c && c.measured ? String(c.maxRttMs) : "", "data-loss": c ? String(c.lossPercent) : "",
         onmousemove: ev => tip(ev, text), onmouseleave: untip, onfocus: ev => { const r = ev.target.getBoundingClientRect(); tip({ clientX: r.right, clientY: r.bottom }, text); }, onblur: untip,
