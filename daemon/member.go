@@ -76,6 +76,11 @@ type Member struct {
 	// of the last connectivity test request seen (see control.go).
 	down     bool
 	lastTest string
+
+	// revCh is signalled when a new revocation list was applied; taken
+	// when the revocations start, so a list that arrives before the event
+	// loop runs (a bootstrap node hands it to a newcomer at once) is seen.
+	revCh <-chan struct{}
 }
 
 // Run joins the CLADNet and serves until ctx ends or the member fails, then
@@ -163,11 +168,12 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	m.mu.Lock()
 	m.revs = revs
 	m.mu.Unlock()
+	m.revCh = revs.Changes()
 	if err := m.dissolved(); err != nil {
 		return nil, err
 	}
 	if revs.RevokedCert(cert) {
-		return nil, errRevoked("join CLADNet %s: this node's certificate (host %s, peer %s) is revoked: ask the operator for a new join token", spec.Name, cert.HostName, self)
+		return nil, errRevoked("join CLADNet %s: this node's certificate (host %s, peer %s) is revoked: ask the operator for a new join token (a new node identity)", spec.Name, cert.HostName, self)
 	}
 	relay.ServeCert(m.node.Host, cert)
 	if cfg.Relay {

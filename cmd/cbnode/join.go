@@ -297,7 +297,10 @@ nothing is dialled there.
 With --relay it also relays, without time or byte limits, for members that
 cannot reach each other directly (symmetric NATs) — but only for members of
 the CLADNets whose owner keys are given with --cladnet-owner (the "ownerKey"
-of 'cbnode cladnet show'): a relay for anyone would be an open proxy.`,
+of 'cbnode cladnet show'): a relay for anyone would be an open proxy. A
+relaying bootstrap node also keeps each of these CLADNets' owner-signed
+revocation lists (in --state-dir/<CLADNet ID>/revocations.json), refuses
+revoked members and hands the list to every node that joins.`,
 		Flags: []cli.Flag{stateDirFlag("/var/lib/cbnode-bootstrap"), listenFlag, portFlag,
 			&cli.StringSliceFlag{Name: "peer", Usage: "another bootstrap node's multiaddr (repeatable)", EnvVars: []string{"CBNODE_BOOTSTRAP_PEERS"}},
 			&cli.StringSliceFlag{Name: "announce", Usage: "public IP or DNS name (or multiaddr) to advertise, e.g. the VM's public IP (repeatable or comma-separated)", EnvVars: []string{"CBNODE_ANNOUNCE"}},
@@ -331,7 +334,7 @@ of 'cbnode cladnet show'): a relay for anyone would be an open proxy.`,
 			}
 			return daemon.RunBootstrap(c.Context, daemon.BootstrapConfig{
 				Key: key, ListenIPs: splitList(c.StringSlice("listen")), Port: c.Int("port"),
-				Peers: splitList(c.StringSlice("peer")), Announce: announce, RelayFor: owners, Logger: log,
+				Peers: splitList(c.StringSlice("peer")), Announce: announce, RelayFor: owners, StateDir: c.String("state-dir"), Logger: log,
 				Ready: func(n *node.Node) {
 					best := n.BootstrapAddr()
 					if best == nil {
