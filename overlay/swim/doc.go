@@ -13,6 +13,13 @@
 // itself can refute the same way. Every node sends one probe and answers one
 // on average per period, whatever the size of the CLADNet: O(1) per node.
 //
+// Lifeguard (Dadgar et al. 2018) keeps a slow node from declaring healthy
+// members dead: a relay that cannot reach the target either answers with a
+// nack, and a node whose probes fail while its relays stay silent, or that
+// is itself suspected, raises its local health multiplier, which stretches
+// its probe period, timeouts and suspicions (up to 9×) until probes succeed
+// again.
+//
 // Anti-entropy: every DigestInterval a node sends one random member the
 // digest of its table (Buckets XOR-hashes of (member, sequence number)); the
 // other answers with its entries of the buckets that differ, and the two push
