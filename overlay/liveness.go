@@ -435,6 +435,9 @@ func (m *Membership) applyDeath(raw []byte, now time.Time) (swim.Entry, bool) {
 		return swim.Entry{}, false
 	}
 	if dead == m.self {
+		if own, ok := m.tab.get(m.self); ok && own.Ann.Seq > d.Seq {
+			return swim.Entry{}, false // refuted already
+		}
 		m.log.Warn("a fellow member declared this node dead; refuting with a new announcement", "by", d.By)
 		m.Republish()
 		return swim.Entry{}, false
