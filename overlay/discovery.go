@@ -5,11 +5,16 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/discovery"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
 )
+
+// rendezvousLimit bounds the provider records one rendezvous lookup asks
+// for.
+const rendezvousLimit = 16
 
 // discoverLoop advertises this node under the CLADNet's rendezvous key in the
 // DHT and connects to the others found there: often until the first fellow
@@ -43,7 +48,7 @@ func (m *Membership) discoverLoop(ctx context.Context) {
 	wait := 300 * time.Millisecond
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		peers, err := d.FindPeers(fctx, ns)
+		peers, err := d.FindPeers(fctx, ns, discovery.Limit(rendezvousLimit))
 		if err == nil {
 			for p := range peers {
 				if p.ID == m.self || len(p.Addrs) == 0 || m.cfg.Node.Host.Network().Connectedness(p.ID) == network.Connected {
@@ -63,8 +68,12 @@ func (m *Membership) discoverLoop(ctx context.Context) {
 		case <-time.After(wait):
 		}
 		cancel()
-		if len(m.tab.list()) > 1 && wait < 5*time.Minute { // gossip and table pulls do the rest
-			wait *= 2
+		// Once a fellow member is found, gossip, table pulls and
+		// anti-entropy do the rest: the rendezvous is a safety net, looked
+		// up calmly (each lookup returns up to rendezvousLimit provider
+		// records: it cost O(N) bytes per member, every few seconds).
+		if len(m.tab.list()) > 1 && wait < 5*time.Minute {
+			wait = min(max(2*wait, time.Minute), 5*time.Minute)
 		}
 	}
 }
