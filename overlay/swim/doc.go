@@ -6,8 +6,8 @@
 // shuffled list of the members so each is probed once per round; without an
 // ack within ProbeTimeout it asks IndirectProbes other members to ping the
 // target for it; without any ack by the end of the period it suspects the
-// target (locally — a suspicion is not spread) and tells the target, which
-// may refute by re-announcing with a newer sequence number. A suspicion not
+// target (locally — a suspicion is not spread) and tells the target, whose
+// ack on that stream clears it. A suspicion not
 // refuted within SuspicionTimeout is a confirmed death: the Table drops the
 // member and spreads a death notice signed by the detector, which the member
 // itself can refute the same way. Every node sends one probe and answers one
