@@ -301,7 +301,7 @@ func (w *watch) snapshot(now time.Time) {
 		case m.status == StatusUp || m.status == StatusDown:
 			// The table drops a member silent for missed heartbeats; one
 			// that left announced it and was heard from just before.
-			if now.Sub(m.peer.LastSeen) >= time.Duration(missed-1)*hb {
+			if pid, err := peer.Decode(id); (err == nil && s.mem.Lost(pid)) || now.Sub(m.peer.LastSeen) >= time.Duration(missed-1)*hb {
 				m.status = StatusLost
 				w.add(Event{At: now, Kind: "lost", Host: m.peer.HostName, Peer: id, Message: "lost: no heartbeat since " + m.peer.LastSeen.UTC().Format(time.TimeOnly) + " UTC"})
 			} else {
