@@ -204,7 +204,23 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	t.Logf("heatmap: 3×3, the 6 pairs as GET .../run/%s (%s)\n%s", run.RunID, run.Message, matrixTable(run))
 
+	// Each member keeps its own read-only page on its local API: a browser
+	// in n1's namespace sees n1's members table, its paths and its spend.
+	mb := browser.Start(t, ctx, chromium, browser.Options{Netns: n1.Host.Namespace(), Width: 1400, Height: 900})
+	must(chromedp.Do(mb.Ctx, chromedp.Navigate("http://"+api.DefaultAddr+"/")))
+	if _, err := chromedp.Run(mb.Ctx, chromedp.Poll[bool](`document.querySelectorAll("#peers tr[data-host]").length === 3 && /direct/.test(document.querySelector('#peers tr[data-host="n2"]').textContent) && document.querySelector("#cost").textContent.startsWith("Sent")`,
+		chromedp.WithPollingInterval(200*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("n1's own page: %v", err)
+	}
+	if s, err := chromedp.Run(mb.Ctx, chromedp.Evaluate[string](`document.body.textContent`)); err != nil || !strings.Contains(s, "read-only") || strings.Contains(s, "revoke") {
+		t.Errorf("n1's page is not a read-only view: %v %.200q", err, s)
+	}
 	must(os.MkdirAll(artifacts, 0o755))
+	must(mb.Screenshot(filepath.Join(artifacts, "member-n1-1400.png"), 1400))
+	for _, e := range mb.Errors() {
+		t.Errorf("JavaScript error on n1's page: %s", e)
+	}
+
 	shot1400, shot420 := filepath.Join(artifacts, "console-1400.png"), filepath.Join(artifacts, "console-420.png")
 	must(b.Screenshot(shot1400, 1400))
 	must(b.Screenshot(shot420, 420))
