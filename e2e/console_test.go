@@ -228,6 +228,23 @@ func TestConsoleBrowser(t *testing.T) {
 	// At phone width nothing is wider than the screen but the tables, which scroll.
 	t.Logf("screenshots: e2e/%s, e2e/%s; page weight %.1f KiB", shot1400, shot420, float64(console.Weight())/1024)
 
+	// DOWN from the page (confirmed): overlay traffic stops, the page shows
+	// the data plane and every member down; UP brings both back.
+	for _, step := range []struct {
+		button, plane, status string
+		flowing               bool
+	}{{"#btn-down", "down", "down", false}, {"#btn-up", "up", "up", true}} {
+		t0 := time.Now()
+		must(chromedp.Do(tab, chromedp.Click(chromedp.CSS(step.button))))
+		waitFor("the confirmation", `document.querySelector("#confirm").open`, 5*time.Second)
+		must(chromedp.Do(tab, chromedp.Click(chromedp.CSS("#confirm-ok"))))
+		took, err := waitPings(pairsOf(c.Nodes), addr, step.flowing, t0, 15*time.Second)
+		must(err)
+		waitFor("data plane "+step.plane+" on the page", fmt.Sprintf(`document.querySelector("#ov-plane").textContent === %q && %s === %q && %s === %q && %s === %q`,
+			step.plane, rowStatus("n1"), step.status, rowStatus("n2"), step.status, rowStatus("n3"), step.status), 15*time.Second)
+		t.Logf("%s from the page: overlay traffic %s on every pair %s after the click", strings.ToUpper(step.plane), map[bool]string{true: "flowing", false: "stopped"}[step.flowing], ms(took))
+	}
+
 	// Revoke n3 from the page: confirmed, shown as revoked, its traffic stops.
 	must(chromedp.Do(tab, chromedp.Click(chromedp.CSS(`button[aria-label="Revoke n3"]`))))
 	waitFor("the confirmation", `document.querySelector("#confirm").open`, 5*time.Second)
