@@ -282,7 +282,26 @@ func (m *Member) startDataPlane() error {
 	if err != nil {
 		return fmt.Errorf("data plane: %w", err)
 	}
+	offload := "off (device without offloads)"
+	if o, ok := dev.(interface{ OffloadStatus() string }); ok {
+		offload = o.OffloadStatus()
+		if od, ok := dev.(forward.Offloader); m.cfg.autoMTU && m.cfg.MTU == DefaultMTU && ok && !od.Offload() {
+			// The kernel refused offloads: the plain TUN is faster at the
+			// larger MTU.
+			m.log.Info("TUN offloads unavailable, reopening the device with the MTU for plain TUNs", "mtu", DefaultMTUNoOffload, "offload", offload)
+			if err := dev.Close(); err != nil {
+				return fmt.Errorf("data plane: %w", err)
+			}
+			m.cfg.MTU = DefaultMTUNoOffload
+			if dev, err = m.cfg.OpenDevice(m.cfg.TUNName, m.cfg.MTU); err != nil {
+				return fmt.Errorf("data plane: %w", err)
+			}
+		}
+	} else if o, ok := dev.(forward.Offloader); ok && o.Offload() {
+		offload = "on"
+	}
 	m.dev = dev
+	m.log.Info("data plane device", "name", m.cfg.TUNName, "mtu", m.cfg.MTU, "offload", offload, "batch", dev.BatchSize())
 	m.link = &overlay.Link{Host: m.node.Host, IsMember: m.mem.IsMember, ConnScore: m.paths.Score}
 	m.engine = forward.New(dev, m.link, forward.Options{Logger: m.log})
 	m.paths.Stream = func(p peer.ID) (forward.PathInfo, bool) {
