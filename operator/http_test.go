@@ -391,6 +391,21 @@ func TestAuth(t *testing.T) {
 	if code, _ := call(t, "GET", u+"/health", ""); code != 200 {
 		t.Errorf("health needs no credentials, got %d", code)
 	}
+	// The console's static files need none either (they hold no data; the
+	// page sends the credentials with every API call).
+	for _, p := range []string{"/", "/ui/app.js"} {
+		resp, err := http.Get(u + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s without credentials: %d, want 200", p, resp.StatusCode)
+		}
+	}
+	if code, _ := call(t, "GET", u+"/v1/cladnet/x/overview", ""); code != 401 {
+		t.Errorf("overview without credentials: %d, want 401", code)
+	}
 	// Writes cross-origin from a browser are refused even with credentials.
 	code, _ := call(t, "POST", u+"/v1/cladnet", `{"name":"x","ipv4AddressSpace":"10.9.0.0/24"}`,
 		"Authorization", "Bearer s3cret-token", "Sec-Fetch-Site", "cross-site")
