@@ -421,16 +421,6 @@ func (l *liveness) Suspected(by string, _ uint64) {
 	l.m.log.Debug("suspected by a fellow member; answered", "by", by)
 }
 
-// Lost reports whether member id was dropped as dead (a confirmed death:
-// it answered no probes) in the last 10 minutes, rather than having left.
-func (m *Membership) Lost(id peer.ID) bool {
-	l := m.detector
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	d, ok := l.deaths[id]
-	return ok && !d.left
-}
-
 // applyDeath verifies a death notice and drops its member if the table
 // holds no newer record of it; a notice of this node's own death is refuted.
 // It reports the member dropped.
