@@ -37,6 +37,8 @@ func (m *Membership) discoverLoop(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-time.After(next):
+			case <-m.readvertise:
+				retry = 500 * time.Millisecond
 			}
 		}
 	}()

@@ -91,6 +91,7 @@ func TestJoinConfigTakesEveryFlag(t *testing.T) {
 		"mtu":               {"1420", func(c daemon.Config) any { return c.MTU }, 1420},
 		"no-tun":            {"", func(c daemon.Config) any { return c.TUN }, false},
 		"relay":             {"", func(c daemon.Config) any { return c.Relay }, true},
+		"no-relay":          {"", func(c daemon.Config) any { return c.NoRelay }, true},
 		"dns":               {"server", func(c daemon.Config) any { return c.DNS.Mode }, "server"},
 		"hosts-file":        {"/tmp/cbnode-hosts-x", func(c daemon.Config) any { return c.DNS.HostsFile }, "/tmp/cbnode-hosts-x"},
 		"provider":          {"gcp", func(c daemon.Config) any { return c.Cloud.ProviderName }, "gcp"},

@@ -1,0 +1,90 @@
+package overlay
+
+import (
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Healing after a member moved or restarted, and after this node's own
+// underlay changed:
+//
+//   - a local address appearing or going away is announced at once (the
+//     node's netlink watch calls back; libp2p's own address events lag a
+//     renumbering by up to a minute);
+//   - a bootstrap node that is back gets this node's rendezvous
+//     advertisement at once (it forgot the provider records);
+//   - a member announcing other addresses or a new instance (it moved or
+//     restarted): its addresses go into the peerstore, dial backoffs are
+//     forgotten, and every connection to it is probed and closed if dead,
+//     so the data plane redials now instead of after its dead-path timeout.
+
+// watchUnderlay hooks the membership to the node's address and bootstrap
+// callbacks.
+func (m *Membership) watchUnderlay() {
+	m.cfg.Node.OnAddrChange(func() {
+		if !m.closed.Load() {
+			m.log.Info("heal: local address changed, announcing", "addrs", len(m.cfg.Node.CurrentAddrs()))
+			m.Republish()
+		}
+	})
+	m.cfg.Node.OnBootstrapBack(func() {
+		if m.closed.Load() {
+			return
+		}
+		select {
+		case m.readvertise <- struct{}{}:
+		default:
+		}
+		m.Republish()
+	})
+}
+
+// movedOrRestarted reports whether announcement b, following a, shows the
+// member at other addresses (circuit addresses aside) or as a new instance.
+func movedOrRestarted(a, b *Announcement) bool {
+	if a.Kind == KindLeave || b.Kind == KindLeave {
+		return false
+	}
+	return a.Instance != b.Instance || !slices.Equal(directAddrs(a.Addrs), directAddrs(b.Addrs))
+}
+
+func directAddrs(addrs []string) []string {
+	var out []string
+	for _, s := range addrs {
+		if a, err := ma.NewMultiaddr(s); err == nil {
+			if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+				continue
+			}
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// moved reacts to a member that moved or restarted (see the file comment).
+func (m *Membership) moved(id peer.ID, prev, a *Announcement) {
+	h := m.cfg.Node.Host
+	var addrs []ma.Multiaddr
+	for _, s := range a.Addrs {
+		if addr, err := ma.NewMultiaddr(s); err == nil {
+			addrs = append(addrs, addr)
+		}
+	}
+	h.Peerstore().AddAddrs(id, addrs, peerstore.RecentlyConnectedAddrTTL)
+	m.cfg.Node.ClearDialBackoff(id)
+	why := "moved"
+	if prev.Instance != a.Instance {
+		why = "restarted"
+	}
+	m.log.Info("heal: member "+why+", probing its connections", "host", a.HostName, "peer", id,
+		"addrs", directAddrs(a.Addrs), "announced", a.Time.Format(time.RFC3339Nano))
+	m.cfg.Node.ProbeConns(id)
+	if m.cfg.OnMoved != nil {
+		m.cfg.OnMoved(id, prev.Instance != a.Instance)
+	}
+}
