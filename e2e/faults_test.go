@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -56,7 +57,17 @@ type faultResult struct {
 // again within healBound, and a TCP stream across the fault must carry data
 // again on the same connection.
 func TestHealingFaultMatrix(t *testing.T) {
-	l := newNATLab(t)
+	l := newNATLabLog(t, "info") // the heal: lines, without libp2p's debug noise
+	if dir := os.Getenv("CBNODE_FAULTS_LOGDIR"); dir != "" {
+		// Each node's log tail, for reading a heal's "heal:" lines.
+		t.Cleanup(func() {
+			for _, n := range append([]*cluster.Node{l.c.Boot}, l.c.Nodes...) {
+				if n.Proc != nil {
+					_ = os.WriteFile(filepath.Join(dir, n.Name+".log"), n.Proc.Output(), 0o644)
+				}
+			}
+		})
+	}
 	l.waitIPs(t)
 	if d, err := l.allPairs(time.Now(), 60*time.Second); err != nil {
 		t.Fatalf("the lab never converged: %v", err)
@@ -67,6 +78,23 @@ func TestHealingFaultMatrix(t *testing.T) {
 	for _, n := range l.c.Nodes {
 		echoServer(t, n, l.overlayP[n])
 	}
+	// No relay is a single point of failure: every member without a
+	// public address holds reservations on two relays at least (the
+	// bootstrap relay and the public members').
+	relaysStart := time.Now()
+	for _, n := range []*cluster.Node{l.cone1, l.cone2, l.sym1, l.sym2} {
+		for {
+			st, err := n.Status(context.Background())
+			if err == nil && st.Health != nil && len(st.Health.Relays) >= 2 {
+				break
+			}
+			if time.Since(relaysStart) > healBound {
+				t.Fatalf("%s holds reservations on fewer than 2 relays %s after the lab converged: %v", n.Name, healBound, st.Health)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	t.Logf("every NATed member holds 2+ relay reservations %s after the lab started", time.Since(l.started).Round(100*time.Millisecond))
 	bootID := l.c.BootAddr[strings.LastIndex(l.c.BootAddr, "/")+1:]
 
 	// relayedPairsOff waits until no member's stream to another rides the

@@ -148,6 +148,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			fmt.Sprintf("/%s/%s/tcp/%d", fam, a, cfg.Port),
 			fmt.Sprintf("/%s/%s/udp/%d/quic-v1", fam, a, cfg.Port))
 	}
+	cfg.Bootstrap = withSiblings(cfg.Bootstrap)
 	if err := checkPortsFree(addrs, cfg.Port); err != nil {
 		return nil, err
 	}
@@ -178,7 +179,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(rm),
-		libp2p.SwarmOpts(swarm.WithDialRanker(rankAddrs)),
+		libp2p.SwarmOpts(swarm.WithDialRanker(rankFor(bootAddrs(cfg.Bootstrap)))),
 		libp2p.ConnectionGater(g),
 		libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
 			if len(cfg.Announce) > 0 {
@@ -352,6 +353,44 @@ func (n *Node) bootBack() {
 	for _, f := range subs {
 		f()
 	}
+}
+
+// withSiblings adds to each bootstrap node's /ipX/A/tcp/P address its
+// /ipX/A/udp/P/quic-v1 sibling, and the other way round: cbnode listens on
+// both with one port, and the printed --bootstrap value names one. QUIC is
+// dialled first to bootstrap nodes (see rankFor).
+func withSiblings(boot []peer.AddrInfo) []peer.AddrInfo {
+	out := make([]peer.AddrInfo, len(boot))
+	for i, b := range boot {
+		out[i] = peer.AddrInfo{ID: b.ID, Addrs: append([]ma.Multiaddr(nil), b.Addrs...)}
+		for _, a := range b.Addrs {
+			if len(a) < 2 {
+				continue
+			}
+			var sib ma.Multiaddr
+			switch {
+			case len(a) == 2 && a[1].Code() == ma.P_TCP:
+				sib, _ = ma.NewMultiaddr(a[0].String() + "/udp/" + a[1].Value() + "/quic-v1")
+			case len(a) == 3 && a[1].Code() == ma.P_UDP && a[2].Code() == ma.P_QUIC_V1:
+				sib, _ = ma.NewMultiaddr(a[0].String() + "/tcp/" + a[1].Value())
+			}
+			if sib != nil && !containsAddr(out[i].Addrs, sib) {
+				out[i].Addrs = append(out[i].Addrs, sib)
+			}
+		}
+	}
+	return out
+}
+
+// bootAddrs is the set of the bootstrap nodes' addresses (without /p2p).
+func bootAddrs(boot []peer.AddrInfo) map[string]bool {
+	out := map[string]bool{}
+	for _, b := range boot {
+		for _, a := range b.Addrs {
+			out[a.String()] = true
+		}
+	}
+	return out
 }
 
 // Addrs returns the node's full multiaddrs (with /p2p/ID).

@@ -24,11 +24,12 @@ type Reserver struct {
 	onChange   func()
 	log        *slog.Logger
 
-	mu    sync.Mutex
-	resv  map[peer.ID]*client.Reservation
-	addrs map[peer.ID][]ma.Multiaddr
-	retry map[peer.ID]time.Time
-	fails map[peer.ID]int
+	mu     sync.Mutex
+	resv   map[peer.ID]*client.Reservation
+	addrs  map[peer.ID][]ma.Multiaddr
+	retry  map[peer.ID]time.Time
+	fails  map[peer.ID]int
+	trying map[peer.ID]bool // an attempt is in flight
 }
 
 // NewReserver makes a reserver; candidates lists relay candidates, onChange
@@ -38,7 +39,7 @@ func NewReserver(h host.Host, candidates func() []peer.AddrInfo, onChange func()
 		log = slog.Default()
 	}
 	return &Reserver{h: h, candidates: candidates, onChange: onChange, log: log,
-		resv: map[peer.ID]*client.Reservation{}, addrs: map[peer.ID][]ma.Multiaddr{}, retry: map[peer.ID]time.Time{}, fails: map[peer.ID]int{}}
+		resv: map[peer.ID]*client.Reservation{}, addrs: map[peer.ID][]ma.Multiaddr{}, retry: map[peer.ID]time.Time{}, fails: map[peer.ID]int{}, trying: map[peer.ID]bool{}}
 }
 
 // Addrs returns the current circuit addresses (for the host's AddrsFactory).
@@ -89,8 +90,10 @@ func (r *Reserver) Run(ctx context.Context) {
 	}}
 	r.h.Network().Notify(notifee)
 	defer r.h.Network().StopNotify(notifee)
+	var attempts sync.WaitGroup
+	defer attempts.Wait()
 	for {
-		r.refresh(ctx)
+		r.refresh(ctx, &attempts)
 		select {
 		case <-ctx.Done():
 			return
@@ -100,12 +103,12 @@ func (r *Reserver) Run(ctx context.Context) {
 	}
 }
 
-// refresh reserves on every candidate without a fresh reservation whose
-// backoff is over, all at once (a relay that hangs does not hold up the
-// others).
-func (r *Reserver) refresh(ctx context.Context) {
+// refresh starts a reservation attempt on every candidate without a fresh
+// reservation, an attempt in flight or a backoff to wait out. It does not
+// wait for them: a relay that hangs (a dead one's QUIC address times out)
+// holds up no other; Run waits for them when it ends.
+func (r *Reserver) refresh(ctx context.Context, wg *sync.WaitGroup) {
 	now := time.Now()
-	var wg sync.WaitGroup
 	for _, c := range r.candidates() {
 		if c.ID == r.h.ID() {
 			continue
@@ -113,28 +116,33 @@ func (r *Reserver) refresh(ctx context.Context) {
 		r.mu.Lock()
 		res := r.resv[c.ID]
 		next := r.retry[c.ID]
-		r.mu.Unlock()
+		busy := r.trying[c.ID]
 		// Renew when a third of the reservation's life is left; it is
 		// also lost when the relay's connection drops.
 		fresh := res != nil && now.Before(res.Expiration.Add(-20*time.Minute)) && len(r.h.Network().ConnsToPeer(c.ID)) > 0
-		if fresh || now.Before(next) {
+		if fresh || busy || now.Before(next) {
+			r.mu.Unlock()
 			continue
 		}
+		r.trying[c.ID] = true
+		r.mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			res, err := client.Reserve(rctx, r.h, c)
 			cancel()
+			r.mu.Lock()
+			delete(r.trying, c.ID)
+			r.mu.Unlock()
 			if err != nil {
-				r.drop(c.ID, now)
+				r.drop(c.ID, time.Now())
 				r.log.Debug("relay reservation failed", "relay", c.ID, "err", err)
 				return
 			}
 			r.keep(c, res)
 		}()
 	}
-	wg.Wait()
 }
 
 func (r *Reserver) keep(c peer.AddrInfo, res *client.Reservation) {
