@@ -75,13 +75,27 @@ func (n *Node) OnAddrChange(f func()) {
 	n.local.mu.Unlock()
 }
 
-// CurrentAddrs is the node's addresses as of now: the host's (announced,
-// observed and circuit addresses included) without those on a local IP that
-// went away, plus the listen addresses resolved against the interfaces'
-// current addresses — go-libp2p's own list lags a renumbering by up to a
-// minute.
+// CurrentAddrs is the node's addresses as of now: the host's (announced and
+// observed addresses included) without those on a local IP that went away,
+// the circuit addresses of its current relay reservations (Config.ExtraAddrs),
+// and the listen addresses resolved against the interfaces' current
+// addresses — go-libp2p's own list lags a renumbering by up to a minute.
 func (n *Node) CurrentAddrs() []ma.Multiaddr {
-	addrs := n.local.dropRemoved(n.Host.Addrs())
+	var addrs []ma.Multiaddr
+	for _, a := range n.local.dropRemoved(n.Host.Addrs()) {
+		if n.cfg.ExtraAddrs == nil || !isCircuit(a) {
+			addrs = append(addrs, a)
+		}
+	}
+	// The circuit addresses as of now: the host's lag a new reservation
+	// by up to 5 s, the time a relayed pair waits to move to it.
+	if n.cfg.ExtraAddrs != nil {
+		for _, a := range n.gater.filterAddrs(n.cfg.ExtraAddrs()) {
+			if !containsAddr(addrs, a) {
+				addrs = append(addrs, a)
+			}
+		}
+	}
 	if ifaces, err := manet.InterfaceMultiaddrs(); err == nil {
 		var usable []ma.Multiaddr
 		for _, a := range ifaces {

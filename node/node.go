@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -115,6 +116,9 @@ type Node struct {
 	gater   *overlayGater
 	// bootSubs: OnBootstrapBack's callbacks (under local.mu)
 	bootSubs []func()
+	// swarmNet holds the host's network.Network once it exists (the dial
+	// ranker runs on libp2p's goroutines).
+	swarmNet atomic.Value
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 }
@@ -179,7 +183,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(rm),
-		libp2p.SwarmOpts(swarm.WithDialRanker(rankFor(bootAddrs(cfg.Bootstrap)))),
+		libp2p.SwarmOpts(swarm.WithDialRanker(rankFor(bootAddrs(cfg.Bootstrap), n.connected))),
 		libp2p.ConnectionGater(g),
 		libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
 			if len(cfg.Announce) > 0 {
@@ -230,6 +234,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("dht: %w", err)
 	}
 	n.Host, n.DHT, n.cancel, n.punches = h, d, cancel, punches
+	n.swarmNet.Store(h.Network())
 	if err := n.watchEvents(ctx); err != nil {
 		n.Close()
 		return nil, err
@@ -380,6 +385,13 @@ func withSiblings(boot []peer.AddrInfo) []peer.AddrInfo {
 		}
 	}
 	return out
+}
+
+// connected reports whether the host holds a connection to p (false
+// before the host exists: the dial ranker may ask that early).
+func (n *Node) connected(p peer.ID) bool {
+	nw, ok := n.swarmNet.Load().(network.Network)
+	return ok && nw.Connectedness(p) == network.Connected
 }
 
 // bootAddrs is the set of the bootstrap nodes' addresses (without /p2p).

@@ -144,14 +144,36 @@ func TestBootstrapSiblingsAndQUICFirst(t *testing.T) {
 		return m
 	}
 	// To a bootstrap node: QUIC first (the member learns its UDP mapping).
-	d := delays(rankFor(bootAddrs(boot))(boot[0].Addrs))
+	d := delays(rankFor(bootAddrs(boot), nil)(boot[0].Addrs))
 	if d["/ip4/203.0.113.7/udp/7460/quic-v1"] >= d["/ip4/203.0.113.7/tcp/7460"] {
 		t.Fatalf("bootstrap node: QUIC not dialled first: %v", d)
 	}
 	// To anyone else: TCP first (it carries more packets).
 	other := []ma.Multiaddr{ma.StringCast("/ip4/198.51.100.9/tcp/7460"), ma.StringCast("/ip4/198.51.100.9/udp/7460/quic-v1")}
-	d = delays(rankFor(bootAddrs(boot))(other))
+	d = delays(rankFor(bootAddrs(boot), nil)(other))
 	if d["/ip4/198.51.100.9/tcp/7460"] >= d["/ip4/198.51.100.9/udp/7460/quic-v1"] {
 		t.Fatalf("member: TCP not dialled first: %v", d)
+	}
+}
+
+func TestCircuitsThroughLiveRelaysFirst(t *testing.T) {
+	live, dead := "12D3KooWHxt73NXov9aq3SV28Dsp4nrDgYB8UAgPcDs2qjBkn2U2", "12D3KooWBv9nRypzJepMD9VJtUbo4CdQxdBKNBgvRSNJdB6nKbL1"
+	liveID, _ := peer.Decode(live)
+	connected := func(p peer.ID) bool { return p == liveID }
+	addrs := []ma.Multiaddr{
+		ma.StringCast("/ip4/198.51.100.9/tcp/7460"),
+		ma.StringCast("/ip4/7.7.7.1/udp/7460/quic-v1/p2p/" + dead + "/p2p-circuit"),
+		ma.StringCast("/ip4/7.7.7.11/tcp/7460/p2p/" + live + "/p2p-circuit"),
+	}
+	var got []string
+	for _, r := range rankFor(nil, connected)(addrs) {
+		got = append(got, r.Addr.String())
+	}
+	if len(got) != 2 || strings.Contains(strings.Join(got, " "), dead) {
+		t.Fatalf("ranked %v: want the direct address and the circuit through the connected relay only", got)
+	}
+	// No circuit through a connected relay: all are kept.
+	if n := len(rankFor(nil, func(peer.ID) bool { return false })(addrs)); n != 3 {
+		t.Fatalf("no relay connected: %d addresses ranked, want all 3", n)
 	}
 }

@@ -108,6 +108,14 @@ func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandl
 			}
 		}
 	}()
+	// After an underlay change the first announcement may reach nobody
+	// (this node's connections were just closed); it is repeated 1 s and
+	// 3 s later, when they are back (otherwise the next full announcement
+	// would come with the 6th heartbeat: minutes).
+	var again []time.Duration
+	followup := time.NewTimer(time.Hour)
+	followup.Stop()
+	defer followup.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -117,6 +125,15 @@ func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandl
 				return
 			}
 			m.Republish()
+		case <-m.underlayChanged:
+			m.Republish()
+			again = []time.Duration{time.Second, 2 * time.Second}
+			followup.Reset(again[0])
+		case <-followup.C:
+			m.Republish()
+			if again = again[1:]; len(again) > 0 {
+				followup.Reset(again[0])
+			}
 		}
 	}
 }

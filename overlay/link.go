@@ -53,6 +53,13 @@ func (l *Link) OpenStream(ctx context.Context, p peer.ID) (forward.Stream, forwa
 			return s, PathOf(c), nil
 		}
 	}
+	// The engine's writer paces its own redials (100 ms doubling to 5 s);
+	// the swarm's dial backoff on top of it would refuse, for up to
+	// minutes, addresses that failed during a fault — a relay that died,
+	// a member that moved — and came back since.
+	if sw, ok := l.Host.Network().(*swarm.Swarm); ok && l.Host.Network().Connectedness(p) != network.Connected {
+		sw.Backoff().Clear(p)
+	}
 	s, err := l.Host.NewStream(ctx, p, forward.ProtocolID)
 	if err != nil {
 		return nil, forward.PathInfo{}, fmt.Errorf("open packet stream to %s: %w", p, err)

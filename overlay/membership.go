@@ -99,8 +99,10 @@ type Membership struct {
 	// readvertise: a bootstrap node is back; advertise under the
 	// rendezvous key now (cap 1).
 	readvertise chan struct{}
-	rejected    sync.Map // reason → *atomic.Uint64
-	warned      sync.Map // peer.ID → struct{}: first rejection logged at warn
+	// underlayChanged: a local address came or went (cap 1).
+	underlayChanged chan struct{}
+	rejected        sync.Map // reason → *atomic.Uint64
+	warned          sync.Map // peer.ID → struct{}: first rejection logged at warn
 
 	watchMu  sync.Mutex
 	watchers map[chan struct{}]struct{}
@@ -135,21 +137,22 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 		log = slog.Default()
 	}
 	m := &Membership{
-		cfg:         cfg,
-		log:         log,
-		self:        cfg.Node.Host.ID(),
-		tab:         newTable(),
-		state:       StateConfiguring,
-		cert:        cfg.Cert,
-		cloud:       cfg.Cloud,
-		publishNow:  make(chan struct{}, 1),
-		readvertise: make(chan struct{}, 1),
-		watchers:    map[chan struct{}]struct{}{},
-		instance:    newInstanceID(),
-		started:     time.Now().UTC(),
-		witnessCh:   make(chan peer.ID, 64),
-		lastInst:    map[peer.ID]string{},
-		conflicts:   map[string]IdentityConflict{},
+		cfg:             cfg,
+		log:             log,
+		self:            cfg.Node.Host.ID(),
+		tab:             newTable(),
+		state:           StateConfiguring,
+		cert:            cfg.Cert,
+		cloud:           cfg.Cloud,
+		publishNow:      make(chan struct{}, 1),
+		readvertise:     make(chan struct{}, 1),
+		underlayChanged: make(chan struct{}, 1),
+		watchers:        map[chan struct{}]struct{}{},
+		instance:        newInstanceID(),
+		started:         time.Now().UTC(),
+		witnessCh:       make(chan peer.ID, 64),
+		lastInst:        map[peer.ID]string{},
+		conflicts:       map[string]IdentityConflict{},
 	}
 	gt, err := joinTopic(cfg.Node.PubSub, TopicName(cfg.Spec.ID), m.validate)
 	if err != nil {
@@ -357,6 +360,7 @@ func (m *Membership) apply(ctx context.Context, a *Announcement) {
 			m.log.Info("member left", "host", a.HostName, "peer", id)
 		} else {
 			m.cfg.Node.Host.ConnManager().Protect(id, "cbnode-member")
+			m.learnAddrs(id, a)
 			if had && prev.Ann != nil && movedOrRestarted(prev.Ann, a) {
 				m.moved(id, prev.Ann, a)
 			}

@@ -17,10 +17,12 @@ import (
 //     renumbering by up to a minute);
 //   - a bootstrap node that is back gets this node's rendezvous
 //     advertisement at once (it forgot the provider records);
+//   - every member's announced addresses (circuit addresses of its current
+//     reservations included) go into the peerstore at once;
 //   - a member announcing other addresses or a new instance (it moved or
-//     restarted): its addresses go into the peerstore, dial backoffs are
-//     forgotten, and every connection to it is probed and closed if dead,
-//     so the data plane redials now instead of after its dead-path timeout.
+//     restarted): dial backoffs are forgotten, and every connection to it
+//     is probed and closed if dead, so the data plane redials now instead
+//     of after its dead-path timeout.
 
 // watchUnderlay hooks the membership to the node's address and bootstrap
 // callbacks.
@@ -28,7 +30,10 @@ func (m *Membership) watchUnderlay() {
 	m.cfg.Node.OnAddrChange(func() {
 		if !m.closed.Load() {
 			m.log.Info("heal: local address changed, announcing", "addrs", len(m.cfg.Node.CurrentAddrs()))
-			m.Republish()
+			select {
+			case m.underlayChanged <- struct{}{}:
+			default:
+			}
 		}
 	})
 	m.cfg.Node.OnBootstrapBack(func() {
@@ -66,16 +71,22 @@ func directAddrs(addrs []string) []string {
 	return out
 }
 
-// moved reacts to a member that moved or restarted (see the file comment).
-func (m *Membership) moved(id peer.ID, prev, a *Announcement) {
-	h := m.cfg.Node.Host
+// learnAddrs puts the addresses a member announced into the peerstore: a
+// relayed pair whose relay died redials at the circuit addresses of the
+// member's other reservations, which identify would bring only seconds
+// later (and not at all while the two are disconnected).
+func (m *Membership) learnAddrs(id peer.ID, a *Announcement) {
 	var addrs []ma.Multiaddr
 	for _, s := range a.Addrs {
 		if addr, err := ma.NewMultiaddr(s); err == nil {
 			addrs = append(addrs, addr)
 		}
 	}
-	h.Peerstore().AddAddrs(id, addrs, peerstore.RecentlyConnectedAddrTTL)
+	m.cfg.Node.Host.Peerstore().AddAddrs(id, addrs, peerstore.RecentlyConnectedAddrTTL)
+}
+
+// moved reacts to a member that moved or restarted (see the file comment).
+func (m *Membership) moved(id peer.ID, prev, a *Announcement) {
 	m.cfg.Node.ClearDialBackoff(id)
 	why := "moved"
 	if prev.Instance != a.Instance {
