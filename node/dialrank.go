@@ -23,44 +23,29 @@ const (
 // QUIC only if TCP has not connected within 250 ms; private addresses
 // (allowed by the gater only where the cost rules say the two nodes share a
 // network) before public ones; relays last.
-func rankAddrs(addrs []ma.Multiaddr) []network.AddrDelay { return rankFor(nil, nil)(addrs) }
+func rankAddrs(addrs []ma.Multiaddr) []network.AddrDelay { return rankFor(nil)(addrs) }
 
-// rankFor is rankAddrs, except for the addresses of bootstrap nodes (boot,
-// multiaddrs without /p2p): those are dialled QUIC first. A member behind a
-// NAT learns its public address from what the peers it is connected to
-// observe; connected to everyone over TCP it never learns its UDP mapping,
-// and DCUtR can then punch TCP only — which many NATs refuse (the issue's
-// "no public QUIC address ever learned"). The bootstrap connection carries
-// little besides the DHT and relayed circuits, so QUIC costs nothing there.
-//
-// Circuit addresses through relays this node is not connected to are left
-// out when there is one through a relay it is connected to: go-libp2p
-// serialises relayed dials to one peer, so a dial through a dead relay (5 s
-// to time out) held up the one through a live relay — a relayed pair took
-// 5 s longer to move when its relay died. Relays are bootstrap nodes (kept
-// connected) and members (connected through the mesh).
-func rankFor(boot map[string]bool, connected func(peer.ID) bool) func([]ma.Multiaddr) []network.AddrDelay {
+// rankFor is rankAddrs, except that circuit addresses through relays this
+// node is not connected to are left out when there is one through a relay
+// it is connected to: go-libp2p serialises relayed dials to one peer, so a
+// dial through a dead relay (5 s to time out) held up the one through a
+// live relay — a relayed pair took 5 s longer to move when its relay died.
+// Relays are bootstrap nodes (kept connected) and members (connected
+// through the mesh).
+func rankFor(connected func(peer.ID) bool) func([]ma.Multiaddr) []network.AddrDelay {
 	return func(addrs []ma.Multiaddr) []network.AddrDelay {
-		addrs = liveRelaysOnly(addrs, connected)
-		quicFirst := false
-		for _, a := range addrs {
-			if boot[a.String()] {
-				quicFirst = true
-				break
-			}
-		}
-		return rank(addrs, quicFirst)
+		return rank(liveRelaysOnly(addrs, connected))
 	}
 }
 
-func rank(addrs []ma.Multiaddr, quicFirst bool) []network.AddrDelay {
+func rank(addrs []ma.Multiaddr) []network.AddrDelay {
 	out := make([]network.AddrDelay, 0, len(addrs))
 	for _, a := range addrs {
 		var d time.Duration
 		switch {
 		case isCircuit(a):
 			d = relayedDelay
-		case isQUIC(a) != quicFirst:
+		case isQUIC(a):
 			d = quicDelay
 		}
 		if d < relayedDelay && manet.IsPublicAddr(a) {

@@ -152,7 +152,6 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			fmt.Sprintf("/%s/%s/tcp/%d", fam, a, cfg.Port),
 			fmt.Sprintf("/%s/%s/udp/%d/quic-v1", fam, a, cfg.Port))
 	}
-	cfg.Bootstrap = withSiblings(cfg.Bootstrap)
 	if err := checkPortsFree(addrs, cfg.Port); err != nil {
 		return nil, err
 	}
@@ -183,7 +182,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(rm),
-		libp2p.SwarmOpts(swarm.WithDialRanker(rankFor(bootAddrs(cfg.Bootstrap), n.connected))),
+		libp2p.SwarmOpts(swarm.WithDialRanker(rankFor(n.connected))),
 		libp2p.ConnectionGater(g),
 		libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
 			if len(cfg.Announce) > 0 {
@@ -360,49 +359,11 @@ func (n *Node) bootBack() {
 	}
 }
 
-// withSiblings adds to each bootstrap node's /ipX/A/tcp/P address its
-// /ipX/A/udp/P/quic-v1 sibling, and the other way round: cbnode listens on
-// both with one port, and the printed --bootstrap value names one. QUIC is
-// dialled first to bootstrap nodes (see rankFor).
-func withSiblings(boot []peer.AddrInfo) []peer.AddrInfo {
-	out := make([]peer.AddrInfo, len(boot))
-	for i, b := range boot {
-		out[i] = peer.AddrInfo{ID: b.ID, Addrs: append([]ma.Multiaddr(nil), b.Addrs...)}
-		for _, a := range b.Addrs {
-			if len(a) < 2 {
-				continue
-			}
-			var sib ma.Multiaddr
-			switch {
-			case len(a) == 2 && a[1].Code() == ma.P_TCP:
-				sib, _ = ma.NewMultiaddr(a[0].String() + "/udp/" + a[1].Value() + "/quic-v1")
-			case len(a) == 3 && a[1].Code() == ma.P_UDP && a[2].Code() == ma.P_QUIC_V1:
-				sib, _ = ma.NewMultiaddr(a[0].String() + "/tcp/" + a[1].Value())
-			}
-			if sib != nil && !containsAddr(out[i].Addrs, sib) {
-				out[i].Addrs = append(out[i].Addrs, sib)
-			}
-		}
-	}
-	return out
-}
-
 // connected reports whether the host holds a connection to p (false
 // before the host exists: the dial ranker may ask that early).
 func (n *Node) connected(p peer.ID) bool {
 	nw, ok := n.swarmNet.Load().(network.Network)
 	return ok && nw.Connectedness(p) == network.Connected
-}
-
-// bootAddrs is the set of the bootstrap nodes' addresses (without /p2p).
-func bootAddrs(boot []peer.AddrInfo) map[string]bool {
-	out := map[string]bool{}
-	for _, b := range boot {
-		for _, a := range b.Addrs {
-			out[a.String()] = true
-		}
-	}
-	return out
 }
 
 // Addrs returns the node's full multiaddrs (with /p2p/ID).

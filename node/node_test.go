@@ -8,10 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -123,39 +121,6 @@ func TestNodeKnowsNoCLADNet(t *testing.T) {
 	}
 }
 
-func TestBootstrapSiblingsAndQUICFirst(t *testing.T) {
-	infos, err := ParseBootstrap([]string{"/ip4/203.0.113.7/tcp/7460/p2p/12D3KooWHxt73NXov9aq3SV28Dsp4nrDgYB8UAgPcDs2qjBkn2U2"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	boot := withSiblings(infos)
-	var got []string
-	for _, a := range boot[0].Addrs {
-		got = append(got, a.String())
-	}
-	if strings.Join(got, " ") != "/ip4/203.0.113.7/tcp/7460 /ip4/203.0.113.7/udp/7460/quic-v1" {
-		t.Fatalf("bootstrap addresses %v, want the TCP address and its QUIC sibling", got)
-	}
-	delays := func(ranked []network.AddrDelay) map[string]time.Duration {
-		m := map[string]time.Duration{}
-		for _, r := range ranked {
-			m[r.Addr.String()] = r.Delay
-		}
-		return m
-	}
-	// To a bootstrap node: QUIC first (the member learns its UDP mapping).
-	d := delays(rankFor(bootAddrs(boot), nil)(boot[0].Addrs))
-	if d["/ip4/203.0.113.7/udp/7460/quic-v1"] >= d["/ip4/203.0.113.7/tcp/7460"] {
-		t.Fatalf("bootstrap node: QUIC not dialled first: %v", d)
-	}
-	// To anyone else: TCP first (it carries more packets).
-	other := []ma.Multiaddr{ma.StringCast("/ip4/198.51.100.9/tcp/7460"), ma.StringCast("/ip4/198.51.100.9/udp/7460/quic-v1")}
-	d = delays(rankFor(bootAddrs(boot), nil)(other))
-	if d["/ip4/198.51.100.9/tcp/7460"] >= d["/ip4/198.51.100.9/udp/7460/quic-v1"] {
-		t.Fatalf("member: TCP not dialled first: %v", d)
-	}
-}
-
 func TestCircuitsThroughLiveRelaysFirst(t *testing.T) {
 	live, dead := "12D3KooWHxt73NXov9aq3SV28Dsp4nrDgYB8UAgPcDs2qjBkn2U2", "12D3KooWBv9nRypzJepMD9VJtUbo4CdQxdBKNBgvRSNJdB6nKbL1"
 	liveID, _ := peer.Decode(live)
@@ -166,14 +131,14 @@ func TestCircuitsThroughLiveRelaysFirst(t *testing.T) {
 		ma.StringCast("/ip4/7.7.7.11/tcp/7460/p2p/" + live + "/p2p-circuit"),
 	}
 	var got []string
-	for _, r := range rankFor(nil, connected)(addrs) {
+	for _, r := range rankFor(connected)(addrs) {
 		got = append(got, r.Addr.String())
 	}
 	if len(got) != 2 || strings.Contains(strings.Join(got, " "), dead) {
 		t.Fatalf("ranked %v: want the direct address and the circuit through the connected relay only", got)
 	}
 	// No circuit through a connected relay: all are kept.
-	if n := len(rankFor(nil, func(peer.ID) bool { return false })(addrs)); n != 3 {
+	if n := len(rankFor(func(peer.ID) bool { return false })(addrs)); n != 3 {
 		t.Fatalf("no relay connected: %d addresses ranked, want all 3", n)
 	}
 }

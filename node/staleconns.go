@@ -138,3 +138,14 @@ func (n *Node) ProbeConns(p peer.ID) {
 func (n *Node) ProbeConn(c network.Conn) {
 	go n.probe(c)
 }
+
+// CloseConnsTo closes p's direct connections whose remote IP gone reports:
+// the peer announced it no longer has that address.
+func (n *Node) CloseConnsTo(p peer.ID, gone func(netip.Addr) bool) {
+	for _, c := range n.Host.Network().ConnsToPeer(p) {
+		if ip, ok := ipOf(c.RemoteMultiaddr()); ok && gone(ip) {
+			n.log.Info("closing connection to an address the peer gave up", "peer", p, "remote", c.RemoteMultiaddr())
+			_ = c.Close()
+		}
+	}
+}

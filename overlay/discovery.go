@@ -109,9 +109,9 @@ func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandl
 		}
 	}()
 	// After an underlay change the first announcement may reach nobody
-	// (this node's connections were just closed); it is repeated 1 s and
-	// 3 s later, when they are back (otherwise the next full announcement
-	// would come with the 6th heartbeat: minutes).
+	// (this node's connections were just closed); it is repeated 0.5 s,
+	// 1.5 s and 3 s later, as they come back (otherwise the next full
+	// announcement would come with the 6th heartbeat: minutes).
 	var again []time.Duration
 	followup := time.NewTimer(time.Hour)
 	followup.Stop()
@@ -127,7 +127,7 @@ func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandl
 			m.Republish()
 		case <-m.underlayChanged:
 			m.Republish()
-			again = []time.Duration{time.Second, 2 * time.Second}
+			again = []time.Duration{500 * time.Millisecond, time.Second, 1500 * time.Millisecond}
 			followup.Reset(again[0])
 		case <-followup.C:
 			m.Republish()

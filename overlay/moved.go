@@ -1,12 +1,14 @@
 package overlay
 
 import (
+	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // Healing after a member moved or restarted, and after this node's own
@@ -94,8 +96,38 @@ func (m *Membership) moved(id peer.ID, prev, a *Announcement) {
 	}
 	m.log.Info("heal: member "+why+", probing its connections", "host", a.HostName, "peer", id,
 		"addrs", directAddrs(a.Addrs), "announced", a.Time.Format(time.RFC3339Nano))
+	// Connections to an IP the member announced before and no longer
+	// does are dead (it was renumbered): closed now, not after a probe.
+	if gone := goneIPs(prev.Addrs, a.Addrs); len(gone) > 0 {
+		m.cfg.Node.CloseConnsTo(id, func(ip netip.Addr) bool { return gone[ip] })
+	}
 	m.cfg.Node.ProbeConns(id)
 	if m.cfg.OnMoved != nil {
 		m.cfg.OnMoved(id, prev.Instance != a.Instance)
 	}
+}
+
+// goneIPs returns the IPs of prev's direct addresses that next no longer
+// lists.
+func goneIPs(prev, next []string) map[netip.Addr]bool {
+	ips := func(addrs []string) map[netip.Addr]bool {
+		out := map[netip.Addr]bool{}
+		for _, s := range directAddrs(addrs) {
+			a, err := ma.NewMultiaddr(s)
+			if err != nil {
+				continue
+			}
+			if ip, err := manet.ToIP(a); err == nil {
+				if addr, ok := netip.AddrFromSlice(ip); ok {
+					out[addr.Unmap()] = true
+				}
+			}
+		}
+		return out
+	}
+	before, now := ips(prev), ips(next)
+	for ip := range now {
+		delete(before, ip)
+	}
+	return before
 }
