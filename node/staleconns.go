@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -49,8 +50,8 @@ func (w staleWatcher) Connected(_ network.Network, fresh network.Conn) {
 		}
 		older = append(older, c)
 	}
-	for _, c := range older {
-		go w.n.probe(c)
+	if len(older) > 0 {
+		go w.n.probeSet(append(older, fresh))
 	}
 }
 
@@ -128,8 +129,43 @@ func ipOf(a ma.Multiaddr) (netip.Addr, bool) {
 // dead connection at once instead of after the data plane's dead-path
 // timeout or the transport's.
 func (n *Node) ProbeConns(p peer.ID) {
-	for _, c := range n.Host.Network().ConnsToPeer(p) {
-		go n.probe(c)
+	if conns := n.Host.Network().ConnsToPeer(p); len(conns) > 0 {
+		go n.probeSet(conns)
+	}
+}
+
+// probeSet pings the peer on each of conns (one peer's) at once and closes
+// those that did not answer — of several, only if one did: when none
+// answers, this machine may be too starved to get an answer within
+// probeTimeout, and closing live connections then feeds the storm. A lone
+// connection that does not answer is closed (the peer moved or restarted
+// and nothing better exists yet; the data plane redials).
+func (n *Node) probeSet(conns []network.Conn) {
+	errs := make([]error, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+			defer cancel()
+			errs[i] = pingConn(ctx, c)
+		}()
+	}
+	wg.Wait()
+	alive := false
+	for _, err := range errs {
+		alive = alive || err == nil
+	}
+	if !alive && len(conns) > 1 {
+		n.log.Debug("no connection to the peer answered a probe; keeping them", "peer", conns[0].RemotePeer(), "conns", len(conns))
+		return
+	}
+	for i, c := range conns {
+		if errs[i] != nil && !c.IsClosed() {
+			n.log.Info("closing dead connection to a peer that moved", "peer", c.RemotePeer(), "old", c.RemoteMultiaddr(), "err", errs[i])
+			_ = c.Close()
+		}
 	}
 }
 

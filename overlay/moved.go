@@ -51,12 +51,16 @@ func (m *Membership) watchUnderlay() {
 }
 
 // movedOrRestarted reports whether announcement b, following a, shows the
-// member at other addresses (circuit addresses aside) or as a new instance.
+// member as a new instance, or without an IP it announced before (it was
+// renumbered). New addresses alone are no move: a member behind a NAT
+// gains and loses observed addresses (one NAT port per observer) all the
+// time, and probing its connections on each would, on a starved machine,
+// close live ones.
 func movedOrRestarted(a, b *Announcement) bool {
 	if a.Kind == KindLeave || b.Kind == KindLeave {
 		return false
 	}
-	return a.Instance != b.Instance || !slices.Equal(directAddrs(a.Addrs), directAddrs(b.Addrs))
+	return a.Instance != b.Instance || len(goneIPs(a.Addrs, b.Addrs)) > 0
 }
 
 func directAddrs(addrs []string) []string {

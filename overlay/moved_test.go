@@ -11,6 +11,10 @@ func TestMovedOrRestartedAndGoneIPs(t *testing.T) {
 	if movedOrRestarted(a, circuitOnly) {
 		t.Error("a change of circuit addresses only counted as a move")
 	}
+	more := &Announcement{Kind: KindAnnounce, Instance: "i1", Addrs: []string{"/ip4/7.7.7.12/tcp/7460", "/ip4/7.7.7.12/tcp/31002"}}
+	if movedOrRestarted(a, more) {
+		t.Error("an address more (another observed NAT port) counted as a move")
+	}
 	moved := &Announcement{Kind: KindAnnounce, Instance: "i1", Addrs: []string{"/ip4/7.7.7.112/tcp/7460"}}
 	if !movedOrRestarted(a, moved) {
 		t.Error("new direct addresses not counted as a move")
