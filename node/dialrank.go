@@ -9,35 +9,33 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 )
 
-// Dial delays (see rankAddrs).
+// Dial delays (see rank).
 const (
 	quicDelay    = 250 * time.Millisecond
 	publicDelay  = 30 * time.Millisecond
 	relayedDelay = 500 * time.Millisecond
 )
 
-// rankAddrs is cbnode's dial ranker. The packet stream is the product and
-// rides whichever connection exists, so the ranking follows what carries
-// packets best: TCP (Noise, yamux) moved 1.6–2.2× more overlay throughput
-// than QUIC in bench/dataplane.md, so TCP addresses are dialled first and
-// QUIC only if TCP has not connected within 250 ms; private addresses
-// (allowed by the gater only where the cost rules say the two nodes share a
-// network) before public ones; relays last.
-func rankAddrs(addrs []ma.Multiaddr) []network.AddrDelay { return rankFor(nil)(addrs) }
-
-// rankFor is rankAddrs, except that circuit addresses through relays this
+// rankFor is cbnode's dial ranker. Circuit addresses through relays this
 // node is not connected to are left out when there is one through a relay
 // it is connected to: go-libp2p serialises relayed dials to one peer, so a
 // dial through a dead relay (5 s to time out) held up the one through a
 // live relay — a relayed pair took 5 s longer to move when its relay died.
 // Relays are bootstrap nodes (kept connected) and members (connected
-// through the mesh).
+// through the mesh). The rest is rank.
 func rankFor(connected func(peer.ID) bool) func([]ma.Multiaddr) []network.AddrDelay {
 	return func(addrs []ma.Multiaddr) []network.AddrDelay {
 		return rank(liveRelaysOnly(addrs, connected))
 	}
 }
 
+// rank orders dials. The packet stream is the product and rides whichever
+// connection exists, so the ranking follows what carries packets best: TCP
+// (Noise, yamux) moved 1.6–2.2× more overlay throughput than QUIC in
+// bench/dataplane.md, so TCP addresses are dialled first and QUIC only if
+// TCP has not connected within 250 ms; private addresses (allowed by the
+// gater only where the cost rules say the two nodes share a network)
+// before public ones; relays last.
 func rank(addrs []ma.Multiaddr) []network.AddrDelay {
 	out := make([]network.AddrDelay, 0, len(addrs))
 	for _, a := range addrs {

@@ -10,7 +10,7 @@
 //	announce.go    --announce addresses and the best address for members
 //	identity.go    the persistent node key
 //	gater.go       never advertise, dial or accept CLADNet-range addresses
-//	dialrank.go    dial ranking (TCP first)
+//	dialrank.go    dial ranking (TCP first, circuits through live relays)
 //	holepunch.go   DCUtR hole-punch tracing and outcomes
 //	limits.go      resource manager limits (room for a full mesh)
 //	staleconns.go  a peer that moved: its old connections probed, dead ones closed
