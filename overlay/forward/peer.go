@@ -289,6 +289,11 @@ func (w *writer) flush() bool {
 	if len(out) == 0 {
 		return true
 	}
+	if w.s == nil {
+		// An earlier write of this round failed (add's direct write):
+		// the batch waits for the next stream.
+		return false
+	}
 	now := w.e.nanotime()
 	if w.dl != nil {
 		// Refresh the deadline only when half of it is used up: setting a
