@@ -42,6 +42,8 @@ func (m *Membership) discoverLoop(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-time.After(next):
+			case <-m.readvertise:
+				retry = 500 * time.Millisecond
 			}
 		}
 	}()
@@ -123,6 +125,14 @@ func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandl
 			}
 		}
 	}()
+	// After an underlay change the first announcement may reach nobody
+	// (this node's connections were just closed); it is repeated 0.5 s,
+	// 1.5 s and 3 s later, as they come back (otherwise the next full
+	// announcement would come with the 6th heartbeat: minutes).
+	var again []time.Duration
+	followup := time.NewTimer(time.Hour)
+	followup.Stop()
+	defer followup.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -132,6 +142,15 @@ func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandl
 				return
 			}
 			m.Republish()
+		case <-m.underlayChanged:
+			m.Republish()
+			again = []time.Duration{500 * time.Millisecond, time.Second, 1500 * time.Millisecond}
+			followup.Reset(again[0])
+		case <-followup.C:
+			m.Republish()
+			if again = again[1:]; len(again) > 0 {
+				followup.Reset(again[0])
+			}
 		}
 	}
 }

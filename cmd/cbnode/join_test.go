@@ -92,6 +92,7 @@ func TestJoinConfigTakesEveryFlag(t *testing.T) {
 		"no-tun":            {"", func(c daemon.Config) any { return c.TUN }, false},
 		"tun-offload":       {"=false", func(c daemon.Config) any { return c.TUNNoOffload }, true},
 		"relay":             {"", func(c daemon.Config) any { return c.Relay }, true},
+		"no-relay":          {"", func(c daemon.Config) any { return c.NoRelay }, true},
 		"dns":               {"server", func(c daemon.Config) any { return c.DNS.Mode }, "server"},
 		"hosts-file":        {"/tmp/cbnode-hosts-x", func(c daemon.Config) any { return c.DNS.HostsFile }, "/tmp/cbnode-hosts-x"},
 		"provider":          {"gcp", func(c daemon.Config) any { return c.Cloud.ProviderName }, "gcp"},

@@ -3,6 +3,8 @@ package forward
 import (
 	"log/slog"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Defaults for Options fields left zero.
@@ -48,6 +50,10 @@ type Options struct {
 	MaxBackoff time.Duration
 	// DialTimeout bounds one Dialer.OpenStream call (default 10 s).
 	DialTimeout time.Duration
+	// OnPath, if set, is told every time a peer's outbound stream comes up
+	// (path set) or goes down (path nil), and why: the path history. It
+	// runs on the peer's writer goroutine and must not block.
+	OnPath func(p peer.ID, path *PathInfo, reason string)
 	// Logger receives debug/info events (stream up/down, protocol errors).
 	// Nil discards them.
 	Logger *slog.Logger
