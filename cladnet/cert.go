@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -27,6 +28,12 @@ type Certificate struct {
 	// and so from the signed bytes — when empty, so certificates issued
 	// before roles existed keep verifying.
 	Role string `json:"role,omitempty"`
+	// IP, when set, binds the holder to this one overlay address (cladnet
+	// issue --ip, as Nebula certificates do): its claims on any other
+	// address are invalid everywhere, and its claim on this one beats any
+	// claim of an unbound certificate. Omitted when empty, so certificates
+	// issued before it existed keep verifying.
+	IP string `json:"ip,omitempty"`
 	// Signature is the owner's Ed25519 signature over the other fields.
 	Signature string `json:"signature"`
 }
@@ -93,6 +100,28 @@ func WithNotBefore(t time.Time) CertOption {
 	return func(c *Certificate) { c.NotBefore = t.UTC().Truncate(time.Second) }
 }
 
+// WithIP binds the certificate to one overlay address (see Certificate.IP).
+func WithIP(ip netip.Addr) CertOption {
+	return func(c *Certificate) {
+		if ip.IsValid() {
+			c.IP = ip.String()
+		}
+	}
+}
+
+// BoundIP returns the address the certificate binds, invalid when none (or
+// when the field does not parse, which Verify refuses).
+func (c *Certificate) BoundIP() netip.Addr {
+	if c == nil || c.IP == "" {
+		return netip.Addr{}
+	}
+	ip, err := netip.ParseAddr(c.IP)
+	if err != nil || !ip.Is4() || ip.String() != c.IP {
+		return netip.Addr{}
+	}
+	return ip
+}
+
 // signedBytes is the canonical byte string the owner signs: a domain tag and
 // the JSON of every field but the signature (encoding/json orders fields by
 // declaration, so this is deterministic).
@@ -128,6 +157,11 @@ func SignCertificate(owner ed25519.PrivateKey, spec *Spec, p peer.ID, host strin
 	if err := ValidateRole(c.Role); err != nil {
 		return nil, fmt.Errorf("sign certificate: %w", err)
 	}
+	if c.IP != "" {
+		if p, err := spec.Prefix(); err != nil || !p.Contains(c.BoundIP()) {
+			return nil, fmt.Errorf("sign certificate: address %s is not in CLADNet %s's range %s", c.IP, spec.Name, spec.CIDR)
+		}
+	}
 	c.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(owner, c.signedBytes()))
 	return c, nil
 }
@@ -157,6 +191,9 @@ func (c *Certificate) Verify(spec *Spec, from peer.ID, now time.Time) error {
 	}
 	if err := ValidateRole(c.Role); err != nil {
 		return err
+	}
+	if c.IP != "" && !c.BoundIP().IsValid() {
+		return fmt.Errorf("certificate binds a malformed address %q", c.IP)
 	}
 	if !now.Before(c.NotAfter) {
 		return fmt.Errorf("%w: expired at %s", ErrExpired, c.NotAfter.Format(time.RFC3339))

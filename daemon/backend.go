@@ -26,6 +26,11 @@ func (m *Member) APIAddr() string {
 	return m.apiAddr.String()
 }
 
+// BackdatedClaims counts other peers' claims on this node's address that
+// the DHT selected but that turned up long after the time they state: the
+// node kept its address (ipam.Allocator.BackdatedClaims).
+func (m *Member) BackdatedClaims() uint64 { return m.alloc.BackdatedClaims() }
+
 // Membership exposes the members table (tests, tools).
 func (m *Member) Membership() *overlay.Membership { return m.mem }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	record "github.com/libp2p/go-libp2p-record"
@@ -176,12 +177,21 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		}
 		log.Info("relaying for fellow members")
 	}
+	// The allocator starts after the membership, whose announcements carry
+	// its claim: claimer hands it over.
+	var claimer atomic.Pointer[ipam.Allocator]
 	m.mem, err = overlay.StartMembership(base, overlay.MembershipConfig{
 		Spec: spec, Cert: cert, Key: cfg.Key, Node: m.node,
 		Heartbeat: cfg.Heartbeat, MissedHeartbeats: cfg.MissedHeartbeats,
 		Cloud: startCloud(stateDir, cfg.Cloud, log), Relay: cfg.Relay, Logger: log,
 		Revoked:            m.revokedCert,
 		OnIdentityConflict: m.identityConflict,
+		ClaimRecord: func() []byte {
+			if a := claimer.Load(); a != nil {
+				return a.Record()
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -202,6 +212,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	if err != nil {
 		return nil, err
 	}
+	claimer.Store(m.alloc)
 	if cfg.TUN {
 		if err := m.startDataPlane(); err != nil {
 			return nil, err

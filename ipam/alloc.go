@@ -28,14 +28,6 @@ type MemberView interface {
 	MemberIPs() map[netip.Addr]peer.ID
 }
 
-// MemberClaim is an overlay address a member announces with the first-claim
-// time of its claim (carried in its signed announcement).
-type MemberClaim struct {
-	IP        netip.Addr
-	Peer      peer.ID
-	ClaimedAt time.Time
-}
-
 // ClaimView may be implemented by a MemberView: with the announced claim
 // times, two members that announce the same address resolve the conflict by
 // the DHT's own rule (earliest claim, then lowest peer ID) at once, from the
@@ -158,6 +150,9 @@ type Allocator struct {
 	cert        *cladnet.Certificate // this node's certificate (SetCert replaces it)
 	foreign     uint64               // records of our address another node with our key wrote
 	lastForeign time.Time            // when the latest of them was found
+	assignedAt  time.Time            // when current was confirmed
+	sightings   map[string]time.Time // other peers' claims on current: first seen (backdating check)
+	backdated   uint64               // backdated claims on our address refused
 	running     bool
 	released    bool
 	stopRun     context.CancelFunc
@@ -187,6 +182,12 @@ func NewAllocator(cfg AllocatorConfig) (*Allocator, error) {
 		return nil, fmt.Errorf("ipam: node certificate: %w", err)
 	}
 	hosts := newHostRange(prefix)
+	if b := cfg.Cert.BoundIP(); b.IsValid() {
+		if cfg.Requested.IsValid() && cfg.Requested != b {
+			return nil, fmt.Errorf("ipam: requested address %s, but this node's certificate binds %s: drop --ip or ask the operator for a certificate without a fixed address", cfg.Requested, b)
+		}
+		cfg.Requested = b
+	}
 	if cfg.Requested.IsValid() {
 		if _, ok := hosts.index(cfg.Requested); !ok {
 			return nil, fmt.Errorf("ipam: requested address %s is not a usable host address of CLADNet %s (%s)", cfg.Requested, cfg.Spec.Name, prefix)
@@ -323,6 +324,32 @@ func (a *Allocator) ClaimedAt() time.Time {
 		return time.Time{}
 	}
 	return a.claim.ClaimedAt
+}
+
+// Record returns the signed DHT record of the current claim (nil while the
+// node holds no address), for the member announcement: receivers route to
+// and settle conflicts by verified claims only.
+func (a *Allocator) Record() []byte {
+	a.mu.Lock()
+	c := a.claim
+	a.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	b, err := c.Marshal()
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// BackdatedClaims counts claims of other peers on our address that the DHT
+// selected over ours but that turned up long after the time they state (see
+// Dated): the allocator kept the address.
+func (a *Allocator) BackdatedClaims() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.backdated
 }
 
 // CheckConflicts asks the allocator to re-verify its claim now (or, while the

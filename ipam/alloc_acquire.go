@@ -259,6 +259,9 @@ func (a *Allocator) assign(c *Claim) {
 	ip := c.Addr()
 	a.mu.Lock()
 	changed := a.current != ip
+	if changed || a.assignedAt.IsZero() {
+		a.assignedAt = time.Now()
+	}
 	a.current, a.claim, a.state = ip, c, StateAssigned
 	a.renewAt = time.Now().Round(0).Add(a.cfg.RenewInterval)
 	a.mu.Unlock()

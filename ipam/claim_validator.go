@@ -77,6 +77,13 @@ func (v *Validator) Validate(key string, value []byte) error {
 	return err
 }
 
+// CheckClaim validates value as the record under ClaimKey(cladnetID, ip) at
+// time now (every check Validate makes) and returns the parsed claim: a
+// member announcement carries its claim, and receivers verify it with this.
+func (v *Validator) CheckClaim(cladnetID string, ip netip.Addr, value []byte, now time.Time) (*Claim, error) {
+	return v.check(ClaimKey(cladnetID, ip), value, now)
+}
+
 // check validates one record at time now and returns the parsed claim.
 func (v *Validator) check(key string, value []byte, now time.Time) (*Claim, error) {
 	if len(value) > MaxClaimSize {
@@ -95,6 +102,12 @@ func (v *Validator) check(key string, value []byte, now time.Time) (*Claim, erro
 	}
 	if !now.Before(c.Expires) {
 		return nil, fmt.Errorf("%w: lease of %s by %s ended at %s", ErrClaimExpired, c.IP, c.PeerID, c.Expires.Format(time.RFC3339))
+	}
+	if c.ClaimedAt.After(now.Add(MaxClockSkew)) {
+		return nil, fmt.Errorf("%w: claim of %s by %s dated %s, more than %s from now", ErrClaimFuture, c.IP, c.PeerID, c.ClaimedAt.Format(time.RFC3339), MaxClockSkew)
+	}
+	if b := c.Cert.BoundIP(); c.Cert.IP != "" && b != ip {
+		return nil, fmt.Errorf("%w: %s claims %s, its certificate binds %q", ErrNotBoundIP, c.PeerID, ip, c.Cert.IP)
 	}
 	if c.Expires.After(now.Add(MaxLease + MaxClockSkew)) {
 		return nil, fmt.Errorf("%w: lease of %s by %s ends at %s, more than %s from now", ErrLeaseTooLong, c.IP, c.PeerID, c.Expires.Format(time.RFC3339), MaxLease)
@@ -121,9 +134,10 @@ func (v *Validator) check(key string, value []byte, now time.Time) (*Claim, erro
 //     wins (a release, published with a higher Seq, supersedes the live
 //     claim it ends; a renewal supersedes the previous lease).
 //  2. Between the remaining records of different peers a live claim beats a
-//     released one; then the earliest ClaimedAt wins; ties go to the lowest
-//     peer ID, comparing the raw peer ID bytes (the multihash, not its
-//     base58 text).
+//     released one; then a claim whose certificate binds the address
+//     (Certificate.IP) beats one whose certificate does not; then the
+//     earliest ClaimedAt wins; ties go to the lowest peer ID, comparing the
+//     raw peer ID bytes (the multihash, not its base58 text).
 //
 // Remaining ties (identical Seq of one peer, which an honest node never
 // publishes twice with different content) go to the lowest record bytes.
@@ -180,16 +194,19 @@ func samePeerBetter(a *Claim, av []byte, b *Claim, bv []byte) bool {
 }
 
 // otherPeerBetter orders the newest records of two different peers: a live
-// claim beats a released one, then the earliest ClaimedAt wins, then the
-// lowest raw peer ID.
+// claim beats a released one, then a bound claim an unbound one, then the
+// earliest ClaimedAt wins, then the lowest raw peer ID.
 func otherPeerBetter(a, b *Claim) bool {
 	if a.Released != b.Released {
 		return !a.Released
 	}
-	if !a.ClaimedAt.Equal(b.ClaimedAt) {
-		return a.ClaimedAt.Before(b.ClaimedAt)
-	}
 	pa, _ := a.Peer()
 	pb, _ := b.Peer()
-	return string(pa) < string(pb)
+	return Better(MemberClaim{Peer: pa, ClaimedAt: a.ClaimedAt, Bound: a.Bound()},
+		MemberClaim{Peer: pb, ClaimedAt: b.ClaimedAt, Bound: b.Bound()})
+}
+
+// Bound reports whether the claimant's certificate binds the claimed address.
+func (c *Claim) Bound() bool {
+	return c.Cert != nil && c.Cert.IP != "" && c.Cert.IP == c.IP
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,6 +73,7 @@ another node's live certificate is refused unless --replace.`,
 					&cli.StringFlag{Name: "out", Usage: "write the token to this file (0600) instead of stdout"},
 					&cli.BoolFlag{Name: "replace", Usage: "issue the host name even though a live certificate of another node holds it"},
 					&cli.StringFlag{Name: "role", Usage: "certificate role: member, or operator (the operator service; it claims no overlay IP)", Value: cladnet.RoleMember},
+					&cli.StringFlag{Name: "ip", Usage: "bind this overlay address in the certificate: the node may hold no other, and its claim beats any unbound one"},
 				},
 				Action: cladnetIssue,
 			},
@@ -237,7 +239,17 @@ func cladnetIssue(c *cli.Context) error {
 	if err := cladnet.ValidateRole(c.String("role")); err != nil {
 		return withCode(exitUsage, fmt.Errorf("--role: %w", err))
 	}
-	tok.Cert, err = cladnet.SignCertificate(o.Key, o.Spec, id, host, c.StringSlice("group"), now, c.Duration("ttl"), cladnet.WithRole(c.String("role")))
+	var bound netip.Addr
+	if s := c.String("ip"); s != "" {
+		if bound, err = netip.ParseAddr(s); err != nil || !bound.Is4() {
+			return withCode(exitUsage, fmt.Errorf("--ip %q is not an IPv4 address of CLADNet %s (%s)", s, o.Spec.Name, o.Spec.CIDR))
+		}
+		if c.String("role") == cladnet.RoleOperator {
+			return withCode(exitUsage, errors.New("--ip: an operator certificate claims no overlay address"))
+		}
+	}
+	tok.Cert, err = cladnet.SignCertificate(o.Key, o.Spec, id, host, c.StringSlice("group"), now, c.Duration("ttl"),
+		cladnet.WithRole(c.String("role")), cladnet.WithIP(bound))
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
