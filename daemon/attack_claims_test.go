@@ -41,7 +41,7 @@ func (l *lab) thief(t *testing.T, host string, age time.Duration, claim func() [
 	}
 	n, err := node.New(context.Background(), node.Config{Key: k, ListenIPs: []string{"127.0.0.1"},
 		Bootstrap: []peer.AddrInfo{l.info}, PubSub: true,
-		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator()}})
+		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator().WithUnknown()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,10 @@ func (m *Member) APIAddr() string {
 // node kept its address (ipam.Allocator.BackdatedClaims).
 func (m *Member) BackdatedClaims() uint64 { return m.alloc.BackdatedClaims() }
 
+// UnknownClaimReads counts DHT reads of an address that found only claims
+// this node refuses: the address was not taken as free.
+func (m *Member) UnknownClaimReads() uint64 { return m.alloc.UnknownReads() }
+
 // Membership exposes the members table (tests, tools).
 func (m *Member) Membership() *overlay.Membership { return m.mem }
 

@@ -73,7 +73,11 @@ type AllocatorConfig struct {
 	// same check (Validator.WithRevoked), or the DHT keeps selecting the
 	// revoked claim.
 	Revoked func(*cladnet.Certificate) bool
-	Logger  *slog.Logger
+	// DHTValidator, optional, is the validator the DHT node runs: a read
+	// that found no valid record but records it refused (planted or forged
+	// claims) counts the address as unknown, not free.
+	DHTValidator *Validator
+	Logger       *slog.Logger
 	// Quorum is how many valid DHT responses a read waits for (kad-dht's
 	// dht.Quorum; the read ends after Quorum+1 values, counting the node's
 	// own store, or when the lookup completes). 0 means DefaultQuorum; a
@@ -140,23 +144,24 @@ type Allocator struct {
 	changes chan netip.Addr
 	emitMu  sync.Mutex
 
-	mu          sync.Mutex
-	current     netip.Addr
-	state       string
-	claim       *Claim      // our latest published claim on current
-	last        *leaseState // persisted or latest claim, for preferences
-	lastSeq     uint64
-	renewAt     time.Time            // wall clock
-	cert        *cladnet.Certificate // this node's certificate (SetCert replaces it)
-	foreign     uint64               // records of our address another node with our key wrote
-	lastForeign time.Time            // when the latest of them was found
-	assignedAt  time.Time            // when current was confirmed
-	sightings   map[string]time.Time // other peers' claims on current: first seen (backdating check)
-	backdated   uint64               // backdated claims on our address refused
-	running     bool
-	released    bool
-	stopRun     context.CancelFunc
-	runDone     chan struct{}
+	mu           sync.Mutex
+	current      netip.Addr
+	state        string
+	claim        *Claim      // our latest published claim on current
+	last         *leaseState // persisted or latest claim, for preferences
+	lastSeq      uint64
+	renewAt      time.Time            // wall clock
+	cert         *cladnet.Certificate // this node's certificate (SetCert replaces it)
+	foreign      uint64               // records of our address another node with our key wrote
+	lastForeign  time.Time            // when the latest of them was found
+	assignedAt   time.Time            // when current was confirmed
+	sightings    map[string]time.Time // other peers' claims on current: first seen (backdating check)
+	backdated    uint64               // backdated claims on our address refused
+	unknownReads uint64               // reads that found only refused records
+	running      bool
+	released     bool
+	stopRun      context.CancelFunc
+	runDone      chan struct{}
 }
 
 // NewAllocator checks cfg, applies defaults and loads the persisted lease.
@@ -350,6 +355,14 @@ func (a *Allocator) BackdatedClaims() uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.backdated
+}
+
+// UnknownReads counts DHT reads that found no valid claim but claims the
+// node's DHT validator refused: the address was not taken as free.
+func (a *Allocator) UnknownReads() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.unknownReads
 }
 
 // CheckConflicts asks the allocator to re-verify its claim now (or, while the

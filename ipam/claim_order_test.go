@@ -102,3 +102,40 @@ func TestValidateClaimTimesAndBoundAddress(t *testing.T) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// M3: a node refuses claims of CLADNets it does not serve unless it opted
+// in; one that knows only the owner key (a bootstrap node) verifies the
+// certificate.
+func TestValidateUnknownAndOwnerOnlyCladnets(t *testing.T) {
+	o := testOwner(t, "lab", "10.9.0.0/24")
+	foreign := testOwner(t, "lab", "10.9.0.0/24") // same name, another owner key
+	now := time.Now()
+	who := newIdentity(t, o, "a")
+	_, good := signedClaim(t, o.Spec, who, "10.9.0.5", now, 1, nil)
+	forger := newIdentity(t, foreign, "a")
+	forger.cert.CladnetID = o.Spec.ID // a certificate of o's CLADNet signed by another key
+	_, forged := signedClaim(t, o.Spec, forger, "10.9.0.5", now, 1, func(c *Claim) { c.CladnetID = o.Spec.ID })
+	key := ClaimKey(o.Spec.ID, mustAddr("10.9.0.5"))
+	for _, tc := range []struct {
+		name        string
+		v           *Validator
+		good, forge error // nil: accepted
+	}{
+		{"knows nothing", fixedValidator(now), ErrUnknownCladnet, ErrUnknownCladnet},
+		{"opted in (--any-cladnet)", fixedValidator(now).WithUnknown(), nil, nil},
+		{"knows the owner key", fixedValidator(now).WithOwners(o.Spec.OwnerKey), nil, ErrClaimCert},
+		{"knows another owner key", fixedValidator(now).WithOwners(foreign.Spec.OwnerKey), ErrUnknownCladnet, ErrUnknownCladnet},
+		{"knows the spec", fixedValidator(now, o.Spec), nil, ErrClaimCert},
+	} {
+		for _, c := range []struct {
+			what string
+			rec  []byte
+			want error
+		}{{"genuine", good, tc.good}, {"forged", forged, tc.forge}} {
+			err := tc.v.Validate(key, c.rec)
+			if (c.want == nil) != (err == nil) || (c.want != nil && !errors.Is(err, c.want) && !errors.Is(err, ErrClaimSignature)) {
+				t.Errorf("%s, %s claim: %v, want %v", tc.name, c.what, err, c.want)
+			}
+		}
+	}
+}

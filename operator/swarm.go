@@ -67,9 +67,9 @@ func (o *Operator) startSwarm() error {
 	o.key = key
 	o.node, err = node.New(o.base, node.Config{
 		Key: key, ListenIPs: o.cfg.ListenIPs, Port: o.cfg.Port, Bootstrap: o.boot, PubSub: true,
-		// Claims of every CLADNet pass through: check their signatures
-		// only, as a bootstrap node does.
-		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator()},
+		// Claims of every CLADNet pass through (a DHT client stores
+		// none): check their signatures only.
+		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator().WithUnknown()},
 		Logger:     o.log,
 	})
 	if err != nil {

@@ -107,6 +107,34 @@ func (m *Membership) attachClaim(a *Announcement) {
 	a.Claim, a.ClaimedAt = rec, c.ClaimedAt
 }
 
+// AcquireGrace is how long a member may announce no overlay address while
+// its claims still count: long enough to claim, confirm and announce one.
+// After that, a member that announces none holds none, and any claim of
+// its is an extra one (ipam.ErrExtraClaim).
+const AcquireGrace = 30 * time.Second
+
+// AddressOf implements ipam.HolderFunc for this CLADNet: the one address
+// live member p holds (its verified claim), invalid when it has announced
+// none for longer than AcquireGrace; member is false for this node, for
+// peers not in the table and within the grace.
+func (m *Membership) AddressOf(cladnetID string, p peer.ID) (addr netip.Addr, member bool) {
+	if m == nil || cladnetID != m.cfg.Spec.ID || p == m.self {
+		return netip.Addr{}, false
+	}
+	mem, ok := m.tab.get(p)
+	if !ok || mem.Operator() || !m.live(mem) {
+		return netip.Addr{}, false
+	}
+	now := time.Now()
+	if c := m.liveClaim(mem, now); c != nil {
+		return c.Addr(), true
+	}
+	if mem.Ann.OverlayIP == "" && !mem.noAddrSince.IsZero() && now.Sub(mem.noAddrSince) > AcquireGrace {
+		return netip.Addr{}, true
+	}
+	return netip.Addr{}, false
+}
+
 // MemberClaims implements ipam.ClaimView: the addresses other live members
 // announce with a verified, unexpired claim, dated as this node orders
 // them. An address announced without one never gets here (the

@@ -80,3 +80,55 @@ func TestAnnouncementNeedsItsClaim(t *testing.T) {
 		}
 	}
 }
+
+// A member holds the address its verified claim names; one that announced
+// none for longer than AcquireGrace holds none (its claims are extra);
+// within the grace, for this node and for strangers, AddressOf cannot tell.
+func TestAddressOf(t *testing.T) {
+	o := newOwner(t, "lab")
+	now := time.Now()
+	m := &Membership{cfg: MembershipConfig{Spec: o.Spec}, self: "me", tab: newTable()}
+	ann := func(host, ip string, at time.Time) (peer.ID, *Announcement) {
+		k, id := newTestPeer(t)
+		cert, err := cladnet.SignCertificate(o.Key, o.Spec, id, host, nil, now, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := &Announcement{Kind: KindAnnounce, PeerID: id.String(), Cert: cert, HostName: host, OverlayIP: ip, Seq: 1, Time: now}
+		if ip != "" {
+			c := &ipam.Claim{CladnetID: o.Spec.ID, IP: ip, Cert: cert, ClaimedAt: cert.NotBefore, Seq: 1, Expires: now.Add(time.Hour)}
+			if err := c.Sign(k); err != nil {
+				t.Fatal(err)
+			}
+			a.claim = c
+		}
+		if _, err := m.tab.apply(id, a, at, false); err != nil {
+			t.Fatal(err)
+		}
+		return id, a
+	}
+	holder, _ := ann("holder", "10.77.0.5", now)
+	fresh, _ := ann("fresh", "", now.Add(-AcquireGrace/2))
+	idle, _ := ann("idle", "", now.Add(-AcquireGrace-time.Second))
+	_, strangerID := newTestPeer(t)
+	for _, tc := range []struct {
+		name   string
+		p      peer.ID
+		addr   string
+		member bool
+	}{
+		{"holder", holder, "10.77.0.5", true},
+		{"acquiring", fresh, "", false},
+		{"announcing none", idle, "", true},
+		{"stranger", strangerID, "", false},
+		{"self", "me", "", false},
+	} {
+		addr, member := m.AddressOf(o.Spec.ID, tc.p)
+		if member != tc.member || (tc.addr != "" && addr.String() != tc.addr) || (tc.addr == "" && addr.IsValid()) {
+			t.Errorf("%s: AddressOf = %v, %v; want %q, %v", tc.name, addr, member, tc.addr, tc.member)
+		}
+	}
+	if _, member := m.AddressOf("another-cladnet", holder); member {
+		t.Error("AddressOf answered for another CLADNet")
+	}
+}

@@ -74,7 +74,7 @@ func startBootstrap(ctx context.Context, log *slog.Logger) (*node.Node, *meter, 
 	mt := &meter{}
 	n, err := node.New(ctx, node.Config{
 		Key: k, ListenIPs: []string{"127.0.0.1"}, Server: true, Public: true,
-		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator()},
+		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator().WithUnknown()}, // as --any-cladnet
 		Extra:      []libp2p.Option{libp2p.BandwidthReporter(mt)},
 		Logger:     log,
 	})

@@ -294,15 +294,23 @@ multiaddr such as /dns4/boot.example.com/tcp/7460); the node advertises it
 with its listen ports besides the addresses it sees. It only advertises it:
 nothing is dialled there.
 
+It stores the IP claims (the DHT records of who holds which overlay address)
+only of the CLADNets whose owner keys are given with --cladnet-owner (the
+"ownerKey" of 'cbnode cladnet show'), verifying each claimant's certificate,
+at most one live address per node and 2 KiB per record; claims of other
+CLADNets are refused, so an outsider cannot plant or flood records. A shared
+bootstrap that must serve CLADNets it is not told about opts in with
+--any-cladnet (it then checks only signatures and leases).
+
 With --relay it also relays, without time or byte limits, for members that
 cannot reach each other directly (symmetric NATs) — but only for members of
-the CLADNets whose owner keys are given with --cladnet-owner (the "ownerKey"
-of 'cbnode cladnet show'): a relay for anyone would be an open proxy.`,
+the --cladnet-owner CLADNets: a relay for anyone would be an open proxy.`,
 		Flags: []cli.Flag{stateDirFlag("/var/lib/cbnode-bootstrap"), listenFlag, portFlag,
 			&cli.StringSliceFlag{Name: "peer", Usage: "another bootstrap node's multiaddr (repeatable)", EnvVars: []string{"CBNODE_BOOTSTRAP_PEERS"}},
 			&cli.StringSliceFlag{Name: "announce", Usage: "public IP or DNS name (or multiaddr) to advertise, e.g. the VM's public IP (repeatable or comma-separated)", EnvVars: []string{"CBNODE_ANNOUNCE"}},
 			&cli.BoolFlag{Name: "relay", Usage: "relay for members of the --cladnet-owner CLADNets", EnvVars: []string{"CBNODE_RELAY"}},
-			&cli.StringSliceFlag{Name: "cladnet-owner", Usage: "owner public key of a CLADNet to relay for (repeatable)", EnvVars: []string{"CBNODE_CLADNET_OWNER"}},
+			&cli.StringSliceFlag{Name: "cladnet-owner", Usage: "owner public key of a CLADNet to serve: store its IP claims, relay for it with --relay (repeatable)", EnvVars: []string{"CBNODE_CLADNET_OWNER"}},
+			&cli.BoolFlag{Name: "any-cladnet", Usage: "also store IP claims of CLADNets not given with --cladnet-owner (unverified: signatures and leases only)", EnvVars: []string{"CBNODE_ANY_CLADNET"}},
 			logLevelFlag, logFormatFlag},
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
@@ -313,8 +321,12 @@ of 'cbnode cladnet show'): a relay for anyone would be an open proxy.`,
 				return withCode(exitUsage, err)
 			}
 			owners := splitList(c.StringSlice("cladnet-owner"))
-			if c.Bool("relay") != (len(owners) > 0) {
-				return withCode(exitUsage, errors.New("--relay and --cladnet-owner go together: a relay serves the members of the CLADNets whose owner keys it is given"))
+			var relayFor []string
+			if c.Bool("relay") {
+				relayFor = owners
+			}
+			if c.Bool("relay") && len(owners) == 0 {
+				return withCode(exitUsage, errors.New("--relay needs --cladnet-owner: a relay serves the members of the CLADNets whose owner keys it is given"))
 			}
 			for _, k := range owners {
 				if _, _, err := relay.ParseOwnerKey(k); err != nil {
@@ -331,7 +343,7 @@ of 'cbnode cladnet show'): a relay for anyone would be an open proxy.`,
 			}
 			return daemon.RunBootstrap(c.Context, daemon.BootstrapConfig{
 				Key: key, ListenIPs: splitList(c.StringSlice("listen")), Port: c.Int("port"),
-				Peers: splitList(c.StringSlice("peer")), Announce: announce, RelayFor: owners, Logger: log,
+				Peers: splitList(c.StringSlice("peer")), Announce: announce, Cladnets: owners, RelayFor: relayFor, AnyCladnet: c.Bool("any-cladnet"), Logger: log,
 				Ready: func(n *node.Node) {
 					best := n.BootstrapAddr()
 					if best == nil {
