@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -151,11 +152,31 @@ func (m *Member) Peers() []api.Peer {
 
 // Peer implements api.Backend.
 func (m *Member) Peer(hostID string) (api.Peer, bool) {
-	mem, ok := m.mem.Lookup(hostID)
-	if !ok {
-		return api.Peer{}, false
+	p, err := m.FindPeer(hostID)
+	return p, err == nil
+}
+
+// FindPeer implements api.PeerFinder: an ambiguous host name is an
+// api.ErrConflict listing the candidates.
+func (m *Member) FindPeer(hostID string) (api.Peer, error) {
+	mem, err := m.find(hostID)
+	if err != nil {
+		return api.Peer{}, err
 	}
-	return m.toPeer(mem), true
+	return m.toPeer(mem), nil
+}
+
+// find looks a member up by peer ID, overlay IP or host name, with API
+// errors: not found, or a conflict for a host name two members carry.
+func (m *Member) find(key string) (overlay.Member, error) {
+	mem, err := m.mem.Find(key)
+	switch {
+	case errors.Is(err, overlay.ErrAmbiguousName):
+		return overlay.Member{}, fmt.Errorf("%w: %w", err, api.ErrConflict)
+	case err != nil:
+		return overlay.Member{}, fmt.Errorf("%q is not a member (give an overlay IP, host name or peer ID): %w", key, api.ErrNotFound)
+	}
+	return mem, nil
 }
 
 // SetDetails implements api.Backend: a node changes only its own details,
@@ -186,9 +207,9 @@ func (m *Member) Ping(ctx context.Context, target string) (api.PingResult, error
 	if m.engine == nil {
 		return api.PingResult{}, fmt.Errorf("this node runs without a data plane (--no-tun): %w", api.ErrBadInput)
 	}
-	mem, ok := m.mem.Lookup(target)
-	if !ok {
-		return api.PingResult{}, fmt.Errorf("%q is not a member (give an overlay IP, host name or peer ID): %w", target, api.ErrNotFound)
+	mem, err := m.find(target)
+	if err != nil {
+		return api.PingResult{}, err
 	}
 	if mem.Self {
 		return api.PingResult{}, fmt.Errorf("%q is this node: %w", target, api.ErrBadInput)

@@ -3,6 +3,7 @@ package operator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -219,8 +220,11 @@ func (s *cladnetSwarm) toPeer(m overlay.Member) api.Peer {
 // peer finds one member (not the operator) by peer ID, host name or
 // overlay IP.
 func (s *cladnetSwarm) peer(key string) (api.Peer, error) {
-	m, ok := s.mem.Lookup(key)
-	if !ok || m.Self {
+	m, err := s.mem.Find(key)
+	if errors.Is(err, overlay.ErrAmbiguousName) {
+		return api.Peer{}, fmt.Errorf("CLADNet %s: %w: %w", s.owner.Spec.Name, err, api.ErrConflict)
+	}
+	if err != nil || m.Self {
 		return api.Peer{}, fmt.Errorf("peer %q is not a member of CLADNet %s (give a hostId, host name or overlay IP from GET .../peer): %w", key, s.owner.Spec.Name, api.ErrNotFound)
 	}
 	return s.toPeer(m), nil

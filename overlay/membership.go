@@ -573,17 +573,8 @@ func (m *Membership) Member(id peer.ID) (Member, bool) {
 // Lookup finds a member (not an operator) by peer ID, host name or overlay
 // IP.
 func (m *Membership) Lookup(key string) (Member, bool) {
-	if id, err := peer.Decode(key); err == nil {
-		if mem, ok := m.Member(id); ok {
-			return mem, true
-		}
-	}
-	for _, mem := range m.Members() {
-		if mem.Ann.HostName == key || (mem.Ann.OverlayIP != "" && mem.Ann.OverlayIP == key) {
-			return mem, true
-		}
-	}
-	return Member{}, false
+	mem, err := m.Find(key)
+	return mem, err == nil
 }
 
 // IsMember reports whether p is a verified, live member: in the table,
