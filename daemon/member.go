@@ -119,6 +119,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	if err != nil {
 		return nil, err
 	}
+	adoptTokenKey(cfg.StateDir, t, cfg.Key, log)
 	stateDir := filepath.Join(cfg.StateDir, spec.ID)
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)

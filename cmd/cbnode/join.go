@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -123,6 +124,20 @@ func parseAnnounce(in []string) ([]ma.Multiaddr, error) {
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// tokenWarnings logs what is unsafe about how the join token was given:
+// on the command line (the process list), or in a file other users can
+// read. joinConfig calls it once the configuration is valid.
+func tokenWarnings(c *cli.Context, log *slog.Logger) {
+	if s := c.String("token"); s != "" && os.Getenv("CBNODE_TOKEN") != s {
+		log.Warn("--token puts the join token in the process list (ps, /proc/*/cmdline), readable by every user of this machine: give --token-file (0600) or CBNODE_TOKEN instead")
+	}
+	if f := c.String("token-file"); f != "" {
+		if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("the token file is readable by other users: a join token is a secret (it may carry the node key): chmod 600 it", "file", f, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
+		}
+	}
 }
 
 func readToken(c *cli.Context) (*cladnet.Token, error) {
@@ -262,6 +277,7 @@ func joinConfig(c *cli.Context) (daemon.Config, error) {
 	if err != nil {
 		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--dns: %w", err))
 	}
+	tokenWarnings(c, log)
 	return daemon.Config{
 		Token: tok, Key: key, StateDir: stateDir,
 		ListenIPs: splitList(c.StringSlice("listen")), Port: c.Int("port"), Bootstrap: boot,

@@ -140,8 +140,32 @@ func TestCLI(t *testing.T) {
 		t.Error("a dangling --dir created ./q")
 	}
 	// --check validates and exits without joining.
-	if out := mustRun("join", "lab", "--token", tok, "--no-tun", "--check", "--state-dir", state); !strings.Contains(out, "ok: would join CLADNet lab") {
+	out = mustRun("join", "lab", "--token", tok, "--no-tun", "--check", "--state-dir", state)
+	if !strings.Contains(out, "ok: would join CLADNet lab") {
 		t.Errorf("join --check: %s", out)
+	}
+	// M5: a token in argv, or in a file others can read, is warned about.
+	if !strings.Contains(out, "--token puts the join token in the process list") {
+		t.Errorf("join --token: no warning about argv: %s", out)
+	}
+	tf := filepath.Join(dir, "vm1.token")
+	for _, tc := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o644, true}, {0o600, false}} {
+		if err := os.WriteFile(tf, []byte(tok+"\n"), tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(tf, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		out := mustRun("join", "lab", "--token-file", tf, "--no-tun", "--check", "--state-dir", state)
+		if got := strings.Contains(out, "readable by other users"); got != tc.warn || strings.Contains(out, "process list") {
+			t.Errorf("token file mode %#o: warned %v, want %v: %s", tc.mode, got, tc.warn, out)
+		}
+	}
+	if out := mustRun("cladnet", "issue", "--help"); !strings.Contains(out, "--peer-id") || !strings.Contains(out, "30 days") {
+		t.Errorf("cladnet issue --help does not explain the --peer-id flow and the lifetime: %s", out)
 	}
 	// Every command explains itself.
 	for _, c := range [][]string{{"--help"}, {"join", "--help"}, {"cladnet", "issue", "--help"}, {"bootstrap", "--help"}} {
