@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cloud-barista/cbnode/internal/signedjson"
 )
 
 // Certificate binds a node's peer ID to a CLADNet for a validity window. It is
@@ -36,6 +38,53 @@ type Certificate struct {
 	IP string `json:"ip,omitempty"`
 	// Signature is the owner's Ed25519 signature over the other fields.
 	Signature string `json:"signature"`
+
+	// raw is the certificate's JSON object exactly as it was decoded
+	// (compacted): it is verified, and re-encoded, as those bytes, so a
+	// certificate written by another version (with members this one does
+	// not know, or encoded differently) keeps verifying. Nil for a
+	// certificate built in memory.
+	raw []byte
+}
+
+// certFields is Certificate without its JSON methods.
+type certFields Certificate
+
+// UnmarshalJSON decodes a certificate and keeps its exact bytes.
+func (c *Certificate) UnmarshalJSON(b []byte) error {
+	var f certFields
+	if err := json.Unmarshal(b, &f); err != nil {
+		return err
+	}
+	raw, err := signedjson.Compact(b)
+	if err != nil {
+		return err
+	}
+	*c = Certificate(f)
+	c.raw = raw
+	return nil
+}
+
+// MarshalJSON writes the certificate's exact bytes when it was decoded and
+// no field was changed since, else its fields.
+func (c Certificate) MarshalJSON() ([]byte, error) {
+	if c.exact() {
+		return c.raw, nil
+	}
+	f := certFields(c)
+	f.raw = nil
+	return json.Marshal(f)
+}
+
+// exact reports whether c carries decoded bytes that still say what its
+// fields say.
+func (c *Certificate) exact() bool {
+	if c.raw == nil {
+		return false
+	}
+	f := certFields(*c)
+	f.raw = nil
+	return signedjson.Equal(c.raw, &f)
 }
 
 // Errors a certificate check can return; callers may test with errors.Is.
@@ -122,12 +171,20 @@ func (c *Certificate) BoundIP() netip.Addr {
 	return ip
 }
 
-// signedBytes is the canonical byte string the owner signs: a domain tag and
-// the JSON of every field but the signature (encoding/json orders fields by
-// declaration, so this is deterministic).
+// signedBytes is the byte string the owner signs: a domain tag and the
+// compact JSON of every member, the signature blanked — the exact members a
+// decoded certificate carried (signedjson.Without), or, for one built in
+// memory, the fields (encoding/json orders them by declaration, so this is
+// deterministic and, for this version's certificates, the same bytes).
 func (c *Certificate) signedBytes() []byte {
-	body := *c
+	if c.exact() {
+		if b, err := signedjson.Without(c.raw, "signature", false); err == nil {
+			return append([]byte(certDomain), b...)
+		}
+	}
+	body := certFields(*c)
 	body.Signature = ""
+	body.raw = nil
 	b, _ := json.Marshal(body) // cannot fail: only strings, times and slices
 	return append([]byte(certDomain), b...)
 }
