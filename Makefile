@@ -53,6 +53,7 @@ demo: build
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./overlay/forward/ | tee $(BIN)/bench-forward.txt
 	$(GO) run ./bench/controlplane -out bench/controlplane.md
+	$(GO) run ./bench/scale -out bench/scale.md -real 10,25,50 -bin $(BIN)/cbnode
 	$(GO) run ./bench/dataplane -bin $(BIN)/cbnode -out bench/dataplane.md
 
 # staticcheck runs where it is installed (.ci/run installs this version:

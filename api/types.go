@@ -156,6 +156,10 @@ type PathRule struct {
 	Relayed    bool    `json:"relayed"`
 	Remote     string  `json:"remote,omitempty"` // multiaddr of the live packet stream
 	Reason     string  `json:"reason"`
+	// TxBytes and RxBytes are the data plane's counters for the peer
+	// (what the console shows as traffic).
+	TxBytes uint64 `json:"txBytes"`
+	RxBytes uint64 `json:"rxBytes"`
 }
 
 // NetworkingRule is GET /v1/cladnet/{cladnetId}/peer/{hostId}/networkingRule:
@@ -172,4 +176,7 @@ type NetworkingRule struct {
 	PeerScope  []string   `json:"peerScope"`
 	State      []string   `json:"state"`
 	Rules      []PathRule `json:"rules"`
+	// Cost is the node's metered spend (GET .../cost on its local API), so
+	// the operator can sum every member's without reaching their APIs.
+	Cost *cost.Report `json:"cost,omitempty"`
 }

@@ -46,10 +46,14 @@ type cladnetSwarm struct {
 	// detailsSeq numbers the details documents signed for members.
 	detailsSeq remote.Sequencer
 	revs       *overlay.Revocations
+	watch      *watch // what the console shows: gone members, paths, cost, events
 }
 
 // close leaves the CLADNet's gossip (the members drop the operator at once).
 func (s *cladnetSwarm) close() {
+	if s.watch != nil {
+		s.watch.close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	_ = s.mem.Leave(ctx)
 	cancel()
@@ -116,8 +120,10 @@ func (o *Operator) join(ow *cladnet.Owner) error {
 		revs.Close()
 		return fmt.Errorf("CLADNet %s: %w", ow.Spec.Name, err)
 	}
-	o.swarm[ow.Spec.Name] = &cladnetSwarm{owner: ow, mem: mem, rules: rules, control: control, revs: revs,
+	s := &cladnetSwarm{owner: ow, mem: mem, rules: rules, control: control, revs: revs,
 		tests: loadTests(filepath.Join(o.store.cladnetDir(ow), testsDir))}
+	s.watch = o.startWatch(s)
+	o.swarm[ow.Spec.Name] = s
 	return nil
 }
 

@@ -30,8 +30,36 @@ type ACL struct {
 	// circuits, also when their certificate was verified before.
 	Revoked func(*cladnet.Certificate) bool
 
-	mu    sync.Mutex
-	cache map[peer.ID]verified
+	mu      sync.Mutex
+	cache   map[peer.ID]verified
+	refused map[string]uint64 // reason → reservations and circuits refused
+}
+
+// Reasons the ACL refuses a reservation or a circuit (Refused's keys).
+const (
+	RefusedNoCert       = "no-certificate"     // the peer showed no certificate
+	RefusedCladnet      = "cladnet-not-served" // a CLADNet whose owner key this relay was not given
+	RefusedBadCert      = "bad-certificate"    // forged, expired or for another peer
+	RefusedRevoked      = "revoked"            // in the CLADNet's revocation list
+	RefusedCrossCladnet = "cross-cladnet"      // a circuit between members of two CLADNets
+)
+
+func (a *ACL) refuse(reason string) {
+	a.mu.Lock()
+	a.refused[reason]++
+	a.mu.Unlock()
+}
+
+// Refused returns how many reservations and circuits were refused, by
+// reason (the Refused* constants).
+func (a *ACL) Refused() map[string]uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]uint64, len(a.refused))
+	for k, v := range a.refused {
+		out[k] = v
+	}
+	return out
 }
 
 type verified struct {
@@ -45,6 +73,7 @@ func (a *ACL) revoked(p peer.ID, c *cladnet.Certificate) bool {
 	if a.Revoked == nil || !a.Revoked(c) {
 		return false
 	}
+	a.refuse(RefusedRevoked)
 	a.log.Info("relay refused: certificate revoked", "peer", p, "host", c.HostName)
 	return true
 }
@@ -64,7 +93,7 @@ func NewACL(h host.Host, ownerKeys []string, log *slog.Logger) (*ACL, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &ACL{h: h, log: log, owners: map[string]*cladnet.Spec{}, cache: map[peer.ID]verified{}}
+	a := &ACL{h: h, log: log, owners: map[string]*cladnet.Spec{}, cache: map[peer.ID]verified{}, refused: map[string]uint64{}}
 	for _, k := range ownerKeys {
 		id, _, err := ParseOwnerKey(k)
 		if err != nil {
@@ -92,15 +121,18 @@ func (a *ACL) member(p peer.ID) (string, bool) {
 	defer cancel()
 	c, err := FetchCert(ctx, a.h, p)
 	if err != nil {
+		a.refuse(RefusedNoCert)
 		a.log.Info("relay refused: no certificate", "peer", p, "err", err)
 		return "", false
 	}
 	spec, known := a.owners[c.CladnetID]
 	if !known {
+		a.refuse(RefusedCladnet)
 		a.log.Info("relay refused: CLADNet not allowed here", "peer", p, "cladnet", c.CladnetID)
 		return "", false
 	}
 	if err := c.Verify(spec, p, now); err != nil {
+		a.refuse(RefusedBadCert)
 		a.log.Info("relay refused: bad certificate", "peer", p, "err", err)
 		return "", false
 	}
@@ -126,5 +158,10 @@ func (a *ACL) AllowConnect(src peer.ID, _ ma.Multiaddr, dest peer.ID) bool {
 		return false
 	}
 	dc, ok := a.member(dest)
-	return ok && sc == dc
+	if ok && sc != dc {
+		a.refuse(RefusedCrossCladnet)
+		a.log.Info("relay refused: circuit between two CLADNets", "src", src, "dest", dest)
+		return false
+	}
+	return ok
 }

@@ -68,6 +68,17 @@ type node struct {
 // others, running, and torn down (with a goroutine leak check) at test end.
 func newMesh(t testing.TB, n int, opts forward.Options) ([]*node, *forwardtest.Net) {
 	t.Helper()
+	devs := make([]*forwardtest.Device, n)
+	for i := range devs {
+		devs[i] = forwardtest.NewDevice("fake0", 1400)
+	}
+	return newMeshWith(t, devs, opts)
+}
+
+// newMeshWith is newMesh on the given devices, one engine each.
+func newMeshWith(t testing.TB, devs []*forwardtest.Device, opts forward.Options) ([]*node, *forwardtest.Net) {
+	t.Helper()
+	n := len(devs)
 	baseline := runtime.NumGoroutine()
 	fn := forwardtest.NewNet()
 	nodes := make([]*node, n)
@@ -76,7 +87,7 @@ func newMesh(t testing.TB, n int, opts forward.Options) ([]*node, *forwardtest.N
 		nd := &node{
 			id:     id,
 			ip:     netip.AddrFrom4([4]byte{10, 99, 0, byte(i + 1)}),
-			dev:    newTestDev(1400),
+			dev:    testDev{devs[i]},
 			runErr: make(chan error, 1),
 		}
 		nd.dialer = fn.Dialer(id)
