@@ -39,6 +39,7 @@ release:
 # the in-process swarm tests on 127.0.0.1 and the namespace end-to-end tests.
 test: lint
 	$(GO) test -race -timeout 30m -count=1 ./...
+	$(MAKE) fuzz FUZZTIME=3s
 
 # Quick loop for development: no race detector, no namespace tests.
 test-short:
@@ -67,8 +68,22 @@ lint:
 	@if [ -x "$(STATICCHECK)" ]; then echo "staticcheck ./..."; $(STATICCHECK) ./...; \
 	  else echo "staticcheck not installed: skipped (go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION))"; fi
 
+# Every parser of untrusted input has a fuzz target ("Target package"; the
+# seed corpora also run in every 'go test'). 'make fuzz' fuzzes each for
+# FUZZTIME (make test: 3 s each) and prints its exec count.
+FUZZTIME ?= 60s
+FUZZ_TARGETS := \
+	FuzzRecommend:./ipam/ FuzzValidate:./ipam/ \
+	FuzzDecodeToken:./cladnet/ FuzzCertificate:./cladnet/ FuzzParseRevocations:./cladnet/ \
+	FuzzParseRules:./cost/ FuzzWithout:./internal/signedjson/ \
+	FuzzReceive:./overlay/forward/
+
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzRecommend -fuzztime 60s ./ipam/
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  name=$${t%%:*}; pkg=$${t#*:}; \
+	  out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) || { echo "$$out"; exit 1; }; \
+	  echo "$$name ($$pkg): $$(echo "$$out" | grep -o 'execs: [0-9]*' | tail -1)"; \
+	done
 
 clean:
 	rm -rf $(BIN)

@@ -60,6 +60,13 @@ type Backend interface {
 	Netcheck(ctx context.Context) (Netcheck, error)
 }
 
+// PeerFinder may be implemented by a Backend: GET /peer/{hostId} then
+// answers a host name two members carry with 409 and the candidates,
+// instead of picking one.
+type PeerFinder interface {
+	FindPeer(hostID string) (Peer, error)
+}
+
 // Errors a Backend returns to pick the HTTP status.
 var (
 	ErrNotFound  = errors.New("not found")
@@ -275,6 +282,15 @@ func (s *Server) peers(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) peer(w http.ResponseWriter, r *http.Request) {
+	if f, ok := s.b.(PeerFinder); ok {
+		p, err := f.FindPeer(r.PathValue("hostId"))
+		if err != nil {
+			writeErr(w, statusOf(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, p)
+		return
+	}
 	p, ok := s.b.Peer(r.PathValue("hostId"))
 	if !ok {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("peer %q is not a member", r.PathValue("hostId")))

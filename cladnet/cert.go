@@ -8,9 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cloud-barista/cbnode/internal/signedjson"
 )
 
 // Certificate binds a node's peer ID to a CLADNet for a validity window. It is
@@ -27,8 +30,61 @@ type Certificate struct {
 	// and so from the signed bytes — when empty, so certificates issued
 	// before roles existed keep verifying.
 	Role string `json:"role,omitempty"`
+	// IP, when set, binds the holder to this one overlay address (cladnet
+	// issue --ip, as Nebula certificates do): its claims on any other
+	// address are invalid everywhere, and its claim on this one beats any
+	// claim of an unbound certificate. Omitted when empty, so certificates
+	// issued before it existed keep verifying.
+	IP string `json:"ip,omitempty"`
 	// Signature is the owner's Ed25519 signature over the other fields.
 	Signature string `json:"signature"`
+
+	// raw is the certificate's JSON object exactly as it was decoded
+	// (compacted): it is verified, and re-encoded, as those bytes, so a
+	// certificate written by another version (with members this one does
+	// not know, or encoded differently) keeps verifying. Nil for a
+	// certificate built in memory.
+	raw []byte
+}
+
+// certFields is Certificate without its JSON methods.
+type certFields Certificate
+
+// UnmarshalJSON decodes a certificate and keeps its exact bytes.
+func (c *Certificate) UnmarshalJSON(b []byte) error {
+	var f certFields
+	if err := json.Unmarshal(b, &f); err != nil {
+		return err
+	}
+	raw, err := signedjson.Compact(b)
+	if err != nil {
+		return err
+	}
+	*c = Certificate(f)
+	c.raw = raw
+	return nil
+}
+
+// MarshalJSON writes the certificate's exact bytes when it was decoded and
+// no field was changed since, else its fields.
+func (c Certificate) MarshalJSON() ([]byte, error) {
+	if c.exact() {
+		return c.raw, nil
+	}
+	f := certFields(c)
+	f.raw = nil
+	return json.Marshal(f)
+}
+
+// exact reports whether c carries decoded bytes that still say what its
+// fields say.
+func (c *Certificate) exact() bool {
+	if c.raw == nil {
+		return false
+	}
+	f := certFields(*c)
+	f.raw = nil
+	return signedjson.Equal(c.raw, &f)
 }
 
 // Errors a certificate check can return; callers may test with errors.Is.
@@ -93,12 +149,42 @@ func WithNotBefore(t time.Time) CertOption {
 	return func(c *Certificate) { c.NotBefore = t.UTC().Truncate(time.Second) }
 }
 
-// signedBytes is the canonical byte string the owner signs: a domain tag and
-// the JSON of every field but the signature (encoding/json orders fields by
-// declaration, so this is deterministic).
+// WithIP binds the certificate to one overlay address (see Certificate.IP).
+func WithIP(ip netip.Addr) CertOption {
+	return func(c *Certificate) {
+		if ip.IsValid() {
+			c.IP = ip.String()
+		}
+	}
+}
+
+// BoundIP returns the address the certificate binds, invalid when none (or
+// when the field does not parse, which Verify refuses).
+func (c *Certificate) BoundIP() netip.Addr {
+	if c == nil || c.IP == "" {
+		return netip.Addr{}
+	}
+	ip, err := netip.ParseAddr(c.IP)
+	if err != nil || !ip.Is4() || ip.String() != c.IP {
+		return netip.Addr{}
+	}
+	return ip
+}
+
+// signedBytes is the byte string the owner signs: a domain tag and the
+// compact JSON of every member, the signature blanked — the exact members a
+// decoded certificate carried (signedjson.Without), or, for one built in
+// memory, the fields (encoding/json orders them by declaration, so this is
+// deterministic and, for this version's certificates, the same bytes).
 func (c *Certificate) signedBytes() []byte {
-	body := *c
+	if c.exact() {
+		if b, err := signedjson.Without(c.raw, "signature", false); err == nil {
+			return append([]byte(certDomain), b...)
+		}
+	}
+	body := certFields(*c)
 	body.Signature = ""
+	body.raw = nil
 	b, _ := json.Marshal(body) // cannot fail: only strings, times and slices
 	return append([]byte(certDomain), b...)
 }
@@ -127,6 +213,11 @@ func SignCertificate(owner ed25519.PrivateKey, spec *Spec, p peer.ID, host strin
 	}
 	if err := ValidateRole(c.Role); err != nil {
 		return nil, fmt.Errorf("sign certificate: %w", err)
+	}
+	if c.IP != "" {
+		if p, err := spec.Prefix(); err != nil || !p.Contains(c.BoundIP()) {
+			return nil, fmt.Errorf("sign certificate: address %s is not in CLADNet %s's range %s", c.IP, spec.Name, spec.CIDR)
+		}
 	}
 	c.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(owner, c.signedBytes()))
 	return c, nil
@@ -157,6 +248,9 @@ func (c *Certificate) Verify(spec *Spec, from peer.ID, now time.Time) error {
 	}
 	if err := ValidateRole(c.Role); err != nil {
 		return err
+	}
+	if c.IP != "" && !c.BoundIP().IsValid() {
+		return fmt.Errorf("certificate binds a malformed address %q", c.IP)
 	}
 	if !now.Before(c.NotAfter) {
 		return fmt.Errorf("%w: expired at %s", ErrExpired, c.NotAfter.Format(time.RFC3339))

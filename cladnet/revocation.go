@@ -14,6 +14,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cloud-barista/cbnode/internal/atomicfile"
+
+	"github.com/cloud-barista/cbnode/internal/signedjson"
 )
 
 // RevocationsFile, next to the spec (and in every member's state directory),
@@ -50,6 +52,48 @@ type Revocations struct {
 	// before dissolution existed keep verifying.
 	Dissolved bool   `json:"dissolved,omitempty"`
 	Signature string `json:"signature,omitempty"`
+
+	// raw is the list's JSON object exactly as decoded (compacted): it is
+	// verified, and re-encoded, as those bytes (see Certificate.raw).
+	raw []byte
+}
+
+// revocationsFields is Revocations without its JSON methods.
+type revocationsFields Revocations
+
+// UnmarshalJSON decodes a list and keeps its exact bytes.
+func (r *Revocations) UnmarshalJSON(b []byte) error {
+	var f revocationsFields
+	if err := json.Unmarshal(b, &f); err != nil {
+		return err
+	}
+	raw, err := signedjson.Compact(b)
+	if err != nil {
+		return err
+	}
+	*r = Revocations(f)
+	r.raw = raw
+	return nil
+}
+
+// MarshalJSON writes the list's exact bytes when it was decoded and no
+// field was changed since, else its fields.
+func (r Revocations) MarshalJSON() ([]byte, error) {
+	if r.exact() {
+		return r.raw, nil
+	}
+	f := revocationsFields(r)
+	f.raw = nil
+	return json.Marshal(f)
+}
+
+func (r *Revocations) exact() bool {
+	if r.raw == nil {
+		return false
+	}
+	f := revocationsFields(*r)
+	f.raw = nil
+	return signedjson.Equal(r.raw, &f)
 }
 
 // Errors Verify can return; callers may test with errors.Is.
@@ -61,9 +105,17 @@ var (
 
 const revocationsDomain = "cbnode-revocations-v1\n"
 
+// signedBytes is the domain tag and the compact JSON of every member but the
+// signature: the exact members of a decoded list, else the fields.
 func (r *Revocations) signedBytes() []byte {
-	body := *r
+	if r.exact() {
+		if b, err := signedjson.Without(r.raw, "signature", true); err == nil {
+			return append([]byte(revocationsDomain), b...)
+		}
+	}
+	body := revocationsFields(*r)
 	body.Signature = ""
+	body.raw = nil
 	b, _ := json.Marshal(body) // cannot fail: strings, numbers and times
 	return append([]byte(revocationsDomain), b...)
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -25,6 +26,15 @@ func (m *Member) APIAddr() string {
 	}
 	return m.apiAddr.String()
 }
+
+// BackdatedClaims counts other peers' claims on this node's address that
+// the DHT selected but that turned up long after the time they state: the
+// node kept its address (ipam.Allocator.BackdatedClaims).
+func (m *Member) BackdatedClaims() uint64 { return m.alloc.BackdatedClaims() }
+
+// UnknownClaimReads counts DHT reads of an address that found only claims
+// this node refuses: the address was not taken as free.
+func (m *Member) UnknownClaimReads() uint64 { return m.alloc.UnknownReads() }
 
 // Membership exposes the members table (tests, tools).
 func (m *Member) Membership() *overlay.Membership { return m.mem }
@@ -143,11 +153,31 @@ func (m *Member) Peers() []api.Peer {
 
 // Peer implements api.Backend.
 func (m *Member) Peer(hostID string) (api.Peer, bool) {
-	mem, ok := m.mem.Lookup(hostID)
-	if !ok {
-		return api.Peer{}, false
+	p, err := m.FindPeer(hostID)
+	return p, err == nil
+}
+
+// FindPeer implements api.PeerFinder: an ambiguous host name is an
+// api.ErrConflict listing the candidates.
+func (m *Member) FindPeer(hostID string) (api.Peer, error) {
+	mem, err := m.find(hostID)
+	if err != nil {
+		return api.Peer{}, err
 	}
-	return m.toPeer(mem), true
+	return m.toPeer(mem), nil
+}
+
+// find looks a member up by peer ID, overlay IP or host name, with API
+// errors: not found, or a conflict for a host name two members carry.
+func (m *Member) find(key string) (overlay.Member, error) {
+	mem, err := m.mem.Find(key)
+	switch {
+	case errors.Is(err, overlay.ErrAmbiguousName):
+		return overlay.Member{}, fmt.Errorf("%w: %w", err, api.ErrConflict)
+	case err != nil:
+		return overlay.Member{}, fmt.Errorf("%q is not a member (give an overlay IP, host name or peer ID): %w", key, api.ErrNotFound)
+	}
+	return mem, nil
 }
 
 // SetDetails implements api.Backend: a node changes only its own details,
@@ -178,9 +208,9 @@ func (m *Member) Ping(ctx context.Context, target string) (api.PingResult, error
 	if m.engine == nil {
 		return api.PingResult{}, fmt.Errorf("this node runs without a data plane (--no-tun): %w", api.ErrBadInput)
 	}
-	mem, ok := m.mem.Lookup(target)
-	if !ok {
-		return api.PingResult{}, fmt.Errorf("%q is not a member (give an overlay IP, host name or peer ID): %w", target, api.ErrNotFound)
+	mem, err := m.find(target)
+	if err != nil {
+		return api.PingResult{}, err
 	}
 	if mem.Self {
 		return api.PingResult{}, fmt.Errorf("%q is this node: %w", target, api.ErrBadInput)

@@ -30,8 +30,19 @@ type BootstrapConfig struct {
 	Announce []ma.Multiaddr
 	// RelayFor runs a relay for members of the CLADNets owned by these
 	// keys (base64 Ed25519 public keys, a spec's ownerKey). The node then
-	// also keeps each CLADNet's revocation list (see Bootstrap).
+	// also keeps each CLADNet's revocation list (see Bootstrap), and serves
+	// their IP claims, as for Cladnets.
 	RelayFor []string
+	// Cladnets are the owner keys of the CLADNets whose IP claims the node
+	// stores: it verifies their certificates. Claims of other CLADNets are
+	// refused unless AnyCladnet.
+	Cladnets []string
+	// AnyCladnet also stores claims of CLADNets it knows no owner key of,
+	// checking only their signatures and leases (a shared public bootstrap).
+	AnyCladnet bool
+	// Store bounds what the node keeps of the claims (ipam.StoreLimits;
+	// zero fields take the defaults).
+	Store ipam.StoreLimits
 	// StateDir keeps the revocation lists of the RelayFor CLADNets, one
 	// directory per CLADNet ID (as a member's state directory does); ""
 	// keeps them in memory only.
@@ -51,15 +62,17 @@ type BootstrapConfig struct {
 // revoked.
 type Bootstrap struct {
 	Node  *node.Node
+	Store *ipam.Store    // the IP claims it holds
 	relay *relay.Service // nil unless relaying
 	revs  map[string]*overlay.Revocations
 	stop  sync.Once
 }
 
 // StartBootstrap starts a DHT server with a stable identity. It holds no
-// CLADNet key: it stores IPAM claims (checking their signatures, not their
-// certificates) and rendezvous records for any CLADNet, and relays for the
-// members of the CLADNets in RelayFor. ctx carries values only; Stop ends it.
+// CLADNet key: it stores rendezvous records for any CLADNet, the IP claims
+// of the CLADNets whose owner keys it is given (certificates verified; any
+// CLADNet's with AnyCladnet, signatures only), within ipam.Store's caps, and
+// relays for the members of the CLADNets in RelayFor. ctx carries values only; Stop ends it.
 func StartBootstrap(ctx context.Context, cfg BootstrapConfig) (*Bootstrap, error) {
 	log := cfg.Logger
 	if log == nil {
@@ -69,18 +82,26 @@ func StartBootstrap(ctx context.Context, cfg BootstrapConfig) (*Bootstrap, error
 	if err != nil {
 		return nil, err
 	}
+	val := ipam.NewValidator().WithOwners(append(append([]string(nil), cfg.RelayFor...), cfg.Cladnets...)...)
+	if cfg.AnyCladnet {
+		val = val.WithUnknown()
+	} else if len(cfg.RelayFor)+len(cfg.Cladnets) == 0 {
+		log.Warn("this bootstrap node stores no IP claims: give the CLADNets' owner keys (--cladnet-owner) or --any-cladnet")
+	}
+	store := ipam.NewStore(val, cfg.Store)
 	n, err := node.New(context.WithoutCancel(ctx), node.Config{
 		Key: cfg.Key, ListenIPs: cfg.ListenIPs, Port: cfg.Port, Bootstrap: boot, Server: true,
-		Announce:   cfg.Announce,
-		Public:     true,
-		PubSub:     len(cfg.RelayFor) > 0, // the revocations topics
-		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator()},
-		Logger:     log,
+		Announce:       cfg.Announce,
+		Public:         true,
+		PubSub:         len(cfg.RelayFor) > 0, // the revocations topics
+		Validators:     map[string]record.Validator{ipam.Namespace: val},
+		ValueDatastore: store,
+		Logger:         log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	b := &Bootstrap{Node: n, revs: map[string]*overlay.Revocations{}}
+	b := &Bootstrap{Node: n, Store: store, revs: map[string]*overlay.Revocations{}}
 	if len(cfg.RelayFor) == 0 {
 		return b, nil
 	}

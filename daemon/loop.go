@@ -140,29 +140,15 @@ func (m *Member) setIP(ip netip.Addr) error {
 	return nil
 }
 
-// updateRoutes hands the data plane a fresh overlay-IP → peer snapshot. When
-// two members announce the same address (a conflict IPAM is resolving), the
-// one seen first keeps the route.
+// updateRoutes hands the data plane a fresh overlay-IP → peer snapshot:
+// only addresses members hold by verified claims; when two members announce
+// one address (a conflict IPAM is resolving), the better claim keeps the
+// route (ipam.Better, with backdated claims dated when first seen).
 func (m *Member) updateRoutes() {
 	if m.engine == nil {
 		return
 	}
-	routes := map[netip.Addr]peer.ID{}
-	first := map[netip.Addr]time.Time{}
-	for _, mem := range m.mem.Members() {
-		if mem.Self || mem.Ann.OverlayIP == "" {
-			continue
-		}
-		ip, err := netip.ParseAddr(mem.Ann.OverlayIP)
-		if err != nil {
-			continue
-		}
-		if t, dup := first[ip]; dup && !mem.FirstSeen.Before(t) {
-			continue
-		}
-		routes[ip], first[ip] = mem.ID, mem.FirstSeen
-	}
-	m.engine.SetRoutes(routes)
+	m.engine.SetRoutes(m.mem.MemberIPs())
 }
 
 // ipamShouldCheck reports whether a members-table change concerns IPAM:

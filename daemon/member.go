@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	record "github.com/libp2p/go-libp2p-record"
@@ -125,6 +126,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	if err != nil {
 		return nil, err
 	}
+	adoptTokenKey(cfg.StateDir, t, cfg.Key, log)
 	stateDir := filepath.Join(cfg.StateDir, spec.ID)
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
@@ -148,16 +150,27 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	// The host's address factory asks for the relay circuit addresses from
 	// libp2p's own goroutines, before the reserver exists: circuitAddrs
 	// reads it under m.mu.
+	// The DHT validator refuses a member's extra claims (a member holds
+	// one address, the one its announcement proves); the members table
+	// comes later: holderOf hands it over.
+	var holderOf atomic.Pointer[overlay.Membership]
+	claimVal := ipam.NewValidator(spec).WithRevoked(m.revokedCert).WithHolder(func(id string, p peer.ID) (netip.Addr, bool) {
+		if mem := holderOf.Load(); mem != nil {
+			return mem.AddressOf(id, p)
+		}
+		return netip.Addr{}, false
+	})
 	m.node, err = node.New(base, node.Config{
 		Key: cfg.Key, ListenIPs: cfg.ListenIPs, Port: cfg.Port,
 		Bootstrap: cfg.Bootstrap, PubSub: true, HolePunching: true,
-		Blocked:    []netip.Prefix{prefix},
-		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator(spec).WithRevoked(m.revokedCert)},
-		AllowAddr:  m.paths.Allow,
-		Refuse:     m.revokedPeer,
-		ExtraAddrs: m.circuitAddrs,
-		Metrics:    m.metrics.reg,
-		Logger:     log,
+		Blocked:        []netip.Prefix{prefix},
+		Validators:     map[string]record.Validator{ipam.Namespace: claimVal},
+		ValueDatastore: ipam.NewStore(claimVal, ipam.StoreLimits{}),
+		AllowAddr:      m.paths.Allow,
+		Refuse:         m.revokedPeer,
+		ExtraAddrs:     m.circuitAddrs,
+		Metrics:        m.metrics.reg,
+		Logger:         log,
 	})
 	if err != nil {
 		return nil, err
@@ -186,6 +199,9 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 			return nil, err
 		}
 	}
+	// The allocator starts after the membership, whose announcements carry
+	// its claim: claimer hands it over.
+	var claimer atomic.Pointer[ipam.Allocator]
 	m.mem, err = overlay.StartMembership(base, overlay.MembershipConfig{
 		Spec: spec, Cert: cert, Key: cfg.Key, Node: m.node,
 		Heartbeat: cfg.Heartbeat, MissedHeartbeats: cfg.MissedHeartbeats,
@@ -193,10 +209,17 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		Revoked:            m.revokedCert,
 		OnIdentityConflict: m.identityConflict,
 		OnMoved:            m.recordMoved,
+		ClaimRecord: func() []byte {
+			if a := claimer.Load(); a != nil {
+				return a.Record()
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
+	holderOf.Store(m.mem)
 	m.setReserver(relay.NewReserver(m.node.Host, m.relayCandidates, m.mem.Republish, log))
 	if m.rules, err = overlay.StartRules(base, spec, m.node, stateDir, log); err != nil {
 		return nil, err
@@ -208,11 +231,12 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	m.alloc, err = ipam.NewAllocator(ipam.AllocatorConfig{
 		Spec: spec, Cert: cert, Key: cfg.Key, DHT: m.node.DHT,
 		StateDir: stateDir, Requested: cfg.RequestedIP, Lease: cfg.Lease,
-		Members: m.mem, Revoked: m.revokedCert, Logger: log,
+		Members: m.mem, Revoked: m.revokedCert, DHTValidator: claimVal, Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
+	claimer.Store(m.alloc)
 	if cfg.TUN {
 		if err := m.startDataPlane(); err != nil {
 			return nil, err

@@ -28,14 +28,6 @@ type MemberView interface {
 	MemberIPs() map[netip.Addr]peer.ID
 }
 
-// MemberClaim is an overlay address a member announces with the first-claim
-// time of its claim (carried in its signed announcement).
-type MemberClaim struct {
-	IP        netip.Addr
-	Peer      peer.ID
-	ClaimedAt time.Time
-}
-
 // ClaimView may be implemented by a MemberView: with the announced claim
 // times, two members that announce the same address resolve the conflict by
 // the DHT's own rule (earliest claim, then lowest peer ID) at once, from the
@@ -81,7 +73,11 @@ type AllocatorConfig struct {
 	// same check (Validator.WithRevoked), or the DHT keeps selecting the
 	// revoked claim.
 	Revoked func(*cladnet.Certificate) bool
-	Logger  *slog.Logger
+	// DHTValidator, optional, is the validator the DHT node runs: a read
+	// that found no valid record but records it refused (planted or forged
+	// claims) counts the address as unknown, not free.
+	DHTValidator *Validator
+	Logger       *slog.Logger
 	// Quorum is how many valid DHT responses a read waits for (kad-dht's
 	// dht.Quorum; the read ends after Quorum+1 values, counting the node's
 	// own store, or when the lookup completes). 0 means DefaultQuorum; a
@@ -148,20 +144,24 @@ type Allocator struct {
 	changes chan netip.Addr
 	emitMu  sync.Mutex
 
-	mu          sync.Mutex
-	current     netip.Addr
-	state       string
-	claim       *Claim      // our latest published claim on current
-	last        *leaseState // persisted or latest claim, for preferences
-	lastSeq     uint64
-	renewAt     time.Time            // wall clock
-	cert        *cladnet.Certificate // this node's certificate (SetCert replaces it)
-	foreign     uint64               // records of our address another node with our key wrote
-	lastForeign time.Time            // when the latest of them was found
-	running     bool
-	released    bool
-	stopRun     context.CancelFunc
-	runDone     chan struct{}
+	mu           sync.Mutex
+	current      netip.Addr
+	state        string
+	claim        *Claim      // our latest published claim on current
+	last         *leaseState // persisted or latest claim, for preferences
+	lastSeq      uint64
+	renewAt      time.Time            // wall clock
+	cert         *cladnet.Certificate // this node's certificate (SetCert replaces it)
+	foreign      uint64               // records of our address another node with our key wrote
+	lastForeign  time.Time            // when the latest of them was found
+	assignedAt   time.Time            // when current was confirmed
+	sightings    map[string]time.Time // other peers' claims on current: first seen (backdating check)
+	backdated    uint64               // backdated claims on our address refused
+	unknownReads uint64               // reads that found only refused records
+	running      bool
+	released     bool
+	stopRun      context.CancelFunc
+	runDone      chan struct{}
 }
 
 // NewAllocator checks cfg, applies defaults and loads the persisted lease.
@@ -187,6 +187,12 @@ func NewAllocator(cfg AllocatorConfig) (*Allocator, error) {
 		return nil, fmt.Errorf("ipam: node certificate: %w", err)
 	}
 	hosts := newHostRange(prefix)
+	if b := cfg.Cert.BoundIP(); b.IsValid() {
+		if cfg.Requested.IsValid() && cfg.Requested != b {
+			return nil, fmt.Errorf("ipam: requested address %s, but this node's certificate binds %s: drop --ip or ask the operator for a certificate without a fixed address", cfg.Requested, b)
+		}
+		cfg.Requested = b
+	}
 	if cfg.Requested.IsValid() {
 		if _, ok := hosts.index(cfg.Requested); !ok {
 			return nil, fmt.Errorf("ipam: requested address %s is not a usable host address of CLADNet %s (%s)", cfg.Requested, cfg.Spec.Name, prefix)
@@ -323,6 +329,40 @@ func (a *Allocator) ClaimedAt() time.Time {
 		return time.Time{}
 	}
 	return a.claim.ClaimedAt
+}
+
+// Record returns the signed DHT record of the current claim (nil while the
+// node holds no address), for the member announcement: receivers route to
+// and settle conflicts by verified claims only.
+func (a *Allocator) Record() []byte {
+	a.mu.Lock()
+	c := a.claim
+	a.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	b, err := c.Marshal()
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// BackdatedClaims counts claims of other peers on our address that the DHT
+// selected over ours but that turned up long after the time they state (see
+// Dated): the allocator kept the address.
+func (a *Allocator) BackdatedClaims() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.backdated
+}
+
+// UnknownReads counts DHT reads that found no valid claim but claims the
+// node's DHT validator refused: the address was not taken as free.
+func (a *Allocator) UnknownReads() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.unknownReads
 }
 
 // CheckConflicts asks the allocator to re-verify its claim now (or, while the

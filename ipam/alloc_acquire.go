@@ -172,6 +172,9 @@ func (a *Allocator) tryClaim(ctx context.Context, ip netip.Addr) (won bool, hold
 	if err != nil {
 		return false, nil, err
 	}
+	// A member holds one address: DHT nodes refuse a second live claim
+	// (Store), so a lease still held on another address is released first.
+	a.releaseOther(ctx, ip)
 	// Remember the attempt first: if the node dies before confirming, a
 	// restart asks for this address again instead of leaving the published
 	// claim orphaned until its lease ends.
@@ -259,6 +262,9 @@ func (a *Allocator) assign(c *Claim) {
 	ip := c.Addr()
 	a.mu.Lock()
 	changed := a.current != ip
+	if changed || a.assignedAt.IsZero() {
+		a.assignedAt = time.Now()
+	}
 	a.current, a.claim, a.state = ip, c, StateAssigned
 	a.renewAt = time.Now().Round(0).Add(a.cfg.RenewInterval)
 	a.mu.Unlock()
@@ -275,16 +281,23 @@ func (a *Allocator) read(ctx context.Context, ip netip.Addr) (*Claim, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.OpTimeout)
 	defer cancel()
 	key := ClaimKey(a.cfg.Spec.ID, ip)
+	start := time.Now()
 	b, err := a.cfg.DHT.GetValue(ctx, key, dht.Quorum(a.quorum))
 	if errors.Is(err, routing.ErrNotFound) {
+		if v := a.cfg.DHTValidator; v != nil && v.RefusedSince(key, start) {
+			a.mu.Lock()
+			a.unknownReads++
+			a.mu.Unlock()
+			return nil, fmt.Errorf("read claim on %s: %w: the DHT holds only claims this node refuses (forged or planted?); not taking it as free", ip, errRejectedRecord)
+		}
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read claim on %s: %w", ip, err)
 	}
 	c, err := a.val.check(key, b, time.Now())
-	if errors.Is(err, ErrClaimRevoked) {
-		return nil, nil // a revoked node's claim counts as absent
+	if errors.Is(err, ErrClaimRevoked) || errors.Is(err, ErrExtraClaim) {
+		return nil, nil // a revoked node's claim, or a member's extra one, counts as absent
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read claim on %s: %w: %w", ip, errRejectedRecord, err)

@@ -54,7 +54,7 @@ func newTestNet(t *testing.T, name, cidr string) *testNet {
 		Key:        k,
 		ListenIPs:  []string{"127.0.0.1"},
 		Server:     true,
-		Validators: map[string]record.Validator{Namespace: NewValidator()},
+		Validators: map[string]record.Validator{Namespace: NewValidator().WithUnknown()},
 		Logger:     testLogger(nil),
 	})
 	if err != nil {

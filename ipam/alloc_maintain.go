@@ -108,6 +108,9 @@ func (a *Allocator) verify(ctx context.Context, noted map[peer.ID]netip.Addr) *C
 		return nil
 	}
 	switch {
+	case best.heldByOther(a.self) && a.isBackdated(best):
+		// Keep the address; the DHT keeps selecting the other record
+		// until its lease ends, so our copies may not land.
 	case best.heldByOther(a.self):
 		return best
 	case best == nil || best.PeerID != c.PeerID || best.Seq < c.Seq:
@@ -130,19 +133,47 @@ func (a *Allocator) verify(ctx context.Context, noted map[peer.ID]netip.Addr) *C
 	return nil
 }
 
-// betterMemberClaim looks for another member announcing ip with a claim that
-// beats ours by the Select rule: earlier first claim, or the same time and a
-// lower peer ID (raw bytes, as Select compares them).
+// isBackdated reports whether best, another peer's claim the DHT selected
+// over ours, is dated by when we first saw it rather than by its own
+// ClaimedAt (see Dated): it turned up after we had confirmed our claim,
+// more than FreshWindow after the time it states. Such a claim does not
+// make us move: it is counted and logged once.
+func (a *Allocator) isBackdated(best *Claim) bool {
+	now := time.Now()
+	key := best.PeerID + "|" + best.IP + "|" + best.ClaimedAt.UTC().Format(time.RFC3339Nano)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sightings == nil || len(a.sightings) > 1024 {
+		a.sightings = map[string]time.Time{}
+	}
+	first, seen := a.sightings[key]
+	if !seen {
+		first = now
+		a.sightings[key] = first
+	}
+	_, backdated := Dated(best.ClaimedAt, first, !first.Before(a.assignedAt))
+	if backdated && !seen {
+		a.backdated++
+		a.log.Warn("refusing a backdated claim on our overlay address: it turned up long after the time it states (a member forging an old claim, or the far side of a long partition); keeping the address",
+			"ip", best.IP, "claimant", best.holder(), "claimedAt", best.ClaimedAt.Format(time.RFC3339), "firstSeen", first.UTC().Format(time.RFC3339))
+	}
+	return backdated
+}
+
+// betterMemberClaim looks for another member announcing ip with a verified
+// claim that beats ours by Better (the members table dates backdated claims
+// by when it first saw them).
 func (a *Allocator) betterMemberClaim(c *Claim, ip netip.Addr) *Claim {
 	cv, ok := a.cfg.Members.(ClaimView)
 	if !ok {
 		return nil
 	}
+	ours := MemberClaim{IP: ip, Peer: a.self, ClaimedAt: c.ClaimedAt, Bound: c.Bound()}
 	for _, mc := range cv.MemberClaims() {
 		if mc.IP != ip || mc.Peer == a.self || mc.ClaimedAt.IsZero() {
 			continue
 		}
-		if mc.ClaimedAt.Before(c.ClaimedAt) || (mc.ClaimedAt.Equal(c.ClaimedAt) && string(mc.Peer) < string(a.self)) {
+		if Better(mc, ours) {
 			return &Claim{CladnetID: c.CladnetID, IP: ip.String(), PeerID: mc.Peer.String(), ClaimedAt: mc.ClaimedAt}
 		}
 	}

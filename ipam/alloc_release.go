@@ -67,6 +67,33 @@ func (a *Allocator) Release(ctx context.Context) error {
 	return nil
 }
 
+// releaseOther publishes a release of the persisted lease if it is live and
+// on another address than ip (a move: the address was lost, or --ip
+// changed), best effort: where another peer's claim won that key, the DHT
+// keeps that one and refuses ours, which is as good.
+func (a *Allocator) releaseOther(ctx context.Context, ip netip.Addr) {
+	a.mu.Lock()
+	last := a.last
+	a.mu.Unlock()
+	now := time.Now()
+	if !last.live(now) || last.addr() == ip || last.PeerID != a.self.String() {
+		return
+	}
+	rel := &Claim{CladnetID: last.CladnetID, IP: last.IP, PeerID: last.PeerID, Cert: a.certNow(),
+		ClaimedAt: last.ClaimedAt, Seq: a.nextSeq(last.Seq, now), Expires: last.Expires, Released: true}
+	if rel.ClaimedAt.Before(rel.Cert.NotBefore) || !rel.ClaimedAt.Before(rel.Expires) {
+		return
+	}
+	if err := rel.Sign(a.cfg.Key); err != nil {
+		return
+	}
+	if err := a.put(ctx, rel); err != nil {
+		a.log.Debug("releasing the previous address before moving", "ip", last.IP, "err", err)
+		return
+	}
+	a.log.Info("released the previous overlay address before claiming another", "old", last.IP, "new", ip)
+}
+
 // newerForeign reads our key and returns the record there if one with our
 // peer ID but a higher Seq than our claim c is selected (someone else with
 // our key wrote it). A failed read returns nil: the release goes ahead.

@@ -49,6 +49,8 @@ var (
 	ErrLeaseTooLong   = errors.New("IP claim lease ends too far in the future")
 	ErrClaimCert      = errors.New("IP claim certificate is not valid")
 	ErrOutOfRange     = errors.New("IP claim address is not a usable host of the CLADNet range")
+	ErrClaimFuture    = errors.New("IP claim is dated in the future")
+	ErrNotBoundIP     = errors.New("IP claim is for another address than the one the claimant's certificate binds")
 )
 
 var cladnetIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -64,7 +66,9 @@ type Claim struct {
 	Cert      *cladnet.Certificate `json:"cert"`
 	// ClaimedAt is when the address was first claimed; renewals keep it, so
 	// it orders conflicting claims (earliest wins). It may not precede the
-	// certificate's NotBefore, which bounds how far a member can backdate.
+	// certificate's NotBefore nor lie beyond now + MaxClockSkew; members
+	// also date a claim that turns up late on a held address by when they
+	// first saw it (see Dated), so backdating wins nothing.
 	ClaimedAt time.Time `json:"claimedAt"`
 	// Seq increases with every renewal and with the release.
 	Seq uint64 `json:"seq"`

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"sync"
 	"time"
 
 	record "github.com/libp2p/go-libp2p-record"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cloud-barista/cbnode/cladnet"
 )
@@ -17,17 +20,116 @@ import (
 //
 //	node.Config{Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator(spec)}}
 //
-// For a claim in a CLADNet it knows (one of the specs given to NewValidator)
-// it also verifies the claimant's certificate against the CLADNet owner key
-// and the address against the range; for other CLADNets (bootstrap nodes, or
-// members storing records of CLADNets they are not in) it checks structure,
-// signature and lease only.
+// For a claim in a CLADNet it knows (one of the specs given to NewValidator,
+// or an owner key given to WithOwners) it also verifies the claimant's
+// certificate against the CLADNet owner key and (with a spec) the address
+// against the range; claims of other CLADNets are refused unless the
+// validator was built WithUnknown, which checks their structure, signature
+// and lease only.
 //
 // A Validator is immutable and safe for concurrent use.
 type Validator struct {
 	specs   map[string]knownSpec
 	now     func() time.Time
 	revoked func(*cladnet.Certificate) bool
+	unknown bool // accept claims of CLADNets it knows nothing of (WithUnknown)
+	refused *refusals
+	holder  HolderFunc
+}
+
+// HolderFunc reports, for a peer of CLADNet cladnetID, the one address it
+// holds as far as this node knows (the members table): member is false when
+// the node cannot tell (not a live member, or this node itself); addr is
+// invalid for a live member that holds no address.
+type HolderFunc func(cladnetID string, p peer.ID) (addr netip.Addr, member bool)
+
+// ErrExtraClaim is matched (errors.Is) for a claim of a live member on an
+// address other than the one it holds: a member holds one address, so its
+// extra claims count as absent — their addresses are free.
+var ErrExtraClaim = errors.New("IP claim is an extra claim of a member that holds another address")
+
+// WithHolder returns a copy of v that refuses, in the CLADNets it knows,
+// claims of a live member on any address but the one f says it holds
+// (ErrExtraClaim). f must be safe for concurrent use and fast: it runs on
+// every record the DHT node validates.
+func (v *Validator) WithHolder(f HolderFunc) *Validator {
+	w := *v
+	w.holder = f
+	return &w
+}
+
+// refusals remembers when the validator last refused a record of each key
+// for a reason other than an ended lease or a revoked certificate (which
+// make the address free): a DHT read that found only such records must not
+// take the address for free (see RefusedSince).
+type refusals struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+const maxRefusals = 4096
+
+func (r *refusals) note(key string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.at == nil || len(r.at) >= maxRefusals {
+		r.at = map[string]time.Time{}
+	}
+	r.at[key] = now
+}
+
+// RefusedSince reports whether v refused a record of key (forged, of a bad
+// certificate, malformed; not merely expired or revoked) at or after t.
+func (v *Validator) RefusedSince(key string, t time.Time) bool {
+	if v.refused == nil {
+		return false
+	}
+	v.refused.mu.Lock()
+	defer v.refused.mu.Unlock()
+	at, ok := v.refused.at[key]
+	return ok && !at.Before(t)
+}
+
+// ErrUnknownCladnet is matched (errors.Is) for a claim of a CLADNet the
+// validator knows neither the spec nor the owner key of, unless it was
+// built WithUnknown.
+var ErrUnknownCladnet = errors.New("IP claim of a CLADNet this node does not serve")
+
+// WithOwners returns a copy of v that also knows the CLADNets owned by
+// these keys (base64 Ed25519 public keys, a spec's ownerKey): it verifies
+// their claims' certificates (the range is unknown, so not the address).
+// A bootstrap node knows its CLADNets this way. Bad keys are ignored.
+func (v *Validator) WithOwners(keys ...string) *Validator {
+	w := *v
+	w.specs = maps.Clone(v.specs)
+	for _, k := range keys {
+		s := &cladnet.Spec{OwnerKey: k}
+		pub, err := s.OwnerPublicKey()
+		if err != nil {
+			continue
+		}
+		s.ID = cladnet.IDFromOwnerKey(pub)
+		if _, ok := w.specs[s.ID]; !ok {
+			w.specs[s.ID] = knownSpec{spec: s, ownerOnly: true}
+		}
+	}
+	return &w
+}
+
+// WithUnknown returns a copy of v that accepts claims of CLADNets it does
+// not know, checking their structure, signature and lease only (a public
+// bootstrap node that opted in with --any-cladnet). By default such claims
+// are refused (ErrUnknownCladnet): an outsider cannot plant records.
+func (v *Validator) WithUnknown() *Validator {
+	w := *v
+	w.unknown = true
+	return &w
+}
+
+// Knows reports whether v verifies certificates of CLADNet id.
+func (v *Validator) Knows(id string) bool {
+	_, ok := v.specs[id]
+	return ok
 }
 
 // ErrClaimRevoked is matched (errors.Is) for a claim whose certificate the
@@ -45,8 +147,9 @@ func (v *Validator) WithRevoked(revoked func(*cladnet.Certificate) bool) *Valida
 }
 
 type knownSpec struct {
-	spec   *cladnet.Spec
-	prefix netip.Prefix // invalid if the spec's range does not parse
+	spec      *cladnet.Spec
+	prefix    netip.Prefix // invalid if the spec's range does not parse
+	ownerOnly bool         // known by owner key only: no range to check
 }
 
 var _ record.Validator = (*Validator)(nil)
@@ -54,7 +157,7 @@ var _ record.Validator = (*Validator)(nil)
 // NewValidator returns a validator that verifies certificates of the given
 // CLADNets. nil specs are ignored.
 func NewValidator(specs ...*cladnet.Spec) *Validator {
-	v := &Validator{specs: make(map[string]knownSpec, len(specs)), now: time.Now}
+	v := &Validator{specs: make(map[string]knownSpec, len(specs)), now: time.Now, refused: &refusals{}}
 	for _, s := range specs {
 		if s == nil {
 			continue
@@ -73,8 +176,19 @@ func NewValidator(specs ...*cladnet.Spec) *Validator {
 // not issued to the claimant (or, for known CLADNets, not signed by the owner
 // or not currently valid), expired leases and leases longer than MaxLease.
 func (v *Validator) Validate(key string, value []byte) error {
-	_, err := v.check(key, value, v.now())
+	now := v.now()
+	_, err := v.check(key, value, now)
+	if err != nil && v.refused != nil && !errors.Is(err, ErrClaimExpired) && !errors.Is(err, ErrClaimRevoked) && !errors.Is(err, ErrExtraClaim) {
+		v.refused.note(key, now)
+	}
 	return err
+}
+
+// CheckClaim validates value as the record under ClaimKey(cladnetID, ip) at
+// time now (every check Validate makes) and returns the parsed claim: a
+// member announcement carries its claim, and receivers verify it with this.
+func (v *Validator) CheckClaim(cladnetID string, ip netip.Addr, value []byte, now time.Time) (*Claim, error) {
+	return v.check(ClaimKey(cladnetID, ip), value, now)
 }
 
 // check validates one record at time now and returns the parsed claim.
@@ -96,11 +210,21 @@ func (v *Validator) check(key string, value []byte, now time.Time) (*Claim, erro
 	if !now.Before(c.Expires) {
 		return nil, fmt.Errorf("%w: lease of %s by %s ended at %s", ErrClaimExpired, c.IP, c.PeerID, c.Expires.Format(time.RFC3339))
 	}
+	if c.ClaimedAt.After(now.Add(MaxClockSkew)) {
+		return nil, fmt.Errorf("%w: claim of %s by %s dated %s, more than %s from now", ErrClaimFuture, c.IP, c.PeerID, c.ClaimedAt.Format(time.RFC3339), MaxClockSkew)
+	}
+	if b := c.Cert.BoundIP(); c.Cert.IP != "" && b != ip {
+		return nil, fmt.Errorf("%w: %s claims %s, its certificate binds %q", ErrNotBoundIP, c.PeerID, ip, c.Cert.IP)
+	}
 	if c.Expires.After(now.Add(MaxLease + MaxClockSkew)) {
 		return nil, fmt.Errorf("%w: lease of %s by %s ends at %s, more than %s from now", ErrLeaseTooLong, c.IP, c.PeerID, c.Expires.Format(time.RFC3339), MaxLease)
 	}
-	if ks, ok := v.specs[id]; ok {
-		if !ks.prefix.IsValid() || !isUsableHost(ks.prefix, ip) {
+	ks, ok := v.specs[id]
+	if !ok && !v.unknown {
+		return nil, fmt.Errorf("%w: %s (claim of %s by %s)", ErrUnknownCladnet, id, ip, c.PeerID)
+	}
+	if ok {
+		if !ks.ownerOnly && (!ks.prefix.IsValid() || !isUsableHost(ks.prefix, ip)) {
 			return nil, fmt.Errorf("%w: %s in %s", ErrOutOfRange, ip, ks.spec.CIDR)
 		}
 		p, _ := c.Peer() // checked by ParseClaim
@@ -109,6 +233,11 @@ func (v *Validator) check(key string, value []byte, now time.Time) (*Claim, erro
 		}
 		if v.revoked != nil && v.revoked(c.Cert) {
 			return nil, fmt.Errorf("%w: claim of %s by %s (%s)", ErrClaimRevoked, c.IP, c.Cert.HostName, c.PeerID)
+		}
+		if v.holder != nil && !c.Released {
+			if held, member := v.holder(id, p); member && held != ip {
+				return nil, fmt.Errorf("%w: %s (%s) claims %s but holds %v", ErrExtraClaim, c.Cert.HostName, c.PeerID, ip, held)
+			}
 		}
 	}
 	return c, nil
@@ -121,9 +250,10 @@ func (v *Validator) check(key string, value []byte, now time.Time) (*Claim, erro
 //     wins (a release, published with a higher Seq, supersedes the live
 //     claim it ends; a renewal supersedes the previous lease).
 //  2. Between the remaining records of different peers a live claim beats a
-//     released one; then the earliest ClaimedAt wins; ties go to the lowest
-//     peer ID, comparing the raw peer ID bytes (the multihash, not its
-//     base58 text).
+//     released one; then a claim whose certificate binds the address
+//     (Certificate.IP) beats one whose certificate does not; then the
+//     earliest ClaimedAt wins; ties go to the lowest peer ID, comparing the
+//     raw peer ID bytes (the multihash, not its base58 text).
 //
 // Remaining ties (identical Seq of one peer, which an honest node never
 // publishes twice with different content) go to the lowest record bytes.
@@ -180,16 +310,19 @@ func samePeerBetter(a *Claim, av []byte, b *Claim, bv []byte) bool {
 }
 
 // otherPeerBetter orders the newest records of two different peers: a live
-// claim beats a released one, then the earliest ClaimedAt wins, then the
-// lowest raw peer ID.
+// claim beats a released one, then a bound claim an unbound one, then the
+// earliest ClaimedAt wins, then the lowest raw peer ID.
 func otherPeerBetter(a, b *Claim) bool {
 	if a.Released != b.Released {
 		return !a.Released
 	}
-	if !a.ClaimedAt.Equal(b.ClaimedAt) {
-		return a.ClaimedAt.Before(b.ClaimedAt)
-	}
 	pa, _ := a.Peer()
 	pb, _ := b.Peer()
-	return string(pa) < string(pb)
+	return Better(MemberClaim{Peer: pa, ClaimedAt: a.ClaimedAt, Bound: a.Bound()},
+		MemberClaim{Peer: pb, ClaimedAt: b.ClaimedAt, Bound: b.Bound()})
+}
+
+// Bound reports whether the claimant's certificate binds the claimed address.
+func (c *Claim) Bound() bool {
+	return c.Cert != nil && c.Cert.IP != "" && c.Cert.IP == c.IP
 }

@@ -21,6 +21,7 @@ package node
 import (
 	"context"
 	"fmt"
+	ds "github.com/ipfs/go-datastore"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -69,6 +70,10 @@ type Config struct {
 	Blocked []netip.Prefix
 	// Validators are registered as namespaced DHT record validators.
 	Validators map[string]record.Validator
+	// ValueDatastore, if set, is where the DHT keeps the value records it
+	// stores for others (default: in memory, unbounded); a wrapper can cap
+	// what it accepts.
+	ValueDatastore ds.Batching
 	// ExtraAddrs, if set, adds addresses to those the node advertises (the
 	// circuit addresses of its relay reservations).
 	ExtraAddrs func() []ma.Multiaddr
@@ -224,6 +229,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	for ns, v := range cfg.Validators {
 		dopts = append(dopts, dht.NamespacedValidator(ns, v))
+	}
+	if cfg.ValueDatastore != nil {
+		dopts = append(dopts, dht.ValueDatastore(cfg.ValueDatastore))
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	d, err := dht.New(h, dopts...)

@@ -213,7 +213,7 @@ func (o *Operator) renewCert(_ context.Context, from peer.ID, old *cladnet.Certi
 	}
 	ttl = min(ttl, o.cfg.MaxRenewTTL)
 	c, err := cladnet.SignCertificate(s.owner.Key, s.owner.Spec, from, old.HostName, old.Groups, now, ttl,
-		cladnet.WithNotBefore(old.NotBefore), cladnet.WithRole(old.Role))
+		cladnet.WithNotBefore(old.NotBefore), cladnet.WithRole(old.Role), cladnet.WithIP(old.BoundIP()))
 	if err != nil {
 		return nil, renew.Refuse(renew.ReasonInvalid, "%v", err)
 	}

@@ -3,6 +3,7 @@ package operator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -71,9 +72,9 @@ func (o *Operator) startSwarm() error {
 	o.key = key
 	o.node, err = node.New(o.base, node.Config{
 		Key: key, ListenIPs: o.cfg.ListenIPs, Port: o.cfg.Port, Bootstrap: o.boot, PubSub: true,
-		// Claims of every CLADNet pass through: check their signatures
-		// only, as a bootstrap node does.
-		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator()},
+		// Claims of every CLADNet pass through (a DHT client stores
+		// none): check their signatures only.
+		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator().WithUnknown()},
 		Logger:     o.log,
 	})
 	if err != nil {
@@ -225,8 +226,11 @@ func (s *cladnetSwarm) toPeer(m overlay.Member) api.Peer {
 // peer finds one member (not the operator) by peer ID, host name or
 // overlay IP.
 func (s *cladnetSwarm) peer(key string) (api.Peer, error) {
-	m, ok := s.mem.Lookup(key)
-	if !ok || m.Self {
+	m, err := s.mem.Find(key)
+	if errors.Is(err, overlay.ErrAmbiguousName) {
+		return api.Peer{}, fmt.Errorf("CLADNet %s: %w: %w", s.owner.Spec.Name, err, api.ErrConflict)
+	}
+	if err != nil || m.Self {
 		return api.Peer{}, fmt.Errorf("peer %q is not a member of CLADNet %s (give a hostId, host name or overlay IP from GET .../peer): %w", key, s.owner.Spec.Name, api.ErrNotFound)
 	}
 	return s.toPeer(m), nil

@@ -36,6 +36,7 @@ import (
 
 	"github.com/cloud-barista/cbnode/cladnet"
 	"github.com/cloud-barista/cbnode/cost"
+	"github.com/cloud-barista/cbnode/ipam"
 )
 
 // Announcement kinds.
@@ -94,13 +95,19 @@ type Announcement struct {
 	OverlayIP string               `json:"ip,omitempty"`
 	// ClaimedAt is the first-claim time of the overlay IP's DHT claim, so
 	// members can settle a duplicate address from the gossip alone.
-	ClaimedAt time.Time      `json:"claimedAt,omitzero"`
-	Addrs     []string       `json:"addrs,omitempty"`
-	Cloud     cost.CloudInfo `json:"details"`
-	State     string         `json:"state"`
-	Relay     bool           `json:"relay,omitempty"` // relays for fellow members
-	Seq       uint64         `json:"seq"`
-	Time      time.Time      `json:"time"`
+	ClaimedAt time.Time `json:"claimedAt,omitzero"`
+	// Claim is the signed DHT record of the overlay IP's claim, as the
+	// allocator published it: an announcement with an overlay IP is
+	// accepted only with a claim on that address, by the sender, valid
+	// under the CLADNet's rules (certificate, lease, range, bound address)
+	// and dated ClaimedAt. Routing and conflict settlement use nothing else.
+	Claim []byte         `json:"claim,omitempty"`
+	Addrs []string       `json:"addrs,omitempty"`
+	Cloud cost.CloudInfo `json:"details"`
+	State string         `json:"state"`
+	Relay bool           `json:"relay,omitempty"` // relays for fellow members
+	Seq   uint64         `json:"seq"`
+	Time  time.Time      `json:"time"`
 	// Instance and Started identify the run of the node that sent it (a
 	// random ID per start, see instance.go); older nodes send neither.
 	// They are not covered by the node signature — older nodes re-encode
@@ -110,7 +117,13 @@ type Announcement struct {
 	Instance  string    `json:"instance,omitempty"`
 	Started   time.Time `json:"started,omitzero"`
 	Signature []byte    `json:"sig,omitempty"`
+
+	claim *ipam.Claim // Claim, verified by parseAnnouncement
 }
+
+// VerifiedClaim returns the announcement's verified claim on its overlay
+// IP (nil when it announces none).
+func (a *Announcement) VerifiedClaim() *ipam.Claim { return a.claim }
 
 const annDomain = "cbnode-announce-v1\n"
 
@@ -157,6 +170,10 @@ const (
 	// RejectOperatorIP: an operator-role announcement carrying an overlay
 	// address (an operator claims none).
 	RejectOperatorIP = "operator_ip"
+	// RejectClaim: an overlay address announced without a valid claim on
+	// it by the sender (missing, forged, expired, another address or
+	// peer, revoked, or dated otherwise than the announcement says).
+	RejectClaim = "bad_claim"
 )
 
 // ValidationError says why an announcement was refused.
@@ -186,6 +203,7 @@ func ParseAnnouncement(data []byte, from peer.ID, spec *cladnet.Spec, now time.T
 type parseOpts struct {
 	transportSigned bool
 	certs           *certCache
+	claims          *ipam.Validator // nil: ipam.NewValidator(spec)
 }
 
 // certCache remembers certificates whose owner signature verified, keyed by
@@ -271,6 +289,13 @@ func parseAnnouncement(data []byte, from peer.ID, spec *cladnet.Spec, now time.T
 			return nil, reject(RejectField, "overlay IP %s outside CLADNet range %s", ip, p)
 		}
 	}
+	if a.OverlayIP != "" && a.Cert.RoleName() != cladnet.RoleOperator { // an operator's is refused later
+		c, err := checkAnnouncedClaim(&a, pid, spec, now, o.claims)
+		if err != nil {
+			return nil, reject(RejectClaim, "overlay IP %s: %w", a.OverlayIP, err)
+		}
+		a.claim = c
+	}
 	if len(a.Addrs) > 64 {
 		return nil, reject(RejectField, "%d addresses, limit 64", len(a.Addrs))
 	}
@@ -278,6 +303,33 @@ func parseAnnouncement(data []byte, from peer.ID, spec *cladnet.Spec, now time.T
 		return nil, reject(RejectField, "%v", err)
 	}
 	return &a, nil
+}
+
+// checkAnnouncedClaim verifies the claim an announcement carries for its
+// overlay IP.
+func checkAnnouncedClaim(a *Announcement, pid peer.ID, spec *cladnet.Spec, now time.Time, v *ipam.Validator) (*ipam.Claim, error) {
+	if len(a.Claim) == 0 {
+		return nil, errors.New("no claim: a member announces only an address it holds a DHT claim on (an older cbnode? upgrade it)")
+	}
+	ip, _ := netip.ParseAddr(a.OverlayIP) // parsed above
+	if v == nil {
+		v = ipam.NewValidator(spec)
+	}
+	c, err := v.CheckClaim(spec.ID, ip, a.Claim, now)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case c.IP != a.OverlayIP:
+		return nil, fmt.Errorf("the claim is on %s", c.IP)
+	case c.PeerID != pid.String():
+		return nil, fmt.Errorf("the claim is %s's, not the sender's", c.PeerID)
+	case c.Released:
+		return nil, errors.New("the claim is released")
+	case !c.ClaimedAt.Equal(a.ClaimedAt):
+		return nil, fmt.Errorf("the claim is dated %s, the announcement says %s", c.ClaimedAt.Format(time.RFC3339Nano), a.ClaimedAt.Format(time.RFC3339Nano))
+	}
+	return c, nil
 }
 
 // errStale marks an announcement older than what we hold.

@@ -18,6 +18,9 @@ type Member struct {
 	LastSeen  time.Time
 	Self      bool
 	hbSeq     uint64 // newest heartbeat applied
+	// noAddrSince is when the member last started announcing no overlay
+	// address (zero while it announces one): see Membership.AddressOf.
+	noAddrSince time.Time
 }
 
 // Operator reports whether the row is an operator (certificate role
@@ -61,7 +64,16 @@ func (t *table) apply(id peer.ID, a *Announcement, now time.Time, self bool) (ch
 	delete(t.left, id)
 	if !ok {
 		t.members[id] = &Member{Ann: a, ID: id, FirstSeen: now, LastSeen: now, Self: self}
+		if a.OverlayIP == "" {
+			t.members[id].noAddrSince = now
+		}
 		return true, nil
+	}
+	switch {
+	case a.OverlayIP != "":
+		m.noAddrSince = time.Time{}
+	case m.noAddrSince.IsZero():
+		m.noAddrSince = now
 	}
 	changed = !sameContent(m.Ann, a)
 	m.Ann, m.LastSeen = a, now

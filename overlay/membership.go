@@ -66,6 +66,11 @@ type MembershipConfig struct {
 	// goroutines, once per other instance) when another live node with this
 	// node's peer ID is found; c.Newer says this node has to stop.
 	OnIdentityConflict func(c *IdentityConflict)
+	// ClaimRecord, optional, returns the signed DHT record of the claim on
+	// the overlay IP set with SetOverlayIP (the allocator's Record). Each
+	// announcement carries it; without it, receivers refuse an
+	// announcement that names an overlay IP (RejectClaim).
+	ClaimRecord func() []byte
 }
 
 // enforceInterval is how often members whose certificate expired or was
@@ -104,6 +109,8 @@ type Membership struct {
 
 	detector   *liveness // failure detector and anti-entropy
 	certs      certCache
+	claimVal   *ipam.Validator // verifies the claims announcements carry
+	dates      claimDates      // when this node first saw each member's claim
 	publishNow chan struct{}
 	// readvertise: a bootstrap node is back; advertise under the
 	// rendezvous key now (cap 1).
@@ -162,6 +169,7 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 		witnessCh:       make(chan peer.ID, 64),
 		lastInst:        map[peer.ID]string{},
 		conflicts:       map[string]IdentityConflict{},
+		claimVal:        ipam.NewValidator(cfg.Spec), // revocation is checked on its own (RejectRevoked)
 	}
 	gt, err := joinTopic(cfg.Node.PubSub, TopicName(cfg.Spec.ID), m.validate)
 	if err != nil {
@@ -208,7 +216,7 @@ func (m *Membership) validate(_ context.Context, _ peer.ID, msg *pubsub.Message)
 	}
 	// pubsub (strict signing) has verified the message signature with
 	// from's key, so the node signature need not be checked again here.
-	a, err := parseAnnouncement(msg.Data, from, m.cfg.Spec, time.Now(), parseOpts{transportSigned: true, certs: &m.certs})
+	a, err := parseAnnouncement(msg.Data, from, m.cfg.Spec, time.Now(), parseOpts{transportSigned: true, certs: &m.certs, claims: m.claimVal})
 	if err != nil {
 		reason := RejectMalformed
 		var ve *ValidationError
@@ -365,6 +373,9 @@ func (m *Membership) apply(ctx context.Context, a *Announcement) {
 		return
 	}
 	m.noteInstance(id, a.Instance)
+	if !self {
+		m.dateClaim(id, a)
+	}
 	prev, had := m.tab.get(id)
 	changed, err := m.tab.apply(id, a, time.Now(), self)
 	if err != nil || !changed {
@@ -438,6 +449,7 @@ func (m *Membership) announcement(kind string) (*Announcement, error) {
 		a.ClaimedAt = m.claimedAt
 	}
 	m.mu.Unlock()
+	m.attachClaim(a)
 	for _, addr := range m.cfg.Node.CurrentAddrs() {
 		a.Addrs = append(a.Addrs, addr.String())
 	}
@@ -590,42 +602,8 @@ func (m *Membership) Member(id peer.ID) (Member, bool) {
 // Lookup finds a member (not an operator) by peer ID, host name or overlay
 // IP.
 func (m *Membership) Lookup(key string) (Member, bool) {
-	if id, err := peer.Decode(key); err == nil {
-		if mem, ok := m.Member(id); ok {
-			return mem, true
-		}
-	}
-	for _, mem := range m.Members() {
-		if mem.Ann.HostName == key || (mem.Ann.OverlayIP != "" && mem.Ann.OverlayIP == key) {
-			return mem, true
-		}
-	}
-	return Member{}, false
-}
-
-// MemberIPs implements ipam.MemberView: the overlay addresses other live
-// members announce.
-func (m *Membership) MemberIPs() map[netip.Addr]peer.ID {
-	out := map[netip.Addr]peer.ID{}
-	for _, c := range m.MemberClaims() {
-		out[c.IP] = c.Peer
-	}
-	return out
-}
-
-// MemberClaims implements ipam.ClaimView: those addresses with the claim
-// times their members announce.
-func (m *Membership) MemberClaims() []ipam.MemberClaim {
-	var out []ipam.MemberClaim
-	for _, mem := range m.Members() {
-		if mem.Self || mem.Ann.OverlayIP == "" {
-			continue
-		}
-		if ip, err := netip.ParseAddr(mem.Ann.OverlayIP); err == nil {
-			out = append(out, ipam.MemberClaim{IP: ip, Peer: mem.ID, ClaimedAt: mem.Ann.ClaimedAt})
-		}
-	}
-	return out
+	mem, err := m.Find(key)
+	return mem, err == nil
 }
 
 // IsMember reports whether p is a verified, live member: in the table,

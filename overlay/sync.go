@@ -3,6 +3,7 @@ package overlay
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -39,14 +40,19 @@ func (m *Membership) serveSync(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
-	a, err := parseAnnouncement(req, from, m.cfg.Spec, time.Now(), parseOpts{certs: &m.certs})
+	a, err := parseAnnouncement(req, from, m.cfg.Spec, time.Now(), parseOpts{certs: &m.certs, claims: m.claimVal})
 	if err == nil && m.revoked(a.Cert) {
 		m.countReject(RejectRevoked)
 		_ = s.Reset()
 		return
 	}
 	if err != nil || a.Kind != KindAnnounce {
-		m.countReject(RejectCert)
+		reason := RejectField // a leave is no table pull
+		var ve *ValidationError
+		if errors.As(err, &ve) {
+			reason = ve.Reason
+		}
+		m.countReject(reason)
 		m.log.Debug("table pull refused", "from", from, "err", err)
 		_ = s.Reset()
 		return
@@ -98,7 +104,7 @@ func (m *Membership) pullTable(ctx context.Context, p peer.ID) error {
 		if err != nil || id == m.self {
 			continue
 		}
-		a, err := parseAnnouncement(raw, id, m.cfg.Spec, now, parseOpts{certs: &m.certs})
+		a, err := parseAnnouncement(raw, id, m.cfg.Spec, now, parseOpts{certs: &m.certs, claims: m.claimVal})
 		if err != nil {
 			m.log.Debug("pulled announcement refused", "via", p, "peer", id, "err", err)
 			continue

@@ -201,6 +201,8 @@ func (l Layout) bootstrapArgs(ip, ownerKey, state string) []string {
 	args := []string{"bootstrap", `--state-dir "` + state + `"`, fmt.Sprintf("--port %d", l.BootstrapPort), "--announce " + ip}
 	if ownerKey != "" {
 		args = append(args, "--relay", "--cladnet-owner "+ownerKey)
+	} else {
+		args = append(args, "--any-cladnet") // it must store the claims of a CLADNet it cannot name
 	}
 	return args
 }

@@ -74,7 +74,7 @@ func startBootstrap(ctx context.Context, log *slog.Logger) (*node.Node, *meter, 
 	mt := &meter{}
 	n, err := node.New(ctx, node.Config{
 		Key: k, ListenIPs: []string{"127.0.0.1"}, Server: true, Public: true,
-		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator()},
+		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator().WithUnknown()}, // as --any-cladnet
 		Extra:      []libp2p.Option{libp2p.BandwidthReporter(mt)},
 		Logger:     log,
 	})
@@ -114,9 +114,16 @@ func startMember(ctx context.Context, sc *simConfig, i int) (*member, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", host, err)
 	}
+	var claimer atomic.Pointer[ipam.Allocator] // the allocator starts later
 	m.mem, err = overlay.StartMembership(ctx, overlay.MembershipConfig{
 		Spec: sc.owner.Spec, Cert: cert, Key: k, Node: m.node,
 		Heartbeat: sc.heartbeat, MissedHeartbeats: sc.missed, Logger: log,
+		ClaimRecord: func() []byte {
+			if a := claimer.Load(); a != nil {
+				return a.Record()
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		m.node.Close()
@@ -139,6 +146,7 @@ func startMember(ctx context.Context, sc *simConfig, i int) (*member, error) {
 		m.node.Close()
 		return nil, fmt.Errorf("%s: %w", host, err)
 	}
+	claimer.Store(m.alloc)
 	go func() { m.runErr <- m.alloc.Run(ctx) }()
 	go m.loop(ctx)
 	return m, nil

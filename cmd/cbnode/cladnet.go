@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,11 +54,19 @@ underlay subnets) and holds --hosts nodes with room to double.`,
 				Name:      "issue",
 				Usage:     "issue a join token for one VM",
 				ArgsUsage: "NAME",
-				Description: `Prints (or writes with --out, 0600) a join token: a fresh node key, a node
-certificate signed by the owner key, the CLADNet spec and the bootstrap
-addresses. With --peer-id, the certificate is for a node that made its own key
-('cbnode key' on the VM), and the token carries no key. The token carries the
-node's private key unless --peer-id is given: treat it as a secret.
+				Description: `Prints (or writes with --out, 0600) a join token: a node certificate signed
+by the owner key, the CLADNet spec and the bootstrap addresses.
+
+The recommended flow keeps every private key where it was born: run 'cbnode
+key' on the VM (it prints the node's peer ID), then issue with --peer-id
+<ID>: the token carries no key and is no secret. Without --peer-id the token
+carries a fresh node key — a bearer identity: treat it as a secret, pass it
+with --token-file (0600) rather than --token, and delete it after the first
+start (the node keeps its key in its state directory).
+
+Certificates live --ttl (30 days by default); a running 'cbnode operator'
+for the CLADNet renews them before they end. Without one, re-issue in time
+or give a longer --ttl.
 
 Host names are one DNS label (RFC 1123) and unique in the CLADNet: the
 CLADNet directory lists what was issued (issued.json), and a name held by
@@ -65,13 +74,14 @@ another node's live certificate is refused unless --replace.`,
 				Flags: []cli.Flag{
 					dirFlag,
 					&cli.StringFlag{Name: "host", Usage: "host name of the VM (default: node-<peer id suffix>)", EnvVars: []string{"CBNODE_HOST"}},
-					&cli.DurationFlag{Name: "ttl", Usage: "certificate validity", Value: 365 * 24 * time.Hour, EnvVars: []string{"CBNODE_TTL"}},
+					&cli.DurationFlag{Name: "ttl", Usage: "certificate validity (renewed by a running operator before it ends)", Value: DefaultIssueTTL, EnvVars: []string{"CBNODE_TTL"}},
 					&cli.StringSliceFlag{Name: "bootstrap", Usage: "bootstrap multiaddr with /p2p/ID (repeatable)", EnvVars: []string{"CBNODE_BOOTSTRAP"}},
 					&cli.StringSliceFlag{Name: "group", Usage: "group to put in the certificate (repeatable)", EnvVars: []string{"CBNODE_GROUPS"}},
 					&cli.StringFlag{Name: "peer-id", Usage: "sign for this existing node key instead of making one", EnvVars: []string{"CBNODE_PEER_ID"}},
 					&cli.StringFlag{Name: "out", Usage: "write the token to this file (0600) instead of stdout"},
 					&cli.BoolFlag{Name: "replace", Usage: "issue the host name even though a live certificate of another node holds it"},
 					&cli.StringFlag{Name: "role", Usage: "certificate role: member, or operator (the operator service; it claims no overlay IP)", Value: cladnet.RoleMember},
+					&cli.StringFlag{Name: "ip", Usage: "bind this overlay address in the certificate: the node may hold no other, and its claim beats any unbound one"},
 				},
 				Action: cladnetIssue,
 			},
@@ -191,6 +201,10 @@ func cladnetCreate(c *cli.Context) error {
 	return printJSON(o.Spec)
 }
 
+// DefaultIssueTTL is the default certificate lifetime of 'cladnet issue':
+// days, not a year, now that an operator renews certificates.
+const DefaultIssueTTL = 30 * 24 * time.Hour
+
 func cladnetIssue(c *cli.Context) error {
 	o, err := loadOwner(c)
 	if err != nil {
@@ -237,7 +251,17 @@ func cladnetIssue(c *cli.Context) error {
 	if err := cladnet.ValidateRole(c.String("role")); err != nil {
 		return withCode(exitUsage, fmt.Errorf("--role: %w", err))
 	}
-	tok.Cert, err = cladnet.SignCertificate(o.Key, o.Spec, id, host, c.StringSlice("group"), now, c.Duration("ttl"), cladnet.WithRole(c.String("role")))
+	var bound netip.Addr
+	if s := c.String("ip"); s != "" {
+		if bound, err = netip.ParseAddr(s); err != nil || !bound.Is4() {
+			return withCode(exitUsage, fmt.Errorf("--ip %q is not an IPv4 address of CLADNet %s (%s)", s, o.Spec.Name, o.Spec.CIDR))
+		}
+		if c.String("role") == cladnet.RoleOperator {
+			return withCode(exitUsage, errors.New("--ip: an operator certificate claims no overlay address"))
+		}
+	}
+	tok.Cert, err = cladnet.SignCertificate(o.Key, o.Spec, id, host, c.StringSlice("group"), now, c.Duration("ttl"),
+		cladnet.WithRole(c.String("role")), cladnet.WithIP(bound))
 	if err != nil {
 		return withCode(exitUsage, err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -125,6 +126,20 @@ func parseAnnounce(in []string) ([]ma.Multiaddr, error) {
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// tokenWarnings logs what is unsafe about how the join token was given:
+// on the command line (the process list), or in a file other users can
+// read. joinConfig calls it once the configuration is valid.
+func tokenWarnings(c *cli.Context, log *slog.Logger) {
+	if s := c.String("token"); s != "" && os.Getenv("CBNODE_TOKEN") != s {
+		log.Warn("--token puts the join token in the process list (ps, /proc/*/cmdline), readable by every user of this machine: give --token-file (0600) or CBNODE_TOKEN instead")
+	}
+	if f := c.String("token-file"); f != "" {
+		if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("the token file is readable by other users: a join token is a secret (it may carry the node key): chmod 600 it", "file", f, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
+		}
+	}
 }
 
 func readToken(c *cli.Context) (*cladnet.Token, error) {
@@ -268,6 +283,7 @@ func joinConfig(c *cli.Context) (daemon.Config, error) {
 	if err != nil {
 		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--dns: %w", err))
 	}
+	tokenWarnings(c, log)
 	return daemon.Config{
 		Token: tok, Key: key, StateDir: stateDir,
 		ListenIPs: splitList(c.StringSlice("listen")), Port: c.Int("port"), Bootstrap: boot,
@@ -301,10 +317,17 @@ multiaddr such as /dns4/boot.example.com/tcp/7460); the node advertises it
 with its listen ports besides the addresses it sees. It only advertises it:
 nothing is dialled there.
 
+It stores the IP claims (the DHT records of who holds which overlay address)
+only of the CLADNets whose owner keys are given with --cladnet-owner (the
+"ownerKey" of 'cbnode cladnet show'), verifying each claimant's certificate,
+at most one live address per node and 2 KiB per record; claims of other
+CLADNets are refused, so an outsider cannot plant or flood records. A shared
+bootstrap that must serve CLADNets it is not told about opts in with
+--any-cladnet (it then checks only signatures and leases).
+
 With --relay it also relays, without time or byte limits, for members that
 cannot reach each other directly (symmetric NATs) — but only for members of
-the CLADNets whose owner keys are given with --cladnet-owner (the "ownerKey"
-of 'cbnode cladnet show'): a relay for anyone would be an open proxy. A
+the --cladnet-owner CLADNets: a relay for anyone would be an open proxy. A
 relaying bootstrap node also keeps each of these CLADNets' owner-signed
 revocation lists (in --state-dir/<CLADNet ID>/revocations.json), refuses
 revoked members and hands the list to every node that joins.`,
@@ -312,7 +335,8 @@ revoked members and hands the list to every node that joins.`,
 			&cli.StringSliceFlag{Name: "peer", Usage: "another bootstrap node's multiaddr (repeatable)", EnvVars: []string{"CBNODE_BOOTSTRAP_PEERS"}},
 			&cli.StringSliceFlag{Name: "announce", Usage: "public IP or DNS name (or multiaddr) to advertise, e.g. the VM's public IP (repeatable or comma-separated)", EnvVars: []string{"CBNODE_ANNOUNCE"}},
 			&cli.BoolFlag{Name: "relay", Usage: "relay for members of the --cladnet-owner CLADNets", EnvVars: []string{"CBNODE_RELAY"}},
-			&cli.StringSliceFlag{Name: "cladnet-owner", Usage: "owner public key of a CLADNet to relay for (repeatable)", EnvVars: []string{"CBNODE_CLADNET_OWNER"}},
+			&cli.StringSliceFlag{Name: "cladnet-owner", Usage: "owner public key of a CLADNet to serve: store its IP claims, relay for it with --relay (repeatable)", EnvVars: []string{"CBNODE_CLADNET_OWNER"}},
+			&cli.BoolFlag{Name: "any-cladnet", Usage: "also store IP claims of CLADNets not given with --cladnet-owner (unverified: signatures and leases only)", EnvVars: []string{"CBNODE_ANY_CLADNET"}},
 			logLevelFlag, logFormatFlag},
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
@@ -323,8 +347,12 @@ revoked members and hands the list to every node that joins.`,
 				return withCode(exitUsage, err)
 			}
 			owners := splitList(c.StringSlice("cladnet-owner"))
-			if c.Bool("relay") != (len(owners) > 0) {
-				return withCode(exitUsage, errors.New("--relay and --cladnet-owner go together: a relay serves the members of the CLADNets whose owner keys it is given"))
+			var relayFor []string
+			if c.Bool("relay") {
+				relayFor = owners
+			}
+			if c.Bool("relay") && len(owners) == 0 {
+				return withCode(exitUsage, errors.New("--relay needs --cladnet-owner: a relay serves the members of the CLADNets whose owner keys it is given"))
 			}
 			for _, k := range owners {
 				if _, _, err := relay.ParseOwnerKey(k); err != nil {
@@ -341,7 +369,8 @@ revoked members and hands the list to every node that joins.`,
 			}
 			return daemon.RunBootstrap(c.Context, daemon.BootstrapConfig{
 				Key: key, ListenIPs: splitList(c.StringSlice("listen")), Port: c.Int("port"),
-				Peers: splitList(c.StringSlice("peer")), Announce: announce, RelayFor: owners, StateDir: c.String("state-dir"), Logger: log,
+				Peers: splitList(c.StringSlice("peer")), Announce: announce, Cladnets: owners, RelayFor: relayFor, AnyCladnet: c.Bool("any-cladnet"),
+				StateDir: c.String("state-dir"), Logger: log,
 				Ready: func(n *node.Node) {
 					best := n.BootstrapAddr()
 					if best == nil {

@@ -98,6 +98,9 @@ func TestCLI(t *testing.T) {
 		{"no node to ping", []string{"ping", "vm2", "-c2"}, "cannot reach the cbnode API", exitUnreachable},
 		{"duplicate host", []string{"cladnet", "issue", "lab", "--dir", cl, "--host", "vm1"}, "vm1 is issued to peer", exitUsage},
 		{"bad peer id", []string{"cladnet", "issue", "lab", "--dir", cl, "--host", "vm9", "--peer-id", "notapeerid"}, "is not a peer ID", exitUsage},
+		{"bound ip outside the range", []string{"cladnet", "issue", "lab", "--dir", cl, "--host", "vm9", "--ip", "10.200.0.1"}, "is not in CLADNet lab's range", exitUsage},
+		{"bound ip not an address", []string{"cladnet", "issue", "lab", "--dir", cl, "--host", "vm9", "--ip", "vm9"}, `--ip "vm9" is not an IPv4 address`, exitUsage},
+		{"bound ip for an operator", []string{"cladnet", "issue", "lab", "--dir", cl, "--host", "vm9", "--ip", "10.77.0.9", "--role", "operator"}, "an operator certificate claims no overlay address", exitUsage},
 		{"public range", []string{"cladnet", "create", "pub", "--dir", cl, "--cidr", "8.8.8.0/24"}, "is not private", exitFailure},
 		{"dangling value flag", []string{"cladnet", "create", "q", "--dir"}, "flag needs an argument", exitUsage},
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`, exitUsage},
@@ -137,8 +140,32 @@ func TestCLI(t *testing.T) {
 		t.Error("a dangling --dir created ./q")
 	}
 	// --check validates and exits without joining.
-	if out := mustRun("join", "lab", "--token", tok, "--no-tun", "--check", "--state-dir", state); !strings.Contains(out, "ok: would join CLADNet lab") {
+	out = mustRun("join", "lab", "--token", tok, "--no-tun", "--check", "--state-dir", state)
+	if !strings.Contains(out, "ok: would join CLADNet lab") {
 		t.Errorf("join --check: %s", out)
+	}
+	// M5: a token in argv, or in a file others can read, is warned about.
+	if !strings.Contains(out, "--token puts the join token in the process list") {
+		t.Errorf("join --token: no warning about argv: %s", out)
+	}
+	tf := filepath.Join(dir, "vm1.token")
+	for _, tc := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o644, true}, {0o600, false}} {
+		if err := os.WriteFile(tf, []byte(tok+"\n"), tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(tf, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		out := mustRun("join", "lab", "--token-file", tf, "--no-tun", "--check", "--state-dir", state)
+		if got := strings.Contains(out, "readable by other users"); got != tc.warn || strings.Contains(out, "process list") {
+			t.Errorf("token file mode %#o: warned %v, want %v: %s", tc.mode, got, tc.warn, out)
+		}
+	}
+	if out := mustRun("cladnet", "issue", "--help"); !strings.Contains(out, "--peer-id") || !strings.Contains(out, "30 days") {
+		t.Errorf("cladnet issue --help does not explain the --peer-id flow and the lifetime: %s", out)
 	}
 	// Every command explains itself.
 	for _, c := range [][]string{{"--help"}, {"join", "--help"}, {"cladnet", "issue", "--help"}, {"bootstrap", "--help"}} {

@@ -203,8 +203,9 @@ func (c *Cluster) RelayFor(ownerKey string) {
 func (c *Cluster) StartBootstrap(ctx context.Context, n *Node) error {
 	c.Boot = n
 	args := []string{"bootstrap", "--state-dir", n.StateDir, "--listen", n.Underlay.Addr().String(), "--log-level", c.opts.LogLevel}
+	args = append(args, "--cladnet-owner", c.OwnerKey) // it stores the lab's claims
 	if c.opts.Relay {
-		args = append(args, "--relay", "--cladnet-owner", c.OwnerKey)
+		args = append(args, "--relay")
 	}
 	p, err := n.Host.Start(c.Bin, args...)
 	if err != nil {
