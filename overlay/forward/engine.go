@@ -41,6 +41,8 @@ type Engine struct {
 
 	maxPayload int // largest accepted payload: min(MTU+LengthSlack, 65535)
 	pool       *packetPool
+	filter     Filter    // nil: accept every packet that passed the checks
+	subnets    []prefix4 // destinations accepted besides the local address
 
 	routes atomic.Pointer[routeTable]
 	drops  dropCounters // drops not attributable to a routed peer
@@ -80,6 +82,8 @@ func New(dev Device, d Dialer, opts Options) *Engine {
 		log:        opts.Logger,
 		maxPayload: maxPayload,
 		pool:       newPacketPool(HeaderLen + maxPayload),
+		filter:     opts.Filter,
+		subnets:    prefixes4(opts.SubnetRoutes),
 		epoch:      time.Now(),
 		ctx:        ctx,
 		cancel:     cancel,
@@ -148,6 +152,9 @@ func (e *Engine) forward(pkt *packet, n int) {
 		ps.c.drops.add(DropAdminDown)
 		e.pool.put(pkt)
 		return
+	}
+	if e.filter != nil {
+		e.filter.Outbound(ip)
 	}
 	putHeader(pkt.buf, FrameData, n)
 	pkt.n = HeaderLen + n
@@ -260,8 +267,12 @@ func (e *Engine) deliver(rt *routeTable, ps *peerState, ip []byte) {
 		e.drops.add(DropUnknownPeer)
 	case !rt.owns(ps, srcKey(ip)):
 		ps.c.drops.add(DropSpoofed)
+	case !e.acceptsDst(rt, dstKey(ip)):
+		ps.c.drops.add(DropNotLocal)
 	case e.adminDown.Load():
 		ps.c.drops.add(DropAdminDown)
+	case e.filter != nil && !e.filter.Inbound(ps.id, ip):
+		ps.c.drops.add(DropFiltered)
 	default:
 		if _, err := e.dev.Write(ip); err != nil {
 			ps.c.drops.add(DropDeviceError)
@@ -270,6 +281,20 @@ func (e *Engine) deliver(rt *routeTable, ps *peerState, ip []byte) {
 		ps.c.rxPackets.Add(1)
 		ps.c.rxBytes.Add(uint64(len(ip)))
 	}
+}
+
+// acceptsDst reports whether a received packet for dst is ours to take:
+// our own overlay address or a subnet we route.
+func (e *Engine) acceptsDst(rt *routeTable, dst ip4) bool {
+	if rt.isLocal(dst) {
+		return true
+	}
+	for _, p := range e.subnets {
+		if p.contains(dst) {
+			return true
+		}
+	}
+	return false
 }
 
 // SetAdminDown takes the data plane down (true) or up: while down, every

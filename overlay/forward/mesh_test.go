@@ -68,6 +68,12 @@ type node struct {
 // others, running, and torn down (with a goroutine leak check) at test end.
 func newMesh(t testing.TB, n int, opts forward.Options) ([]*node, *forwardtest.Net) {
 	t.Helper()
+	return newMeshWith(t, n, func(int) forward.Options { return opts })
+}
+
+// newMeshWith is newMesh with per-node options (node i gets optsFor(i)).
+func newMeshWith(t testing.TB, n int, optsFor func(i int) forward.Options) ([]*node, *forwardtest.Net) {
+	t.Helper()
 	baseline := runtime.NumGoroutine()
 	fn := forwardtest.NewNet()
 	nodes := make([]*node, n)
@@ -80,7 +86,7 @@ func newMesh(t testing.TB, n int, opts forward.Options) ([]*node, *forwardtest.N
 			runErr: make(chan error, 1),
 		}
 		nd.dialer = fn.Dialer(id)
-		nd.e = forward.New(nd.dev, nd.dialer, opts)
+		nd.e = forward.New(nd.dev, nd.dialer, optsFor(i))
 		nd.e.SetLocal(nd.ip)
 		fn.Add(id, nd.e)
 		nodes[i] = nd

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"log/slog"
+	"net/netip"
 	"time"
 )
 
@@ -42,6 +43,13 @@ type Options struct {
 	MaxBackoff time.Duration
 	// DialTimeout bounds one Dialer.OpenStream call (default 10 s).
 	DialTimeout time.Duration
+	// Filter, if set, decides inbound data packets (see Filter).
+	Filter Filter
+	// SubnetRoutes are destinations besides the node's own overlay address
+	// that it accepts from peers (a subnet router). Every other destination
+	// is dropped on receive ("not_local"): a member cannot push packets for
+	// a third address into this node's stack.
+	SubnetRoutes []netip.Prefix
 	// Logger receives debug/info events (stream up/down, protocol errors).
 	// Nil discards them.
 	Logger *slog.Logger
