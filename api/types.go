@@ -13,6 +13,7 @@ import (
 	"github.com/cloud-barista/cbnode/cladnet"
 	"github.com/cloud-barista/cbnode/cost"
 	"github.com/cloud-barista/cbnode/node"
+	"github.com/cloud-barista/cbnode/overlay/filter"
 	"github.com/cloud-barista/cbnode/overlay/forward"
 )
 
@@ -172,4 +173,8 @@ type NetworkingRule struct {
 	PeerScope  []string   `json:"peerScope"`
 	State      []string   `json:"state"`
 	Rules      []PathRule `json:"rules"`
+	// Filter is the inbound packet filter as this node applies it (the
+	// rules' "filter" policy), with its counters; absent without a data
+	// plane.
+	Filter *filter.Stats `json:"filter,omitempty"`
 }

@@ -71,6 +71,10 @@ type Config struct {
 	TUN     bool
 	TUNName string
 	MTU     int
+	// SubnetRoutes are destinations besides this node's overlay address
+	// that it accepts from members (a subnet router); every other
+	// destination is dropped on receive.
+	SubnetRoutes []netip.Prefix
 	// OpenDevice opens the data plane's device (default OpenTUN).
 	OpenDevice func(name string, mtu int) (Device, error)
 

@@ -77,6 +77,7 @@ func (m *Member) loop(ctx context.Context, members, revoked <-chan struct{}) {
 		case <-m.control.Changes():
 			m.applyControl(true)
 		case <-m.rules.Changes():
+			m.updateFilter()
 			m.recompute()
 			m.paths.Enforce(ctx)
 		case <-enforce.C:
@@ -160,6 +161,7 @@ func (m *Member) updateRoutes() {
 		routes[ip], first[ip] = mem.ID, mem.FirstSeen
 	}
 	m.engine.SetRoutes(routes)
+	m.updateFilter()
 }
 
 // ipamShouldCheck reports whether a members-table change concerns IPAM:

@@ -22,6 +22,7 @@ import (
 	"github.com/cloud-barista/cbnode/ipam"
 	"github.com/cloud-barista/cbnode/node"
 	"github.com/cloud-barista/cbnode/overlay"
+	"github.com/cloud-barista/cbnode/overlay/filter"
 	"github.com/cloud-barista/cbnode/overlay/forward"
 	"github.com/cloud-barista/cbnode/overlay/names"
 	"github.com/cloud-barista/cbnode/overlay/paths"
@@ -39,6 +40,7 @@ type Member struct {
 	mem     *overlay.Membership
 	alloc   *ipam.Allocator
 	engine  *forward.Engine
+	filter  *filter.Filter // the data plane's inbound packet filter
 	dev     Device
 	link    *overlay.Link
 	resv    *relay.Reserver
@@ -278,7 +280,9 @@ func (m *Member) startDataPlane() error {
 	}
 	m.dev = dev
 	m.link = &overlay.Link{Host: m.node.Host, IsMember: m.mem.IsMember, ConnScore: m.paths.Score}
-	m.engine = forward.New(dev, m.link, forward.Options{Logger: m.log})
+	m.filter = filter.New(filter.Options{})
+	m.updateFilter()
+	m.engine = forward.New(dev, m.link, forward.Options{Logger: m.log, Filter: m.filter, SubnetRoutes: m.cfg.SubnetRoutes})
 	m.paths.Stream = func(p peer.ID) (forward.PathInfo, bool) {
 		st, ok := m.engine.Stats(p)
 		return st.Path, ok && st.StreamUp

@@ -62,6 +62,7 @@ IPAM only. --check validates everything and exits without joining.
 			&cli.IntFlag{Name: "missed-heartbeats", Usage: "drop a member after this many missed heartbeats", Value: overlay.DefaultMissedHeartbeats, EnvVars: []string{"CBNODE_MISSED_HEARTBEATS"}},
 			&cli.StringFlag{Name: "tun-name", Usage: "TUN device name", Value: "cbnet0", EnvVars: []string{"CBNODE_TUN_NAME"}},
 			&cli.IntFlag{Name: "mtu", Usage: "TUN device MTU", Value: daemon.DefaultMTU, EnvVars: []string{"CBNODE_MTU"}},
+			&cli.StringSliceFlag{Name: "subnet-router", Usage: "accept overlay packets addressed to this CIDR besides the node's own address (repeatable; the node forwards them on itself, members do not route subnets to it automatically); every other destination is dropped", EnvVars: []string{"CBNODE_SUBNET_ROUTER"}},
 			&cli.BoolFlag{Name: "no-tun", Usage: "run without the data plane (no root needed)", EnvVars: []string{"CBNODE_NO_TUN"}},
 			&cli.BoolFlag{Name: "relay", Usage: "relay traffic for fellow members that cannot reach each other directly", EnvVars: []string{"CBNODE_RELAY"}},
 			&cli.StringFlag{Name: "dns", Usage: "members' names (vm2, vm2.<cladnet>.cbnode): auto (systemd-resolved if it runs, else the hosts file), resolved, hosts, server (the DNS server on the overlay address only) or off", Value: names.ModeAuto, EnvVars: []string{"CBNODE_DNS"}},
@@ -258,6 +259,14 @@ func joinConfig(c *cli.Context) (daemon.Config, error) {
 			return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--api %q: %w (give host:port such as 127.0.0.1:7470, or '' to disable the API)", a, err))
 		}
 	}
+	var subnets []netip.Prefix
+	for _, s := range splitList(c.StringSlice("subnet-router")) {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || !p.Addr().Is4() {
+			return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--subnet-router %q: give an IPv4 CIDR such as 192.168.10.0/24", s))
+		}
+		subnets = append(subnets, p.Masked())
+	}
 	dnsMode, err := names.ParseMode(c.String("dns"))
 	if err != nil {
 		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--dns: %w", err))
@@ -271,8 +280,9 @@ func joinConfig(c *cli.Context) (daemon.Config, error) {
 		RequestedIP: reqIP, Lease: c.Duration("lease"),
 		Relay: c.Bool("relay"),
 		TUN:   !c.Bool("no-tun"), TUNName: c.String("tun-name"), MTU: c.Int("mtu"),
-		DNS:    names.Options{Mode: dnsMode, HostsFile: c.String("hosts-file")},
-		Logger: log,
+		SubnetRoutes: subnets,
+		DNS:          names.Options{Mode: dnsMode, HostsFile: c.String("hosts-file")},
+		Logger:       log,
 	}, nil
 }
 

@@ -90,6 +90,7 @@ func TestJoinConfigTakesEveryFlag(t *testing.T) {
 		"tun-name":          {"cbnet9", func(c daemon.Config) any { return c.TUNName }, "cbnet9"},
 		"mtu":               {"1420", func(c daemon.Config) any { return c.MTU }, 1420},
 		"no-tun":            {"", func(c daemon.Config) any { return c.TUN }, false},
+		"subnet-router":     {"192.168.10.7/24", func(c daemon.Config) any { return c.SubnetRoutes }, []netip.Prefix{netip.MustParsePrefix("192.168.10.0/24")}},
 		"relay":             {"", func(c daemon.Config) any { return c.Relay }, true},
 		"dns":               {"server", func(c daemon.Config) any { return c.DNS.Mode }, "server"},
 		"hosts-file":        {"/tmp/cbnode-hosts-x", func(c daemon.Config) any { return c.DNS.HostsFile }, "/tmp/cbnode-hosts-x"},
