@@ -41,6 +41,7 @@ type Member struct {
 	alloc   *ipam.Allocator
 	engine  *forward.Engine
 	filter  *filter.Filter // the data plane's inbound packet filter
+	adm     *overlay.Admission
 	dev     Device
 	link    *overlay.Link
 	resv    *relay.Reserver
@@ -132,6 +133,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	m := &Member{cfg: cfg, log: log, spec: spec, prefix: prefix, started: time.Now(), stateDir: stateDir,
 		paths: paths.New(log), meter: newMeter(), done: make(chan struct{}), twinCh: make(chan struct{}, 1)}
 	m.ctx, m.cancel = context.WithCancel(base)
+	m.adm = overlay.NewAdmission()
 	m.metrics = newMetrics()
 	m.metrics.reg.MustRegister(memberCollector{m})
 	defer func() {
@@ -146,13 +148,14 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	m.node, err = node.New(base, node.Config{
 		Key: cfg.Key, ListenIPs: cfg.ListenIPs, Port: cfg.Port,
 		Bootstrap: cfg.Bootstrap, PubSub: true, HolePunching: true,
-		Blocked:    []netip.Prefix{prefix},
-		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator(spec).WithRevoked(m.revokedCert)},
-		AllowAddr:  m.paths.Allow,
-		Refuse:     m.revokedPeer,
-		ExtraAddrs: m.circuitAddrs,
-		Metrics:    m.metrics.reg,
-		Logger:     log,
+		PubSubOptions: m.adm.PubSubOptions(),
+		Blocked:       []netip.Prefix{prefix},
+		Validators:    map[string]record.Validator{ipam.Namespace: ipam.NewValidator(spec).WithRevoked(m.revokedCert)},
+		AllowAddr:     m.paths.Allow,
+		Refuse:        m.revokedPeer,
+		ExtraAddrs:    m.circuitAddrs,
+		Metrics:       m.metrics.reg,
+		Logger:        log,
 	})
 	if err != nil {
 		return nil, err
@@ -171,7 +174,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	if revs.RevokedCert(cert) {
 		return nil, errRevoked("join CLADNet %s: this node's certificate (host %s, peer %s) is revoked: ask the operator for a new join token", spec.Name, cert.HostName, self)
 	}
-	relay.ServeCert(m.node.Host, cert)
+	relay.ServeCertTo(m.node.Host, cert, m.certAsker)
 	if cfg.Relay {
 		if m.relay, err = relay.Start(m.node.Host, []string{spec.OwnerKey}, log, relay.WithRevoked(m.revokedCert)); err != nil {
 			return nil, err
@@ -188,13 +191,17 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	if err != nil {
 		return nil, err
 	}
+	m.adm.Bind(m.mem.Known)
+	revs.SetAdmission(m.adm)
 	m.setReserver(relay.NewReserver(m.node.Host, m.relayCandidates, m.mem.Republish, log))
 	if m.rules, err = overlay.StartRules(base, spec, m.node, stateDir, log); err != nil {
 		return nil, err
 	}
+	m.rules.SetAdmission(m.adm)
 	if m.control, err = overlay.StartControl(base, spec, m.node, stateDir, log); err != nil {
 		return nil, err
 	}
+	m.control.SetAdmission(m.adm)
 	m.recompute()
 	m.alloc, err = ipam.NewAllocator(ipam.AllocatorConfig{
 		Spec: spec, Cert: cert, Key: cfg.Key, DHT: m.node.DHT,

@@ -607,6 +607,11 @@ func (m *Membership) IsMember(p peer.ID) bool {
 	return ok && !mem.Operator() && m.live(mem)
 }
 
+// Known reports whether p holds a certificate this node verified: a row
+// in the table (member or operator) with a live certificate. It is the
+// check behind Admission.
+func (m *Membership) Known(p peer.ID) bool { return m.known(p) }
+
 // known reports whether p is in the table (member or operator) with a
 // live certificate: its heartbeats count.
 func (m *Membership) known(p peer.ID) bool {

@@ -27,6 +27,9 @@ func joinTopic(ps *pubsub.PubSub, name string, validate pubsub.ValidatorEx) (*go
 	if err != nil {
 		return fail("join", err)
 	}
+	// Invalid messages cost the sender score (where scoring is on: see
+	// Admission); without scoring this fails harmlessly.
+	_ = topic.SetScoreParams(TopicScoreParams())
 	sub, err := topic.Subscribe()
 	if err != nil {
 		topic.Close()

@@ -1,0 +1,27 @@
+package daemon
+
+import (
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cloud-barista/cbnode/overlay"
+)
+
+// certAsker reports whether p may read this node's certificate: a peer
+// whose own certificate this node verified (a member or operator), or one
+// of the bootstrap nodes from the token (relays ask members for their
+// certificate before granting a reservation). Outsiders get nothing.
+func (m *Member) certAsker(p peer.ID) bool {
+	if m.adm.Verified(p) {
+		return true
+	}
+	for _, b := range m.cfg.Bootstrap {
+		if b.ID == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Admission is the gate of the CLADNet's gossip (peers with a verified
+// certificate only).
+func (m *Member) Admission() *overlay.Admission { return m.adm }
