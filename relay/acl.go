@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -32,6 +33,50 @@ type ACL struct {
 
 	mu    sync.Mutex
 	cache map[peer.ID]verified
+	// refusedUntil is the negative cache: a peer refused for want of a
+	// valid certificate is refused again without a new certificate fetch
+	// (a stream of up to 5 s) or log line until then; at most
+	// maxRefusedCache peers.
+	refusedUntil map[peer.ID]time.Time
+	refusals     atomic.Uint64 // every refusal, cached ones included
+}
+
+// RefuseTTL is how long the relay remembers a peer it refused for want of
+// a valid certificate (a member whose certificate could not be fetched at
+// first — it had not verified the relay yet — is admitted after it).
+const RefuseTTL = 10 * time.Second
+
+const maxRefusedCache = 4096
+
+// Refusals counts the reservations and circuits refused for want of a
+// valid certificate (cached refusals included).
+func (a *ACL) Refusals() uint64 { return a.refusals.Load() }
+
+// refuse records a refusal of p for RefuseTTL.
+func (a *ACL) refuse(p peer.ID, now time.Time) {
+	a.refusals.Add(1)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.refusedUntil) >= maxRefusedCache {
+		for k, until := range a.refusedUntil {
+			if !now.Before(until) || len(a.refusedUntil) >= maxRefusedCache {
+				delete(a.refusedUntil, k)
+			}
+		}
+	}
+	a.refusedUntil[p] = now.Add(RefuseTTL)
+}
+
+// refusedRecently reports whether p is in the negative cache.
+func (a *ACL) refusedRecently(p peer.ID, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	until, ok := a.refusedUntil[p]
+	if ok && !now.Before(until) {
+		delete(a.refusedUntil, p)
+		return false
+	}
+	return ok
 }
 
 type verified struct {
@@ -64,7 +109,7 @@ func NewACL(h host.Host, ownerKeys []string, log *slog.Logger) (*ACL, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &ACL{h: h, log: log, owners: map[string]*cladnet.Spec{}, cache: map[peer.ID]verified{}}
+	a := &ACL{h: h, log: log, owners: map[string]*cladnet.Spec{}, cache: map[peer.ID]verified{}, refusedUntil: map[peer.ID]time.Time{}}
 	for _, k := range ownerKeys {
 		id, _, err := ParseOwnerKey(k)
 		if err != nil {
@@ -88,23 +133,31 @@ func (a *ACL) member(p peer.ID) (string, bool) {
 		}
 		return v.cladnetID, true
 	}
+	if a.refusedRecently(p, now) {
+		a.refusals.Add(1)
+		return "", false
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := FetchCert(ctx, a.h, p)
 	if err != nil {
-		a.log.Info("relay refused: no certificate", "peer", p, "err", err)
+		a.refuse(p, now)
+		a.log.Info("relay refused: no certificate", "peer", p, "err", err, "refusedFor", RefuseTTL)
 		return "", false
 	}
 	spec, known := a.owners[c.CladnetID]
 	if !known {
-		a.log.Info("relay refused: CLADNet not allowed here", "peer", p, "cladnet", c.CladnetID)
+		a.refuse(p, now)
+		a.log.Info("relay refused: CLADNet not allowed here", "peer", p, "cladnet", c.CladnetID, "refusedFor", RefuseTTL)
 		return "", false
 	}
 	if err := c.Verify(spec, p, now); err != nil {
-		a.log.Info("relay refused: bad certificate", "peer", p, "err", err)
+		a.refuse(p, now)
+		a.log.Info("relay refused: bad certificate", "peer", p, "err", err, "refusedFor", RefuseTTL)
 		return "", false
 	}
 	if a.revoked(p, c) {
+		a.refuse(p, now)
 		return "", false
 	}
 	a.mu.Lock()
