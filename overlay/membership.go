@@ -17,7 +17,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/cloud-barista/cbnode/cladnet"
 	"github.com/cloud-barista/cbnode/cost"
@@ -358,10 +357,10 @@ func (m *Membership) connect(ctx context.Context, id peer.ID, addrs []string) {
 		return
 	}
 	info := peer.AddrInfo{ID: id}
-	for _, s := range addrs {
-		if a, err := ma.NewMultiaddr(s); err == nil {
-			info.Addrs = append(info.Addrs, a)
-		}
+	var skipped int
+	info.Addrs, skipped = dialAddrs(addrs)
+	if skipped > 0 {
+		m.countReject(RejectTooManyAddrs)
 	}
 	go func() {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
