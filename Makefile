@@ -39,6 +39,7 @@ release:
 # the in-process swarm tests on 127.0.0.1 and the namespace end-to-end tests.
 test: lint
 	$(GO) test -race -timeout 30m -count=1 ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 # Quick loop for development: no race detector, no namespace tests.
 test-short:
@@ -51,6 +52,7 @@ demo: build
 # Benchmarks write Markdown reports under bench/ (see README "Benchmarks").
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./overlay/forward/ | tee $(BIN)/bench-forward.txt
+	$(GO) test -run '^$$' -bench . -benchmem ./overlay/filter/ | tee $(BIN)/bench-filter.txt
 	$(GO) run ./bench/controlplane -out bench/controlplane.md
 	$(GO) run ./bench/dataplane -bin $(BIN)/cbnode -out bench/dataplane.md
 
@@ -66,8 +68,18 @@ lint:
 	@if [ -x "$(STATICCHECK)" ]; then echo "staticcheck ./..."; $(STATICCHECK) ./...; \
 	  else echo "staticcheck not installed: skipped (go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION))"; fi
 
+# Fuzz targets of the parsers of untrusted input, as package:Target; `make
+# fuzz` runs each for FUZZTIME (60s), `make test` for 3s each.
+FUZZTIME ?= 60s
+FUZZ_TARGETS := ./ipam/:FuzzRecommend ./ipam/:FuzzValidate ./cladnet/:FuzzParseRevocations \
+	./overlay/forward/:FuzzReceive ./overlay/filter/:FuzzInbound ./overlay/:FuzzParseAnnouncement
+
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzRecommend -fuzztime 60s ./ipam/
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "fuzz $$fn in $$pkg for $(FUZZTIME)"; \
+	  out=$$($(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) || { echo "$$out"; exit 1; }; \
+	  echo "$$out" | tail -n 3; \
+	done
 
 clean:
 	rm -rf $(BIN)
