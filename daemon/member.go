@@ -42,6 +42,7 @@ type Member struct {
 	engine  *forward.Engine
 	filter  *filter.Filter // the data plane's inbound packet filter
 	adm     *overlay.Admission
+	intro   *overlay.Introducer // nil until the membership runs
 	dev     Device
 	link    *overlay.Link
 	resv    *relay.Reserver
@@ -192,6 +193,9 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		return nil, err
 	}
 	m.adm.Bind(m.mem.Known)
+	m.intro = overlay.StartIntroducer(base, overlay.IntroducerConfig{
+		Host: m.node.Host, Spec: spec, Cert: m.mem.Cert, Revoked: m.revokedCert, Admission: m.adm, Logger: log,
+	})
 	revs.SetAdmission(m.adm)
 	m.setReserver(relay.NewReserver(m.node.Host, m.relayCandidates, m.mem.Republish, log))
 	if m.rules, err = overlay.StartRules(base, spec, m.node, stateDir, log); err != nil {
@@ -396,6 +400,9 @@ func (m *Member) stop() {
 				m.log.Debug("release overlay address", "err", err)
 			}
 		}()
+	}
+	if m.intro != nil {
+		m.intro.Close()
 	}
 	if m.rules != nil {
 		m.rules.Close()

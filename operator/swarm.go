@@ -10,6 +10,7 @@ import (
 	"time"
 
 	record "github.com/libp2p/go-libp2p-record"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cloud-barista/cbnode/api"
 	"github.com/cloud-barista/cbnode/cladnet"
@@ -45,6 +46,7 @@ type cladnetSwarm struct {
 	// detailsSeq numbers the details documents signed for members.
 	detailsSeq remote.Sequencer
 	revs       *overlay.Revocations
+	intro      *overlay.Introducer
 }
 
 // close leaves the CLADNet's gossip (the members drop the operator at once).
@@ -52,6 +54,7 @@ func (s *cladnetSwarm) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	_ = s.mem.Leave(ctx)
 	cancel()
+	s.intro.Close()
 	s.rules.Close()
 	s.control.Close()
 	s.revs.Close()
@@ -65,8 +68,18 @@ func (o *Operator) startSwarm() error {
 		return fmt.Errorf("operator: %w", err)
 	}
 	o.key = key
+	o.adm = overlay.NewAdmission()
+	o.adm.Bind(func(p peer.ID) bool {
+		known := false
+		o.gossipers.Range(func(k, _ any) bool {
+			known = k.(*overlay.Membership).Known(p)
+			return !known
+		})
+		return known
+	})
 	o.node, err = node.New(o.base, node.Config{
 		Key: key, ListenIPs: o.cfg.ListenIPs, Port: o.cfg.Port, Bootstrap: o.boot, PubSub: true,
+		PubSubOptions: o.adm.PubSubOptions(),
 		// Claims of every CLADNet pass through: check their signatures
 		// only, as a bootstrap node does.
 		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator()},
@@ -115,7 +128,14 @@ func (o *Operator) join(ow *cladnet.Owner) error {
 		revs.Close()
 		return fmt.Errorf("CLADNet %s: %w", ow.Spec.Name, err)
 	}
-	o.swarm[ow.Spec.Name] = &cladnetSwarm{owner: ow, mem: mem, rules: rules, control: control, revs: revs,
+	revs.SetAdmission(o.adm)
+	rules.SetAdmission(o.adm)
+	control.SetAdmission(o.adm)
+	intro := overlay.StartIntroducer(o.base, overlay.IntroducerConfig{
+		Host: o.node.Host, Spec: ow.Spec, Cert: mem.Cert, Revoked: revs.RevokedCert, Admission: o.adm, Logger: log,
+	})
+	o.gossipers.Store(mem, struct{}{})
+	o.swarm[ow.Spec.Name] = &cladnetSwarm{owner: ow, mem: mem, rules: rules, control: control, revs: revs, intro: intro,
 		tests: loadTests(filepath.Join(o.store.cladnetDir(ow), testsDir))}
 	return nil
 }

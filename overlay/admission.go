@@ -1,11 +1,14 @@
 package overlay
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cloud-barista/cbnode/cladnet"
 )
 
 // Admission keeps a CLADNet's gossip among peers whose certificate this
@@ -24,13 +27,54 @@ import (
 //     cost the sender score on that topic (P4), so a flood of junk
 //     graylists the sender: its RPCs are then dropped unread.
 //
-// A newcomer is verified by the members table pull it starts on joining
-// (it hands over its own announcement first; see sync.go), or when its
-// first announcement arrives; scores are computed live, so it is admitted
-// at once.
+// Two members that do not know each other yet (a newcomer, a restart, the
+// two sides of a healed partition) introduce themselves on connecting
+// (Introducer: each shows its certificate, the dialler first), and the
+// members table pull and the announcements do the rest; scores are
+// computed live, so a peer is admitted the moment it is verified.
 type Admission struct {
 	verified atomic.Pointer[func(peer.ID) bool]
 	outsider atomic.Uint64 // peer-filter refusals (mesh, gossip, fanout, IWANT)
+
+	// introduced are peers whose certificate an Introducer verified
+	// (before their announcement reached the members table).
+	mu         sync.Mutex
+	introduced map[peer.ID]introduced
+}
+
+type introduced struct {
+	cert    *cladnet.Certificate
+	revoked func(*cladnet.Certificate) bool
+}
+
+// maxIntroduced bounds Admission.introduced.
+const maxIntroduced = 1 << 16
+
+// admit records p's verified certificate c (revoked, if set, is asked on
+// every check).
+func (a *Admission) admit(p peer.ID, c *cladnet.Certificate, revoked func(*cladnet.Certificate) bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.introduced == nil {
+		a.introduced = map[peer.ID]introduced{}
+	}
+	if _, ok := a.introduced[p]; !ok && len(a.introduced) >= maxIntroduced {
+		now := time.Now()
+		for k, v := range a.introduced {
+			if !now.Before(v.cert.NotAfter) || len(a.introduced) >= maxIntroduced {
+				delete(a.introduced, k)
+			}
+		}
+	}
+	a.introduced[p] = introduced{cert: c, revoked: revoked}
+}
+
+// wasIntroduced reports whether p showed a live, unrevoked certificate.
+func (a *Admission) wasIntroduced(p peer.ID) bool {
+	a.mu.Lock()
+	in, ok := a.introduced[p]
+	a.mu.Unlock()
+	return ok && time.Now().Before(in.cert.NotAfter) && (in.revoked == nil || !in.revoked(in.cert))
 }
 
 // Score thresholds: a verified peer scores 0 minus its penalties; an
@@ -50,10 +94,13 @@ func NewAdmission() *Admission { return &Admission{} }
 // this node verified (Membership.Known).
 func (a *Admission) Bind(verified func(peer.ID) bool) { a.verified.Store(&verified) }
 
-// Verified reports whether p is admitted to the CLADNet's gossip.
+// Verified reports whether p is admitted to the CLADNet's gossip: in the
+// members table, or introduced with a live certificate.
 func (a *Admission) Verified(p peer.ID) bool {
-	f := a.verified.Load()
-	return f != nil && (*f)(p)
+	if f := a.verified.Load(); f != nil && (*f)(p) {
+		return true
+	}
+	return a.wasIntroduced(p)
 }
 
 // Refusals is how many times the peer filter turned an unverified peer

@@ -96,7 +96,9 @@ func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandl
 			if !time.Now().Before(newUntil) {
 				continue
 			}
-			m.Republish()
+			// Pull first: by then the peer has verified this node (the
+			// pull hands over our announcement; see also Introducer),
+			// so the announcement reaches it through the gossip too.
 			if pulls < maxPulls {
 				if err := m.pullTable(ctx, ev.Peer); err != nil {
 					m.log.Debug("members table pull", "err", err)
@@ -104,6 +106,7 @@ func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandl
 					pulls++
 				}
 			}
+			m.Republish()
 		}
 	}()
 	for {
