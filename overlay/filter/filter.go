@@ -114,10 +114,23 @@ func (f *Filter) SetPolicy(p *cost.FilterPolicy, self Identity) {
 	f.cur.Store(compile(f.policy, f.self, f.peers, keep))
 }
 
-// SetPeers replaces the members' identities (by peer ID); counters are kept.
+// SetPeers replaces the members' identities (by peer ID); counters are
+// kept. Unchanged identities cost a comparison, no recompilation.
 func (f *Filter) SetPeers(peers map[peer.ID]Identity) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.peers != nil && len(f.peers) == len(peers) {
+		same := true
+		for id, in := range peers {
+			if old, ok := f.peers[id]; !ok || !identityEqual(old, in) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return
+		}
+	}
 	f.peers = make(map[peer.ID]Identity, len(peers))
 	for id, in := range peers {
 		f.peers[id] = cloneIdentity(in)
