@@ -60,8 +60,8 @@ func (a *Admission) admit(p peer.ID, c *cladnet.Certificate, revoked func(*cladn
 	}
 	if _, ok := a.introduced[p]; !ok && len(a.introduced) >= maxIntroduced {
 		now := time.Now()
-		for k, v := range a.introduced {
-			if !now.Before(v.cert.NotAfter) || len(a.introduced) >= maxIntroduced {
+		for k, v := range a.introduced { // expired ones, else an eighth
+			if !now.Before(v.cert.NotAfter) || len(a.introduced) > maxIntroduced-maxIntroduced/8 {
 				delete(a.introduced, k)
 			}
 		}

@@ -127,8 +127,8 @@ func (in *Introducer) due(p peer.ID) bool {
 		return false
 	}
 	if len(in.tried) >= maxIntroduced {
-		for k, t := range in.tried {
-			if now.Sub(t) >= introRetry || len(in.tried) >= maxIntroduced {
+		for k, t := range in.tried { // stale ones, else an eighth
+			if now.Sub(t) >= introRetry || len(in.tried) > maxIntroduced-maxIntroduced/8 {
 				delete(in.tried, k)
 			}
 		}

@@ -42,10 +42,12 @@ const maxRemembered = 1 << 16
 // remember records id's newest sequence number on removal. The caller
 // holds t.mu.
 func (t *table) remember(id peer.ID, m *Member) {
-	if len(t.left) >= maxRemembered {
-		for k := range t.left { // forget an arbitrary one
+	if _, ok := t.left[id]; !ok && len(t.left) >= maxRemembered {
+		for k := range t.left { // forget an arbitrary eighth
+			if len(t.left) <= maxRemembered-maxRemembered/8 {
+				break
+			}
 			delete(t.left, k)
-			break
 		}
 	}
 	t.left[id] = max(m.Ann.Seq, m.hbSeq, t.left[id])

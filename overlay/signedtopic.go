@@ -74,6 +74,7 @@ type signedTopic[D any] struct {
 	log   *slog.Logger
 	topic *pubsub.Topic
 	sub   *pubsub.Subscription
+	rate  *originLimiter
 
 	mu      sync.Mutex
 	doc     *D // the document in force
@@ -115,7 +116,7 @@ func (s *signedTopic[D]) start(ctx context.Context, n *node.Node, topic string) 
 	if err != nil {
 		return err
 	}
-	s.topic, s.sub = gt.topic, gt.sub
+	s.topic, s.sub, s.rate = gt.topic, gt.sub, gt.rate
 	ctx, s.cancel = context.WithCancel(ctx)
 	joins := make(chan peer.ID, 64)
 	s.wg.Add(3)
@@ -132,6 +133,10 @@ func (s *signedTopic[D]) SetAdmission(a *Admission) { s.admitted.Store(a) }
 
 // Rejected is how many documents failed verification.
 func (s *signedTopic[D]) Rejected() uint64 { return s.rejects.Load() }
+
+// RateLimited is how many messages exceeded their origin's budget
+// (MsgRate, MsgBurst) and were dropped unvalidated.
+func (s *signedTopic[D]) RateLimited() uint64 { return s.rate.limited.Load() }
 
 // Republished is how many times the document was re-published to newcomers.
 func (s *signedTopic[D]) Republished() uint64 { return s.republishes.Load() }

@@ -58,8 +58,8 @@ func (a *ACL) refuse(p peer.ID, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.refusedUntil) >= maxRefusedCache {
-		for k, until := range a.refusedUntil {
-			if !now.Before(until) || len(a.refusedUntil) >= maxRefusedCache {
+		for k, until := range a.refusedUntil { // expired ones, else an eighth
+			if !now.Before(until) || len(a.refusedUntil) > maxRefusedCache-maxRefusedCache/8 {
 				delete(a.refusedUntil, k)
 			}
 		}

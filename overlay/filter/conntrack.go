@@ -82,21 +82,22 @@ func (c *conntrack) track(k flowKey, now int64) {
 	s.mu.Unlock()
 }
 
-// makeRoom frees one slot in the full shard s (locked): expired flows
-// first, else an arbitrary one.
+// makeRoom frees slots in the full shard s (locked): every expired flow,
+// and if none was, an arbitrary eighth of the shard (at least one), so a
+// table full of live flows costs O(1) amortized per insert.
 func (c *conntrack) makeRoom(s *shard, now int64) {
 	for k, exp := range s.m {
 		if exp <= now {
 			delete(s.m, k)
 		}
 	}
-	if len(s.m) < c.perShard {
-		return
-	}
+	target := c.perShard - max(1, c.perShard/8)
 	for k := range s.m {
+		if len(s.m) <= target {
+			break
+		}
 		delete(s.m, k)
 		c.evicted.Add(1)
-		return
 	}
 }
 
