@@ -25,3 +25,11 @@ func (m *Member) certAsker(p peer.ID) bool {
 // Admission is the gate of the CLADNet's gossip (peers with a verified
 // certificate only).
 func (m *Member) Admission() *overlay.Admission { return m.adm }
+
+// introduce asks the introducer (once it runs) to show p this node's
+// certificate: p joined the members topic.
+func (m *Member) introduce(p peer.ID) {
+	if in := m.intro.Load(); in != nil {
+		in.Introduce(p)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	record "github.com/libp2p/go-libp2p-record"
@@ -42,7 +43,7 @@ type Member struct {
 	engine  *forward.Engine
 	filter  *filter.Filter // the data plane's inbound packet filter
 	adm     *overlay.Admission
-	intro   *overlay.Introducer // nil until the membership runs
+	intro   atomic.Pointer[overlay.Introducer] // nil until the membership runs
 	dev     Device
 	link    *overlay.Link
 	resv    *relay.Reserver
@@ -188,14 +189,15 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		Cloud: startCloud(stateDir, cfg.Cloud, log), Relay: cfg.Relay, Logger: log,
 		Revoked:            m.revokedCert,
 		OnIdentityConflict: m.identityConflict,
+		OnPeerJoin:         m.introduce,
 	})
 	if err != nil {
 		return nil, err
 	}
 	m.adm.Bind(m.mem.Known)
-	m.intro = overlay.StartIntroducer(base, overlay.IntroducerConfig{
+	m.intro.Store(overlay.StartIntroducer(base, overlay.IntroducerConfig{
 		Host: m.node.Host, Spec: spec, Cert: m.mem.Cert, Revoked: m.revokedCert, Admission: m.adm, Logger: log,
-	})
+	}))
 	revs.SetAdmission(m.adm)
 	m.setReserver(relay.NewReserver(m.node.Host, m.relayCandidates, m.mem.Republish, log))
 	if m.rules, err = overlay.StartRules(base, spec, m.node, stateDir, log); err != nil {
@@ -401,8 +403,8 @@ func (m *Member) stop() {
 			}
 		}()
 	}
-	if m.intro != nil {
-		m.intro.Close()
+	if in := m.intro.Load(); in != nil {
+		in.Close()
 	}
 	if m.rules != nil {
 		m.rules.Close()

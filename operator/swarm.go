@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	record "github.com/libp2p/go-libp2p-record"
@@ -106,10 +107,16 @@ func (o *Operator) join(ow *cladnet.Owner) error {
 	if err != nil {
 		return fmt.Errorf("CLADNet %s: %w", ow.Spec.Name, err)
 	}
+	var intro atomic.Pointer[overlay.Introducer] // started once the membership runs
 	mem, err := overlay.StartMembership(o.base, overlay.MembershipConfig{
 		Spec: ow.Spec, Cert: cert, Key: o.key, Node: o.node,
 		Heartbeat: o.cfg.Heartbeat, MissedHeartbeats: o.cfg.MissedHeartbeats, Logger: log,
 		Revoked: revs.RevokedCert,
+		OnPeerJoin: func(p peer.ID) {
+			if in := intro.Load(); in != nil {
+				in.Introduce(p)
+			}
+		},
 	})
 	if err != nil {
 		revs.Close()
@@ -131,11 +138,11 @@ func (o *Operator) join(ow *cladnet.Owner) error {
 	revs.SetAdmission(o.adm)
 	rules.SetAdmission(o.adm)
 	control.SetAdmission(o.adm)
-	intro := overlay.StartIntroducer(o.base, overlay.IntroducerConfig{
+	intro.Store(overlay.StartIntroducer(o.base, overlay.IntroducerConfig{
 		Host: o.node.Host, Spec: ow.Spec, Cert: mem.Cert, Revoked: revs.RevokedCert, Admission: o.adm, Logger: log,
-	})
+	}))
 	o.gossipers.Store(mem, struct{}{})
-	o.swarm[ow.Spec.Name] = &cladnetSwarm{owner: ow, mem: mem, rules: rules, control: control, revs: revs, intro: intro,
+	o.swarm[ow.Spec.Name] = &cladnetSwarm{owner: ow, mem: mem, rules: rules, control: control, revs: revs, intro: intro.Load(),
 		tests: loadTests(filepath.Join(o.store.cladnetDir(ow), testsDir))}
 	return nil
 }

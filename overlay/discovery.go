@@ -93,20 +93,25 @@ func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandl
 			if ev.Type != pubsub.PeerJoin {
 				continue
 			}
+			if m.cfg.OnPeerJoin != nil {
+				m.cfg.OnPeerJoin(ev.Peer)
+			}
 			if !time.Now().Before(newUntil) {
 				continue
 			}
-			// Pull first: by then the peer has verified this node (the
-			// pull hands over our announcement; see also Introducer),
-			// so the announcement reaches it through the gossip too.
+			m.Republish()
 			if pulls < maxPulls {
 				if err := m.pullTable(ctx, ev.Peer); err != nil {
 					m.log.Debug("members table pull", "err", err)
 				} else {
 					pulls++
+					// Now the peers of the table know this node (the pull
+					// handed over our announcement) and this node knows
+					// them: with gossip admission (Admission) only now
+					// does the announcement reach all of them.
+					m.Republish()
 				}
 			}
-			m.Republish()
 		}
 	}()
 	for {

@@ -22,11 +22,12 @@ import (
 // dialler sends its certificate, the other verifies it (for the stream's
 // peer ID, this CLADNet, the validity window, the revocation list) and
 // only then answers with its own. A peer without a valid certificate gets
-// the stream reset and learns nothing. Every new outbound connection to a
-// peer not yet admitted starts one (at most once per introRetry per
-// peer): a node shows its certificate first only to peers it chose to
-// dial (announced members, rendezvous providers), never to whoever
-// connects to it.
+// the stream reset and learns nothing. A node introduces itself (at most
+// once per introRetry per peer) to a peer not yet admitted that joined
+// the CLADNet's members topic and that it dialled itself — so it shows
+// its certificate first only to a peer it chose to dial (a rendezvous
+// provider, an announced member, a DHT peer) that also claims the
+// CLADNet, never to whoever connects to it or merely subscribes.
 const (
 	introTimeout = 5 * time.Second
 	introRetry   = 30 * time.Second
@@ -53,7 +54,6 @@ type IntroducerConfig struct {
 type Introducer struct {
 	cfg    IntroducerConfig
 	queue  chan peer.ID
-	notify *network.NotifyBundle
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -61,8 +61,8 @@ type Introducer struct {
 	tried map[peer.ID]time.Time // last introduction attempt, bounded
 }
 
-// StartIntroducer serves the protocol and introduces this node to every
-// peer it connects to that is not admitted yet, until Close.
+// StartIntroducer serves the protocol and runs the introductions asked
+// for by Introduce, until Close.
 func StartIntroducer(ctx context.Context, cfg IntroducerConfig) *Introducer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -70,29 +70,19 @@ func StartIntroducer(ctx context.Context, cfg IntroducerConfig) *Introducer {
 	ctx, cancel := context.WithCancel(ctx)
 	in := &Introducer{cfg: cfg, queue: make(chan peer.ID, introQueue), cancel: cancel, tried: map[peer.ID]time.Time{}}
 	cfg.Host.SetStreamHandler(introProtocol(cfg.Spec.ID), in.serve)
-	in.notify = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
-		if c.Stat().Direction == network.DirOutbound {
-			in.Introduce(c.RemotePeer())
-		}
-	}}
-	cfg.Host.Network().Notify(in.notify)
 	for range introWorkers {
 		in.wg.Add(1)
 		go in.work(ctx)
-	}
-	for _, c := range cfg.Host.Network().Conns() {
-		if c.Stat().Direction == network.DirOutbound {
-			in.Introduce(c.RemotePeer())
-		}
 	}
 	return in
 }
 
 // Introduce queues an introduction to p (showing p this node's
-// certificate first) unless p is admitted or was tried within introRetry;
-// a full queue drops it (the next connection retries).
+// certificate first) if this node holds a connection it dialled to p and
+// p is neither admitted nor was tried within introRetry; a full queue
+// drops it. Call it when p joins the members topic.
 func (in *Introducer) Introduce(p peer.ID) {
-	if p == in.cfg.Host.ID() || in.cfg.Admission.Verified(p) {
+	if p == in.cfg.Host.ID() || in.cfg.Admission.Verified(p) || !dialled(in.cfg.Host, p) {
 		return
 	}
 	select {
@@ -190,9 +180,18 @@ func (in *Introducer) readCert(r io.Reader, p peer.ID) (*cladnet.Certificate, er
 	return &c, nil
 }
 
+// dialled reports whether h holds an outbound connection to p.
+func dialled(h host.Host, p peer.ID) bool {
+	for _, c := range h.Network().ConnsToPeer(p) {
+		if c.Stat().Direction == network.DirOutbound {
+			return true
+		}
+	}
+	return false
+}
+
 // Close stops introducing and serving, and waits for the workers.
 func (in *Introducer) Close() {
-	in.cfg.Host.Network().StopNotify(in.notify)
 	in.cfg.Host.RemoveStreamHandler(introProtocol(in.cfg.Spec.ID))
 	in.cancel()
 	in.wg.Wait()

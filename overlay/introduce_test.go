@@ -11,7 +11,7 @@ import (
 	"github.com/cloud-barista/cbnode/node"
 )
 
-func introducedNode(t *testing.T, o, signer *cladnet.Owner, n *node.Node, host string) *Admission {
+func introducedNode(t *testing.T, o, signer *cladnet.Owner, n *node.Node, host string) (*Admission, *Introducer) {
 	t.Helper()
 	cert, err := cladnet.SignCertificate(signer.Key, o.Spec, n.Host.ID(), host, nil, time.Now(), time.Hour)
 	if err != nil {
@@ -20,32 +20,35 @@ func introducedNode(t *testing.T, o, signer *cladnet.Owner, n *node.Node, host s
 	adm := NewAdmission()
 	in := StartIntroducer(context.Background(), IntroducerConfig{Host: n.Host, Spec: o.Spec, Cert: func() *cladnet.Certificate { return cert }, Admission: adm})
 	t.Cleanup(in.Close)
-	return adm
+	return adm, in
 }
 
-// Two members that never met admit each other on connecting; an outsider
-// — no certificate, or one the owner did not sign — is admitted by
-// neither and reads no certificate.
+// Two members that never met admit each other when the one that dialled
+// introduces itself; a node never introduces itself over a connection it
+// did not dial; a forged certificate is admitted by nobody and learns
+// nothing; a plain outsider asking outright gets the stream reset.
 func TestIntroduction(t *testing.T) {
-	boot := startBootstrap(t)
 	o, other := newOwner(t, "lab"), newOwner(t, "other")
-	na, nb, nx := plainNode(t, boot), plainNode(t, boot), plainNode(t, boot)
-	a := introducedNode(t, o, o, na, "a")
-	b := introducedNode(t, o, o, nb, "b")
-	x := introducedNode(t, o, other, nx, "x") // forged: signed by another owner
+	na, nb, nx := plainNode(t, nil), plainNode(t, nil), plainNode(t, nil)
+	a, ia := introducedNode(t, o, o, na, "a")
+	b, _ := introducedNode(t, o, o, nb, "b")
+	x, ix := introducedNode(t, o, other, nx, "x") // forged: signed by another owner
 	connect(t, na, nb)
 	connect(t, nx, na)
-	connect(t, nx, nb)
+	ia.Introduce(nb.Host.ID())
 	forwardtestEventually(t, 5*time.Second, func() bool { return a.Verified(nb.Host.ID()) && b.Verified(na.Host.ID()) })
-	time.Sleep(300 * time.Millisecond)
-	if a.Verified(nx.Host.ID()) || b.Verified(nx.Host.ID()) {
+
+	ia.Introduce(nx.Host.ID()) // nx dialled na: na shows nothing first
+	ix.Introduce(na.Host.ID()) // the forger shows its certificate: refused
+	time.Sleep(500 * time.Millisecond)
+	if a.Verified(nx.Host.ID()) {
 		t.Fatal("a forged certificate was admitted")
 	}
 	if x.Verified(na.Host.ID()) {
 		t.Fatal("the forger learned a's certificate")
 	}
-	// A plain outsider asking outright gets the stream reset.
-	out := plainNode(t, boot)
+
+	out := plainNode(t, nil)
 	connect(t, out, na)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -55,9 +58,9 @@ func TestIntroduction(t *testing.T) {
 	}
 	_ = json.NewEncoder(s).Encode(map[string]string{"peerId": out.Host.ID().String()})
 	_ = s.CloseWrite()
-	b2, _ := io.ReadAll(s)
-	if len(b2) != 0 {
-		t.Fatalf("outsider read %q", b2)
+	got, _ := io.ReadAll(s)
+	if len(got) != 0 {
+		t.Fatalf("outsider read %q", got)
 	}
 	_ = s.Reset()
 }

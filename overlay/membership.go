@@ -52,6 +52,10 @@ type MembershipConfig struct {
 	// goroutines, once per other instance) when another live node with this
 	// node's peer ID is found; c.Newer says this node has to stop.
 	OnIdentityConflict func(c *IdentityConflict)
+	// OnPeerJoin, if set, is called (from the membership's event loop)
+	// for every peer that subscribes to the members topic (the daemon
+	// introduces itself to it: see Introducer).
+	OnPeerJoin func(peer.ID)
 }
 
 // enforceInterval is how often members whose certificate expired or was
