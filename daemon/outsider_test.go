@@ -69,6 +69,7 @@ func newOutsider(t *testing.T, l *lab, ms ...*member) *outsider {
 				}
 				if msg.ReceivedFrom != n.Host.ID() {
 					cnt.Add(1)
+					t.Logf("outsider got a message on %s from %s (origin %s): %.120s", name, msg.ReceivedFrom, msg.GetFrom(), msg.Data)
 				}
 			}
 		}()
