@@ -54,6 +54,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./overlay/forward/ | tee $(BIN)/bench-forward.txt
 	$(GO) test -run '^$$' -bench . -benchmem ./overlay/filter/ | tee $(BIN)/bench-filter.txt
 	$(GO) run ./bench/controlplane -out bench/controlplane.md
+	$(GO) run ./bench/scale -out bench/scale.md -real 10,25,50 -bin $(BIN)/cbnode
 	$(GO) run ./bench/dataplane -bin $(BIN)/cbnode -out bench/dataplane.md
 
 # staticcheck runs where it is installed (.ci/run installs this version:

@@ -157,6 +157,10 @@ type PathRule struct {
 	Relayed    bool    `json:"relayed"`
 	Remote     string  `json:"remote,omitempty"` // multiaddr of the live packet stream
 	Reason     string  `json:"reason"`
+	// TxBytes and RxBytes are the data plane's counters for the peer
+	// (what the console shows as traffic).
+	TxBytes uint64 `json:"txBytes"`
+	RxBytes uint64 `json:"rxBytes"`
 }
 
 // NetworkingRule is GET /v1/cladnet/{cladnetId}/peer/{hostId}/networkingRule:
@@ -173,6 +177,9 @@ type NetworkingRule struct {
 	PeerScope  []string   `json:"peerScope"`
 	State      []string   `json:"state"`
 	Rules      []PathRule `json:"rules"`
+	// Cost is the node's metered spend (GET .../cost on its local API), so
+	// the operator can sum every member's without reaching their APIs.
+	Cost *cost.Report `json:"cost,omitempty"`
 	// Filter is the inbound packet filter as this node applies it (the
 	// rules' "filter" policy), with its counters; absent without a data
 	// plane.

@@ -80,7 +80,11 @@ func (m *Member) NetworkingRule(hostID string) (api.NetworkingRule, error) {
 			row.Class, row.PricePerGB, row.PeerScope = string(b.Class), b.PricePerGB, b.Scope
 		}
 		if m.engine != nil {
-			if st, ok := m.engine.Stats(o.ID); ok && st.StreamUp {
+			st, ok := m.engine.Stats(o.ID)
+			if ok {
+				row.TxBytes, row.RxBytes = st.TxBytes, st.RxBytes
+			}
+			if ok && st.StreamUp {
 				row.Relayed, row.Remote = st.Path.Relayed, st.Path.Remote
 				if a, err := ma.NewMultiaddr(st.Path.Remote); err == nil && !st.Path.Relayed {
 					if ip, err := manet.ToIP(a); err == nil {
@@ -100,6 +104,8 @@ func (m *Member) NetworkingRule(hostID string) (api.NetworkingRule, error) {
 		nr.State = append(nr.State, row.State)
 		nr.Rules = append(nr.Rules, row)
 	}
+	rep := m.Cost()
+	nr.Cost = &rep
 	return nr, nil
 }
 

@@ -15,13 +15,17 @@ import (
 	"github.com/cloud-barista/cbnode/overlay/tun"
 )
 
-// DefaultMTU is cbnet0's MTU. Packets ride a reliable stream that
-// re-segments them, so the overlay MTU is not bound by the underlay's: in
-// bench/dataplane.md a larger MTU moves fewer, larger packets per TUN read
-// and write and per frame: over TCP, 1.34 Gbit/s at 1420 against 2.16 at
-// 16000, and the inner TCP's retransmits fell from thousands to none
-// (README "MTU").
-const DefaultMTU = 16000
+// DefaultMTU is cbnet0's MTU with TUN offloads (the default): the kernel
+// hands over 64 KiB TCP super-packets whatever the MTU, so an
+// Ethernet-sized MTU that no application notices costs next to nothing
+// (bench/dataplane.md, README "MTU").
+const DefaultMTU = 1420
+
+// DefaultMTUNoOffload is cbnet0's MTU without offloads (--tun-offload=false
+// or a kernel that refuses them): then every packet is one TUN read and
+// one frame, and a larger MTU moves fewer, larger packets (1.4–2× the
+// throughput of 1420 in bench/dataplane.md).
+const DefaultMTUNoOffload = 16000
 
 // Device is the data plane's packet device: what the forwarding engine reads
 // and writes, and what the daemon manages on it (its address, its end).
@@ -35,8 +39,19 @@ type Device interface {
 	Close() error
 }
 
-// OpenTUN is the default OpenDevice: the TUN device of package tun.
+// OpenTUN is the default OpenDevice: the TUN device of package tun, with
+// segmentation offloads where the kernel has them (see OpenPlainTUN).
 func OpenTUN(name string, mtu int) (Device, error) {
+	d, err := tun.OpenWith(name, mtu, tun.Options{Offload: true})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// OpenPlainTUN is the OpenDevice of Config.TUNNoOffload: a TUN without
+// offloads (one packet of at most the MTU per read and write).
+func OpenPlainTUN(name string, mtu int) (Device, error) {
 	d, err := tun.Open(name, mtu)
 	if err != nil {
 		return nil, err
@@ -70,7 +85,13 @@ type Config struct {
 	// the default OpenDevice).
 	TUN     bool
 	TUNName string
-	MTU     int
+	// MTU of the device; 0 picks DefaultMTU with offloads and
+	// DefaultMTUNoOffload without them.
+	MTU int
+	// TUNNoOffload turns the TUN's segmentation offloads off (the default
+	// OpenDevice becomes OpenPlainTUN): for kernels or setups where they
+	// misbehave. Without it, offloads are used where the kernel has them.
+	TUNNoOffload bool
 	// SubnetRoutes are destinations besides this node's overlay address
 	// that it accepts from members (a subnet router); every other
 	// destination is dropped on receive.
@@ -83,6 +104,8 @@ type Config struct {
 	DNS names.Options
 
 	Logger *slog.Logger
+	// autoMTU: MTU was left 0 (withDefaults chose it).
+	autoMTU bool
 	// Ready, if set, is called by Run once the node is up (API listening).
 	Ready func(*Member)
 }
@@ -95,10 +118,17 @@ func (c Config) withDefaults() Config {
 		c.TUNName = tun.DefaultName
 	}
 	if c.MTU == 0 {
+		c.autoMTU = true
 		c.MTU = DefaultMTU
+		if c.TUNNoOffload {
+			c.MTU = DefaultMTUNoOffload
+		}
 	}
 	if c.OpenDevice == nil {
 		c.OpenDevice = OpenTUN
+		if c.TUNNoOffload {
+			c.OpenDevice = OpenPlainTUN
+		}
 	}
 	return c
 }

@@ -20,5 +20,5 @@
 //	metrics.go    Prometheus metrics on a private registry
 //	renew.go      certificate renewal through an operator; the saved renewal
 //	dissolve.go   leaving when the owner dissolved the CLADNet
-//	bootstrap.go  the bootstrap node handle
+//	bootstrap.go  the bootstrap node handle; a relaying one keeps revocation lists
 package daemon

@@ -43,10 +43,9 @@ func (m *Member) startLoops() {
 		m.goFunc(m.names.Run)
 	}
 	changes, stopWatch := m.mem.Watch()
-	revoked := m.revocations().Changes()
 	m.goFunc(func(ctx context.Context) {
 		defer stopWatch()
-		m.loop(ctx, changes, revoked)
+		m.loop(ctx, changes, m.revCh)
 	})
 }
 
@@ -89,7 +88,7 @@ func (m *Member) loop(ctx context.Context, members, revoked <-chan struct{}) {
 				return
 			}
 			if m.revokedCert(m.cert()) {
-				m.fail(errRevoked("this node's certificate (host %s) was revoked by the CLADNet owner: ask the operator for a new join token", m.cfg.Token.Cert.HostName))
+				m.fail(errRevoked("CLADNet %s: this node's certificate (host %s, peer %s) was revoked by the CLADNet owner: ask the operator for a new join token (a new node identity)", m.spec.Name, m.cfg.Token.Cert.HostName, m.node.Host.ID()))
 				return
 			}
 			m.mem.DropRevoked() // also cuts their connections

@@ -81,6 +81,11 @@ type Member struct {
 	// of the last connectivity test request seen (see control.go).
 	down     bool
 	lastTest string
+
+	// revCh is signalled when a new revocation list was applied; taken
+	// when the revocations start, so a list that arrives before the event
+	// loop runs (a bootstrap node hands it to a newcomer at once) is seen.
+	revCh <-chan struct{}
 }
 
 // Run joins the CLADNet and serves until ctx ends or the member fails, then
@@ -170,11 +175,12 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	m.mu.Lock()
 	m.revs = revs
 	m.mu.Unlock()
+	m.revCh = revs.Changes()
 	if err := m.dissolved(); err != nil {
 		return nil, err
 	}
 	if revs.RevokedCert(cert) {
-		return nil, errRevoked("join CLADNet %s: this node's certificate (host %s, peer %s) is revoked: ask the operator for a new join token", spec.Name, cert.HostName, self)
+		return nil, errRevoked("join CLADNet %s: this node's certificate (host %s, peer %s) is revoked: ask the operator for a new join token (a new node identity)", spec.Name, cert.HostName, self)
 	}
 	relay.ServeCertTo(m.node.Host, cert, m.certAsker)
 	if cfg.Relay {
@@ -291,7 +297,26 @@ func (m *Member) startDataPlane() error {
 	if err != nil {
 		return fmt.Errorf("data plane: %w", err)
 	}
+	offload := "off (device without offloads)"
+	if o, ok := dev.(interface{ OffloadStatus() string }); ok {
+		offload = o.OffloadStatus()
+		if od, ok := dev.(forward.Offloader); m.cfg.autoMTU && m.cfg.MTU == DefaultMTU && ok && !od.Offload() {
+			// The kernel refused offloads: the plain TUN is faster at the
+			// larger MTU.
+			m.log.Info("TUN offloads unavailable, reopening the device with the MTU for plain TUNs", "mtu", DefaultMTUNoOffload, "offload", offload)
+			if err := dev.Close(); err != nil {
+				return fmt.Errorf("data plane: %w", err)
+			}
+			m.cfg.MTU = DefaultMTUNoOffload
+			if dev, err = m.cfg.OpenDevice(m.cfg.TUNName, m.cfg.MTU); err != nil {
+				return fmt.Errorf("data plane: %w", err)
+			}
+		}
+	} else if o, ok := dev.(forward.Offloader); ok && o.Offload() {
+		offload = "on"
+	}
 	m.dev = dev
+	m.log.Info("data plane device", "name", m.cfg.TUNName, "mtu", m.cfg.MTU, "offload", offload, "batch", dev.BatchSize())
 	m.link = &overlay.Link{Host: m.node.Host, IsMember: m.mem.IsMember, ConnScore: m.paths.Score}
 	m.filter = filter.New(filter.Options{})
 	m.updateFilter()

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/miekg/dns"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -32,10 +34,12 @@ import (
 // lab is a CLADNet with a bootstrap node on 127.0.0.1, whose members run
 // in this process with in-memory devices: no root, no TUN, real libp2p.
 type lab struct {
-	t     *testing.T
-	owner *cladnet.Owner
-	boot  *daemon.Bootstrap
-	info  peer.AddrInfo
+	t       *testing.T
+	owner   *cladnet.Owner
+	boot    *daemon.Bootstrap
+	bootKey crypto.PrivKey
+	bootDir string // the bootstrap node's state directory
+	info    peer.AddrInfo
 }
 
 func newLab(t *testing.T, ruleType string) *lab {
@@ -45,14 +49,40 @@ func newLab(t *testing.T, ruleType string) *lab {
 		t.Fatal(err)
 	}
 	k, _, _ := crypto.GenerateEd25519Key(nil)
+	l := &lab{t: t, owner: o, bootKey: k, bootDir: t.TempDir()}
+	l.startBoot(0)
+	return l
+}
+
+// startBoot starts the lab's bootstrap node (relaying for the CLADNet) on
+// port (0: any).
+func (l *lab) startBoot(port int) {
+	l.t.Helper()
 	b, err := daemon.StartBootstrap(context.Background(), daemon.BootstrapConfig{
-		Key: k, ListenIPs: []string{"127.0.0.1"}, RelayFor: []string{o.Spec.OwnerKey}, Logger: quiet(),
+		Key: l.bootKey, ListenIPs: []string{"127.0.0.1"}, Port: port, RelayFor: []string{l.owner.Spec.OwnerKey},
+		StateDir: l.bootDir, Logger: quiet(),
 	})
 	if err != nil {
-		t.Fatal(err)
+		l.t.Fatal(err)
 	}
-	t.Cleanup(b.Stop)
-	return &lab{t: t, owner: o, boot: b, info: peer.AddrInfo{ID: b.Node.Host.ID(), Addrs: b.Node.Host.Addrs()}}
+	l.t.Cleanup(b.Stop)
+	l.boot = b
+	l.info = peer.AddrInfo{ID: b.Node.Host.ID(), Addrs: b.Node.Host.Addrs()}
+}
+
+// restartBoot stops the bootstrap node and starts it again, same key,
+// same port, same state directory.
+func (l *lab) restartBoot() {
+	l.t.Helper()
+	port := 0
+	for _, a := range l.info.Addrs {
+		if v, err := a.ValueForProtocol(ma.P_TCP); err == nil {
+			port, _ = strconv.Atoi(v)
+			break
+		}
+	}
+	l.boot.Stop()
+	l.startBoot(port)
 }
 
 func quiet() *slog.Logger {

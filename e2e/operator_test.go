@@ -6,12 +6,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -34,6 +36,41 @@ type opClient struct {
 	t    *testing.T
 	base string
 	http *http.Client
+
+	mu    sync.Mutex
+	calls []opCall // every answered request, in order
+}
+
+// opCall is one request the test sent and the status it got.
+type opCall struct {
+	method, path string
+	code         int
+}
+
+// routeTable renders the distinct (method, route, status) of the calls
+// made, with the concrete IDs replaced by the route's parameter names
+// (ids: concrete value → "{name}").
+func (o *opClient) routeTable(ids map[string]string) string {
+	var pairs []string
+	for v, name := range ids {
+		if v != "" {
+			pairs = append(pairs, v, name)
+		}
+	}
+	r := strings.NewReplacer(pairs...)
+	seen := map[string]bool{}
+	var b strings.Builder
+	b.WriteString("| request (this run) | status |\n|---|---|\n")
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, c := range o.calls {
+		row := fmt.Sprintf("| `%s %s` | %d |\n", c.method, r.Replace(c.path), c.code)
+		if !seen[row] {
+			seen[row] = true
+			b.WriteString(row)
+		}
+	}
+	return b.String()
 }
 
 func newOpClient(t *testing.T, h *netlab.Host) *opClient {
@@ -76,6 +113,9 @@ func (o *opClient) do(method, path string, body, out any) (int, []byte, error) {
 		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
+	o.mu.Lock()
+	o.calls = append(o.calls, opCall{method, path, resp.StatusCode})
+	o.mu.Unlock()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return resp.StatusCode, nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
@@ -182,7 +222,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 // its DIR (same CLADNet, same members).
 func TestOperatorEndToEnd(t *testing.T) {
 	c := newRouterLab(t, cluster.Options{Prefix: "cbop", External: true, LogLevel: "info"})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	must := func(err error) {
 		t.Helper()
@@ -257,6 +297,11 @@ func TestOperatorEndToEnd(t *testing.T) {
 	}
 	t.Logf("POST /v1/cladnet -> 200 %+v", spec)
 	id := spec.ID
+	// The bootstrap node now relays for the new CLADNet, so it also holds
+	// its revocation list (restarted: same identity, same address).
+	must(boot.Stop())
+	c.RelayFor(spec.OwnerKey)
+	must(c.StartBootstrap(ctx, boot))
 	for _, bad := range []struct {
 		method, path string
 		body         any
@@ -366,6 +411,55 @@ func TestOperatorEndToEnd(t *testing.T) {
 		}
 	}
 
+	sample, _ := json.MarshalIndent(res.Results.InterHostNetworkStatus[0], "", "  ")
+	t.Logf("one pair of the matrix (JSON):\n%s", sample)
+	// The kept runs, and the CLI's table ('cbnode test', a thin client).
+	var runs map[string]any
+	op.must(http.StatusOK, "GET", "/v1/test/cladnet/"+id, nil, &runs)
+	var again operator.TestResult
+	op.must(http.StatusOK, "GET", "/v1/test/cladnet/"+id+"/run/"+res.RunID, nil, &again)
+	if again.RunID != res.RunID || len(again.Results.InterHostNetworkStatus) != 6 {
+		t.Errorf("GET .../run/%s: %+v", res.RunID, again)
+	}
+	testOut, err := opHost.Host.Run(ctx, c.Bin, "test", "lab", "--trials", "5", "--interval", "100ms")
+	if err != nil {
+		t.Fatalf("cbnode test lab: %v: %s", err, testOut)
+	}
+	t.Logf("cbnode test lab (on the operator's host):\n%s", testOut)
+	// The other read routes, and details injected for n1 (the operator
+	// signs them, n1 adopts them).
+	op.must(http.StatusOK, "GET", "/openapi.json", nil, nil)
+	op.must(http.StatusOK, "POST", "/v1/cladnet/availableIPv4AddressSpaces", map[string]any{"ipv4Cidrs": []string{"192.168.1.0/24", "10.0.1.0/24"}}, nil)
+	op.must(http.StatusOK, "GET", "/v1/cladnet/"+id, nil, nil)
+	op.must(http.StatusOK, "GET", "/v1/cladnet/"+id+"/rules", nil, nil)
+	op.must(http.StatusOK, "GET", "/v1/cladnet/"+id+"/peer/"+hostID["n1"], nil, nil)
+	t0Details := time.Now()
+	op.must(http.StatusOK, "PUT", "/v1/cladnet/"+id+"/peer/"+hostID["n1"]+"/details",
+		map[string]any{"cloudInformation": map[string]any{"providerName": "lab", "regionId": "lab-east-1"}}, nil)
+	op.must(http.StatusNotFound, "PUT", "/v1/cladnet/"+id+"/peer/nosuch/details",
+		map[string]any{"cloudInformation": map[string]any{"regionId": "x"}}, nil)
+	op.must(http.StatusBadRequest, "POST", "/v1/test/cladnet/"+id+"/type/IPERF", nil, nil)
+	op.must(http.StatusBadRequest, "GET", "/v1/control/cladnet/"+id+"/command/ENABLE_ENCRYPTION", nil, nil)
+	op.must(http.StatusNotFound, "POST", "/v1/test/cladnet/no-such-cladnet/type/CONNECTIVITY", nil, nil)
+	for {
+		// n2 sees n1's announcement with the injected facts.
+		ps, err := memberPeers(ctx, n2)
+		region := ""
+		for _, p := range ps {
+			if p.HostName == "n1" {
+				region = p.Details.RegionID
+			}
+		}
+		if region == "lab-east-1" {
+			t.Logf("details injected for n1 through the operator: n2 sees region %s %s after the PUT", region, ms(time.Since(t0Details)))
+			break
+		}
+		if time.Since(t0Details) > 10*time.Second {
+			t.Fatalf("n2 sees n1 in region %q 10 s after PUT .../details (%v)", region, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
 	// DOWN stops cbnet0 traffic on every member, UP brings it back.
 	var ctl operator.ControlResponse
 	t0 := time.Now()
@@ -421,27 +515,26 @@ func TestOperatorEndToEnd(t *testing.T) {
 	}
 	t.Logf("rejoin with the old token: %v: %s", err, grepLine(n3.Proc.Output(), refusal))
 	// With a fresh state dir (a new VM holding the old token) the members
-	// refuse it: they do not list it, and no packet of its gets through.
+	// refuse it — they do not list it, and no packet of its gets through —
+	// and the bootstrap node, which holds the revocation list, hands it
+	// over on join: n3 stops with exit code 3 and the same advice.
 	n3.StateDir = filepath.Join(c.Dir, "state-n3-fresh")
 	must(c.Start(n3))
 	joined := time.Now()
-	for !strings.Contains(string(n3.Proc.Output()), "joined CLADNet") && !n3.Proc.Exited() && time.Since(joined) < 15*time.Second {
-		time.Sleep(100 * time.Millisecond)
+	err = waitExit(t, n3.Proc, 20*time.Second)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(string(n3.Proc.Output()), cutMsg) {
+		t.Fatalf("revoked n3 from a fresh state dir: exit %v, want code 3 and %q:\n%s", err, cutMsg, tail(n3.Proc.Output(), 3000))
 	}
-	time.Sleep(3 * time.Second) // a few heartbeats for the members to (not) take it in
+	freshExit := time.Since(joined)
+	t.Logf("rejoin with the old token, fresh state dir: told by the bootstrap node, exit code 3 %s after the start: %s", ms(freshExit), grepLine(n3.Proc.Output(), "was revoked"))
 	for _, n := range rest {
 		if ps, err := memberPeers(ctx, n); err != nil || hasHost(ps, "n3") {
 			t.Errorf("%s lists the revoked n3 rejoining from a fresh state dir: %+v %v", n.Name, ps, err)
 		}
-		if err := pingOnce(n3, addr[n]); err == nil {
-			t.Errorf("the revoked n3 (fresh state dir) reaches %s over cbnet0", n.Name)
-		}
 	}
-	if n3.Proc.Exited() {
-		t.Logf("rejoin with the old token, fresh state dir: exited: %s", grepLine(n3.Proc.Output(), "revoked"))
-	} else {
-		t.Logf("rejoin with the old token, fresh state dir: still running after %s (log: %s), members refuse it", ms(time.Since(joined)), grepLine(n3.Proc.Output(), "joined CLADNet"))
-		must(n3.Stop())
+	if b, err := os.ReadFile(filepath.Join(boot.StateDir, id, "revocations.json")); err != nil || !strings.Contains(string(b), `"hostName": "n3"`) {
+		t.Errorf("the bootstrap node's saved revocation list: %v %s", err, b)
 	}
 	n3.Proc = nil
 
@@ -524,10 +617,58 @@ func TestOperatorEndToEnd(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// Revocation through the API: POST .../revocation for n4 — signed,
+	// gossiped by the operator; n4's traffic stops both ways and it exits
+	// with code 3; the list is version 2.
+	n4pairs := []pair{{n4, n1}, {n4, n2}, {n1, n4}, {n2, n4}}
+	t3 := time.Now()
+	var revs struct {
+		Version uint64 `json:"version"`
+		Entries []struct {
+			HostName string `json:"hostName"`
+		} `json:"entries"`
+	}
+	op.must(http.StatusOK, "POST", "/v1/cladnet/"+id+"/revocation", map[string]string{"hostName": "n4", "reason": "e2e through the API"}, &revs)
+	cutAPI, err := waitPings(n4pairs, addr, false, t3, 5*time.Second)
+	must(err)
+	if err := waitExit(t, n4.Proc, 10*time.Second); err == nil {
+		t.Errorf("revoked n4 exited with code 0")
+	}
+	n4.Proc = nil
+	op.must(http.StatusOK, "GET", "/v1/cladnet/"+id+"/revocation", nil, &revs)
+	if revs.Version != 2 || len(revs.Entries) != 2 {
+		t.Errorf("GET .../revocation: %+v, want version 2 with n3 and n4", revs)
+	}
+	c.Nodes = rest
+	op.must(http.StatusConflict, "POST", "/v1/cladnet/"+id+"/revocation", map[string]string{"hostName": "n4"}, nil)
+
+	// DELETE dissolves the CLADNet: every member leaves and exits with
+	// code 3; the owner key is archived.
+	op.must(http.StatusOK, "DELETE", "/v1/cladnet/"+id, nil, nil)
+	deleted := time.Now()
+	for _, n := range c.Nodes {
+		err := waitExit(t, n.Proc, 15*time.Second)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(string(n.Proc.Output()), "dissolved by its owner") {
+			t.Errorf("%s after DELETE: exit %v, want code 3 and \"dissolved by its owner\":\n%s", n.Name, err, tail(n.Proc.Output(), 2000))
+		}
+		n.Proc = nil
+	}
+	t.Logf("DELETE /v1/cladnet/{id}: n1 and n2 exited with code 3 within %s", ms(time.Since(deleted)))
+	op.must(http.StatusNotFound, "GET", "/v1/cladnet/"+id, nil, nil)
+
+	ids := map[string]string{id: "{cladnetId}", res.RunID: "{runId}"}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		ids[hostID[n]] = "{hostId:" + n + "}"
+	}
+	ids["/peer/n4"] = "/peer/{hostId:n4}"
+	t.Logf("endpoint table (every request this test sent the operator):\n%s", op.routeTable(ids))
 	t.Logf("\n| measured (from the API call / the push) | time |\n|---|---|\n"+
 		"| DOWN: cbnet0 traffic stopped on all 6 pairs | ≤ %s |\n"+
 		"| UP: cbnet0 traffic back on all 6 pairs | ≤ %s |\n"+
-		"| revocation push → revoked n3 cut off both ways | ≤ %s |", ms(down), ms(up), ms(cut))
+		"| revocation push → revoked n3 cut off both ways | ≤ %s |\n"+
+		"| POST .../revocation (n4) → n4 cut off both ways | ≤ %s |\n"+
+		"| revoked n3 restarted from a fresh state dir → told by the bootstrap node, exit 3 | %s |", ms(down), ms(up), ms(cut), ms(cutAPI), ms(freshExit))
 }
 
 // memberPeers is 'cbnode peers' on n without the operator, which members

@@ -1,5 +1,5 @@
-// Package examples holds sample files (the systemd unit, the demo); this
-// test keeps cbnode.service valid and sandboxed.
+// This test keeps cbnode.service valid and sandboxed.
+
 package examples
 
 import (

@@ -92,10 +92,13 @@ func (a *authenticator) allowed(r *http.Request) bool {
 }
 
 // wrap refuses requests without valid credentials (401 with the
-// challenges); GET /health stays open for probes.
+// challenges); GET /health stays open for probes, and so do the console's
+// static files (/ and /ui/...: no data, so that a browser holding only a
+// bearer token can load the page, which then sends the token).
 func (a *authenticator) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/health" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		open := r.URL.Path == "/health" || r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/ui/")
+		if open && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			h.ServeHTTP(w, r)
 			return
 		}

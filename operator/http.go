@@ -14,6 +14,7 @@ import (
 
 	"github.com/cloud-barista/cbnode/api"
 	"github.com/cloud-barista/cbnode/cladnet"
+	"github.com/cloud-barista/cbnode/console"
 	"github.com/cloud-barista/cbnode/cost"
 )
 
@@ -46,6 +47,8 @@ func (o *Operator) routes() *api.Mux {
 	mux.HandleFunc("POST /v1/control/cladnet/{cladnetId}/command/{commandType}", o.control)
 	mux.HandleFunc("PUT /v1/cladnet/{cladnetId}/peer/{hostId}/details", o.putDetails)
 	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/peer/{hostId}/networkingRule", o.getNetworkingRule)
+	mux.HandleFunc("GET /v1/cladnet/{cladnetId}/overview", o.getOverview)
+	console.Register(mux)
 	return mux
 }
 
@@ -354,6 +357,26 @@ func (o *Operator) listPeers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, Peers{Peers: s.peers()})
+}
+
+// getOverview is the console's view of one CLADNet (watch.go); ?paths=
+// lists the members (peer IDs, comma-separated, or "all") whose path rows
+// it carries: the rows grow with the square of the members.
+func (o *Operator) getOverview(w http.ResponseWriter, r *http.Request) {
+	s, ok := o.cladnetOf(w, r)
+	if !ok {
+		return
+	}
+	want := map[string]bool{}
+	all := false
+	for _, id := range strings.Split(r.URL.Query().Get("paths"), ",") {
+		if id = strings.TrimSpace(id); id == "all" {
+			all = true
+		} else if id != "" {
+			want[id] = true
+		}
+	}
+	api.WriteJSON(w, http.StatusOK, s.watch.overview(time.Now(), want, all))
 }
 
 func (o *Operator) getPeer(w http.ResponseWriter, r *http.Request) {

@@ -211,6 +211,21 @@ func TestCBNetworkContract(t *testing.T) {
 		{"POST", "/v1/cladnet/mcis01/token", `{"hostName":"vm1","peerId":"nope"}`, 400, "not a peer ID"},
 		{"PUT", "/v1/cladnet/mcis01/rules", `{"ruleType":"fastest"}`, 400, "rule type"},
 		{"POST", "/v1/cladnet/availableIPv4AddressSpaces", `{"ipv4Cidrs":["nope"]}`, 400, ""},
+		{"POST", "/v1/cladnet", `{"name":"b",`, 400, "JSON"},
+		{"POST", "/v1/test/cladnet/nope/type/CONNECTIVITY", "", 404, "not held"},
+		{"POST", "/v1/test/cladnet/mcis01/type/CONNECTIVITY", `{"testSpec":{"trialCount":-1}}`, 400, "trialCount"},
+		{"POST", "/v1/test/cladnet/mcis01/type/CONNECTIVITY", `{"testSpec":{"trialCount":100000}}`, 400, "trialCount"},
+		{"POST", "/v1/test/cladnet/mcis01/type/CONNECTIVITY", `{"testSpec":{"interval":"soon"}}`, 400, "interval"},
+		{"POST", "/v1/test/cladnet/mcis01/type/CONNECTIVITY", `{"testSpec":`, 400, "JSON"},
+		{"POST", "/v1/test/cladnet/mcis01/type/IPERF", "", 400, "CONNECTIVITY"},
+		{"GET", "/v1/test/cladnet/mcis01/run/nope", "", 404, ""},
+		{"GET", "/v1/control/cladnet/mcis01/command/SIDEWAYS", "", 400, "UP, DOWN"},
+		{"GET", "/v1/control/cladnet/nope/command/UP", "", 404, "not held"},
+		{"PUT", "/v1/cladnet/mcis01/peer/nobody/details", `{"cloudInformation":{"regionId":"x"}}`, 404, ""},
+		{"PUT", "/v1/cladnet/mcis01/peer/nobody/details", `{"cloudInformation":`, 400, ""},
+		{"GET", "/v1/cladnet/mcis01/peer/nobody/networkingRule", "", 404, ""},
+		{"POST", "/v1/cladnet/mcis01/revocation", `{"hostName":"nobody"}`, 404, ""},
+		{"POST", "/v1/cladnet/nope/token", `{"hostName":"vm1"}`, 404, "not held"},
 		{"GET", "/v1/nothing", "", 404, "no such endpoint"},
 		{"PATCH", "/v1/cladnet/mcis01", `{}`, 405, "not allowed"},
 	} {
@@ -387,6 +402,21 @@ func TestAuth(t *testing.T) {
 	}
 	if code, _ := call(t, "GET", u+"/health", ""); code != 200 {
 		t.Errorf("health needs no credentials, got %d", code)
+	}
+	// The console's static files need none either (they hold no data; the
+	// page sends the credentials with every API call).
+	for _, p := range []string{"/", "/ui/app.js"} {
+		resp, err := http.Get(u + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s without credentials: %d, want 200", p, resp.StatusCode)
+		}
+	}
+	if code, _ := call(t, "GET", u+"/v1/cladnet/x/overview", ""); code != 401 {
+		t.Errorf("overview without credentials: %d, want 401", code)
 	}
 	// Writes cross-origin from a browser are refused even with credentials.
 	code, _ := call(t, "POST", u+"/v1/cladnet", `{"name":"x","ipv4AddressSpace":"10.9.0.0/24"}`,

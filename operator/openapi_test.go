@@ -46,6 +46,10 @@ func TestOpenAPIOperator(t *testing.T) {
 	}{
 		{"GET", "/health", "", 200},
 		{"GET", "/openapi.json", "", 200},
+		{"GET", "/", "", 200},
+		{"GET", "/ui/app.js", "", 200},
+		{"GET", "/ui/style.css", "", 200},
+		{"GET", "/ui/logic_test.js", "", 404},
 		{"GET", "/v1/cladnet", "", 200},
 		{"POST", "/v1/cladnet/availableIPv4AddressSpaces", `{"ipv4Cidrs":["192.168.1.0/24"]}`, 200},
 		{"POST", "/v1/cladnet/availableIPv4AddressSpaces", `{"ipv4Cidrs":["nope"]}`, 400},
@@ -76,6 +80,8 @@ func TestOpenAPIOperator(t *testing.T) {
 		{"PUT", "/v1/cladnet/lab/peer/nobody/details", `{"cloudInformation":{}}`, 404},
 		{"GET", "/v1/cladnet/lab/peer/vm1/networkingRule", "", 502},
 		{"GET", "/v1/cladnet/lab/peer/nobody/networkingRule", "", 404},
+		{"GET", "/v1/cladnet/lab/overview", "", 200},
+		{"GET", "/v1/cladnet/nope/overview", "", 404},
 		{"POST", "/v1/test/cladnet/lab/type/CONNECTIVITY", `{"testSpec":"{\"trialCount\":2}"}`, 409},
 		{"POST", "/v1/test/cladnet/lab/type/IPERF", "", 400},
 		{"POST", "/v1/test/cladnet/nope/type/RTT", "", 404},
@@ -95,6 +101,7 @@ func TestOpenAPIOperator(t *testing.T) {
 		{"POST", "/v1/cladnet/lab/revocation", `{}`, 400},
 		{"POST", "/v1/cladnet/nope/revocation", `{"hostName":"vm1"}`, 404},
 		{"GET", "/v1/cladnet/lab/revocation", "", 200},
+		{"GET", "/v1/cladnet/lab/overview?paths=all", "", 200}, // vm1 revoked, a revocation event
 		{"DELETE", "/v1/cladnet/auto", "", 200},
 		{"DELETE", "/v1/cladnet/auto", "", 404},
 		{"GET", "/v1/nothing", "", 404},

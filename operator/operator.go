@@ -23,6 +23,9 @@
 //	matrix.go    the RTT matrix: per-pair statistics, CSV
 //	http.go      the HTTP routes
 //	remote.go    the routes that reach one member: details, networkingRule
+//	watch.go     what the console shows: gone members, paths, cost, events
+//	             (GET .../overview); the page itself is package console
+//	watchstore.go  the watch's state saved in DIR/<name>/console.json
 //	types.go     the JSON bodies (cb-network's field names)
 //	auth.go      the credentials file, bearer/basic check, listener policy
 package operator

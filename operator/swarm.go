@@ -48,10 +48,14 @@ type cladnetSwarm struct {
 	detailsSeq remote.Sequencer
 	revs       *overlay.Revocations
 	intro      *overlay.Introducer
+	watch      *watch // what the console shows: gone members, paths, cost, events
 }
 
 // close leaves the CLADNet's gossip (the members drop the operator at once).
 func (s *cladnetSwarm) close() {
+	if s.watch != nil {
+		s.watch.close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	_ = s.mem.Leave(ctx)
 	cancel()
@@ -142,8 +146,10 @@ func (o *Operator) join(ow *cladnet.Owner) error {
 		Host: o.node.Host, Spec: ow.Spec, Cert: mem.Cert, Revoked: revs.RevokedCert, Admission: o.adm, Logger: log,
 	}))
 	o.gossipers.Store(mem, struct{}{})
-	o.swarm[ow.Spec.Name] = &cladnetSwarm{owner: ow, mem: mem, rules: rules, control: control, revs: revs, intro: intro.Load(),
+	s := &cladnetSwarm{owner: ow, mem: mem, rules: rules, control: control, revs: revs, intro: intro.Load(),
 		tests: loadTests(filepath.Join(o.store.cladnetDir(ow), testsDir))}
+	s.watch = o.startWatch(s)
+	o.swarm[ow.Spec.Name] = s
 	return nil
 }
 

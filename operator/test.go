@@ -331,6 +331,9 @@ func (o *Operator) runTest(ctx context.Context, s *cladnetSwarm, req overlay.Tes
 		o.log.Warn("test result not saved", "run", res.RunID, "err", err)
 	}
 	o.log.Info("connectivity test done", "cladnet", s.owner.Spec.Name, "run", req.RunID, "result", res.Message)
+	if s.watch != nil {
+		s.watch.note(Event{At: time.Now(), Kind: "test", Message: "connectivity test " + res.RunID + ": " + res.Message})
+	}
 	return res, nil
 }
 

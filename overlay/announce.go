@@ -3,6 +3,7 @@
 //	announce.go    signed member announcements and heartbeats, validation
 //	members.go     the members table
 //	membership.go  gossip membership: publishing, receiving, expiry
+//	liveness.go    SWIM failure detection and anti-entropy over direct streams (swim/), signed death notices
 //	discovery.go   DHT rendezvous, newcomer handling
 //	sync.go        members-table pull for newcomers
 //	signedtopic.go an owner-signed, versioned document on its own gossip topic: validation, persistence, re-publication
@@ -14,7 +15,9 @@
 //	punch.go       hole-punch retries
 //	instance.go    one identity twice: instance IDs, witnesses, conflicts
 //
-// The data plane lives in forward/ (the forwarding core) and tun/ (cbnet0);
+// swim/ is the failure detector and anti-entropy, free of libp2p and of the
+// clock (the simulator in /sim runs it too). The data plane lives in
+// forward/ (the forwarding core) and tun/ (cbnet0);
 // names/ makes members reachable by name (DNS, the hosts file).
 package overlay
 

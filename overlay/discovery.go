@@ -71,8 +71,8 @@ func (m *Membership) discoverLoop(ctx context.Context) {
 
 // eventLoop reacts to peers joining the topic and to our own address
 // changes. While this node is new (its first two heartbeats, at least 10 s)
-// it re-announces itself when a peer joins the topic and pulls the members
-// table from the first few peers it meets; an established member does
+// it re-announces itself once, when the first peer joins the topic, and
+// pulls the members table from the first few peers it meets; an established member does
 // neither — the newcomer pulls from it — so a join costs O(N) messages, not
 // O(N²).
 func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandler, addrSub event.Subscription) {
@@ -82,6 +82,7 @@ func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandl
 	newUntil := time.Now().Add(max(2*m.cfg.Heartbeat, 10*time.Second))
 	const maxPulls = 8
 	pulls := 0
+	republished := false
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -99,7 +100,14 @@ func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandl
 			if !time.Now().Before(newUntil) {
 				continue
 			}
-			m.Republish()
+			// Once, when the first topic peer shows up (the first
+			// announcement may have gone out before any mesh): not on
+			// every join, which made a join wave O(N²); anti-entropy
+			// (liveness.go) repairs what else is missed.
+			if !republished {
+				republished = true
+				m.Republish()
+			}
 			if pulls < maxPulls {
 				if err := m.pullTable(ctx, ev.Peer); err != nil {
 					m.log.Debug("members table pull", "err", err)

@@ -50,7 +50,7 @@ func (l *Link) OpenStream(ctx context.Context, p peer.ID) (forward.Stream, forwa
 			return s, PathOf(c), nil
 		}
 	}
-	s, err := l.Host.NewStream(ctx, p, forward.ProtocolID)
+	s, err := l.Host.NewStream(ctx, p, forward.ProtocolID, forward.LegacyProtocolID)
 	if err != nil {
 		return nil, forward.PathInfo{}, fmt.Errorf("open packet stream to %s: %w", p, err)
 	}
@@ -80,14 +80,16 @@ func streamOn(ctx context.Context, c network.Conn) (network.Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.SetProtocol(forward.ProtocolID); err != nil {
-		s.Reset()
-		return nil, err
-	}
 	if d, ok := ctx.Deadline(); ok {
 		_ = s.SetDeadline(d)
 	}
-	if err := msmux.SelectProtoOrFail(protocol.ID(forward.ProtocolID), s); err != nil {
+	// Offer the current protocol, then the one of nodes without FrameGSO.
+	proto, err := msmux.SelectOneOf([]protocol.ID{forward.ProtocolID, forward.LegacyProtocolID}, s)
+	if err != nil {
+		s.Reset()
+		return nil, err
+	}
+	if err := s.SetProtocol(proto); err != nil {
 		s.Reset()
 		return nil, err
 	}
@@ -107,7 +109,7 @@ func (l *Link) ResetPath(p peer.ID) {
 
 // Serve registers the packet protocol handler feeding engine e.
 func (l *Link) Serve(e *forward.Engine) {
-	l.Host.SetStreamHandler(forward.ProtocolID, func(s network.Stream) {
+	h := func(s network.Stream) {
 		p := s.Conn().RemotePeer()
 		if !l.IsMember(p) {
 			l.refused.Add(1)
@@ -115,12 +117,16 @@ func (l *Link) Serve(e *forward.Engine) {
 			return
 		}
 		e.HandleStream(p, s, PathOf(s.Conn()))
-	})
+	}
+	// Both versions: members of the previous release still send here.
+	l.Host.SetStreamHandler(forward.ProtocolID, h)
+	l.Host.SetStreamHandler(forward.LegacyProtocolID, h)
 }
 
 // Stop removes the handler and the connection watcher.
 func (l *Link) Stop() {
 	l.Host.RemoveStreamHandler(forward.ProtocolID)
+	l.Host.RemoveStreamHandler(forward.LegacyProtocolID)
 	if l.notifee != nil {
 		l.Host.Network().StopNotify(l.notifee)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/cloud-barista/cbnode/cost"
 	"github.com/cloud-barista/cbnode/ipam"
 	"github.com/cloud-barista/cbnode/node"
+	"github.com/cloud-barista/cbnode/overlay/swim"
 )
 
 // Defaults for membership timing.
@@ -36,11 +37,18 @@ type MembershipConfig struct {
 	Cert *cladnet.Certificate
 	Key  crypto.PrivKey
 	Node *node.Node
-	// Heartbeat is how often the node re-announces itself; a member unheard
-	// for MissedHeartbeats heartbeats is dropped.
+	// Heartbeat is the period of the anti-entropy exchange with one random
+	// member (liveness.go) unless Liveness.DigestInterval is set; nothing
+	// is re-announced periodically any more. MissedHeartbeats is no longer
+	// used: failed members are found by probing (Liveness).
 	Heartbeat        time.Duration
 	MissedHeartbeats int
-	Cloud            cost.CloudInfo
+	// Liveness tunes the failure detector and anti-entropy (overlay/swim:
+	// probe interval and timeout, indirect probes, suspicion timeout,
+	// digest intervals); zero values take swim's defaults, and Self,
+	// Clock, Transport and Table are set here.
+	Liveness swim.Config
+	Cloud    cost.CloudInfo
 	// Relay says this member relays for fellow members.
 	Relay  bool
 	Logger *slog.Logger
@@ -91,6 +99,7 @@ type Membership struct {
 	conflicts  map[string]IdentityConflict // by the other's instance
 	connNotify *network.NotifyBundle
 
+	detector   *liveness // failure detector and anti-entropy
 	certs      certCache
 	publishNow chan struct{}
 	rejected   sync.Map // reason → *atomic.Uint64
@@ -163,6 +172,7 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 	m.connNotify = &network.NotifyBundle{ConnectedF: m.connected}
 	cfg.Node.Host.Network().Notify(m.connNotify)
 	ctx, m.cancel = context.WithCancel(ctx)
+	m.newLiveness()
 	m.wg.Add(7)
 	go m.enforceLoop(ctx)
 	go m.witnessLoop(ctx)
@@ -171,6 +181,7 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 	go m.expireLoop(ctx)
 	go m.discoverLoop(ctx)
 	go m.eventLoop(ctx, evts, addrSub)
+	m.detector.start()
 	return m, nil
 }
 
@@ -178,8 +189,11 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 // CLADNet's members travel on.
 func (m *Membership) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	from := msg.GetFrom()
-	if kindOf(msg.Data) == KindHeartbeat {
+	switch kindOf(msg.Data) {
+	case KindHeartbeat:
 		return m.validateHeartbeat(from, msg)
+	case KindDeath:
+		return m.validateDeath(from, msg)
 	}
 	// pubsub (strict signing) has verified the message signature with
 	// from's key, so the node signature need not be checked again here.
@@ -316,6 +330,8 @@ func (m *Membership) receive(ctx context.Context) {
 		switch v := msg.ValidatorData.(type) {
 		case *Announcement:
 			m.apply(ctx, v)
+		case deathMessage:
+			m.applyDeath(v, time.Now())
 		case *Heartbeat:
 			m.tab.heartbeat(msg.GetFrom(), v.Seq, time.Now())
 			m.noteInstance(msg.GetFrom(), v.Instance)
@@ -344,6 +360,9 @@ func (m *Membership) apply(ctx context.Context, a *Announcement) {
 	}
 	if !self {
 		if a.Kind == KindLeave {
+			if m.detector != nil {
+				m.detector.noteLeave(id, a)
+			}
 			m.cfg.Node.Host.ConnManager().Unprotect(id, "cbnode-member")
 			m.log.Info("member left", "host", a.HostName, "peer", id)
 		} else {
@@ -415,25 +434,6 @@ func (m *Membership) announcement(kind string) (*Announcement, error) {
 	return a, nil
 }
 
-// publishHeartbeat sends the compact liveness message.
-func (m *Membership) publishHeartbeat(ctx context.Context) error {
-	m.mu.Lock()
-	seq := uint64(time.Now().UnixNano())
-	if seq <= m.seq {
-		seq = m.seq + 1
-	}
-	m.seq = seq
-	m.mu.Unlock()
-	b, err := json.Marshal(Heartbeat{Kind: KindHeartbeat, Seq: seq, Instance: m.instance})
-	if err != nil {
-		return err
-	}
-	if err := m.topic.Publish(ctx, b); err != nil {
-		return fmt.Errorf("publish heartbeat: %w", err)
-	}
-	return nil
-}
-
 func (m *Membership) publish(ctx context.Context, kind string) error {
 	a, err := m.announcement(kind)
 	if err != nil {
@@ -464,16 +464,16 @@ const fullEvery = 6
 func (m *Membership) announceLoop(ctx context.Context) {
 	defer m.wg.Done()
 	full := true
-	for beat := 0; ; beat++ {
+	for {
 		var err error
 		owed := m.fullBeats.Load() > 0
 		if owed {
 			m.fullBeats.Add(-1)
 		}
-		if full || owed || beat%fullEvery == 0 {
+		// No periodic announcements or heartbeats: the failure detector
+		// probes, anti-entropy repairs missed announcements (liveness.go).
+		if full || owed {
 			err = m.publish(ctx, KindAnnounce)
-		} else {
-			err = m.publishHeartbeat(ctx)
 		}
 		if err != nil && ctx.Err() == nil {
 			m.log.Warn("announce failed", "err", err)
@@ -516,12 +516,9 @@ func (m *Membership) expireLoop(ctx context.Context) {
 		case <-tick.C:
 		}
 		m.DropRevoked() // expired certificates: counted, connections closed
-		now := time.Now()
-		cutoff := now.Add(-time.Duration(m.cfg.MissedHeartbeats) * m.cfg.Heartbeat)
-		h := m.cfg.Node.Host
-		gone := m.tab.expire(cutoff, now, func(id peer.ID) bool {
-			return h.Network().Connectedness(id) == network.Connected
-		})
+		// Silence drops no member any more (the failure detector does);
+		// this drops those whose certificate expired.
+		gone := m.tab.expire(time.Time{}, time.Now(), nil)
 		for _, id := range gone {
 			m.cfg.Node.Host.ConnManager().Unprotect(id, "cbnode-member")
 			m.log.Info("member dropped after missed heartbeats", "peer", id)
@@ -742,6 +739,7 @@ func (m *Membership) Close() {
 }
 
 func (m *Membership) stopLoops() {
+	m.detector.stop()
 	m.cancel()
 	m.wg.Wait()
 }

@@ -92,12 +92,17 @@ type signedTopic[D any] struct {
 }
 
 // newSignedTopic loads the document saved in stateDir (initial if there is
-// none or it does not verify); it does not touch the network.
+// none or it does not verify; an empty stateDir keeps documents in memory
+// only); it does not touch the network.
 func newSignedTopic[D any](kind signedDoc[D], stateDir string, initial *D, log *slog.Logger) *signedTopic[D] {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &signedTopic[D]{signedDoc: kind, path: filepath.Join(stateDir, kind.file), log: log, doc: initial}
+	s := &signedTopic[D]{signedDoc: kind, log: log, doc: initial}
+	if stateDir == "" {
+		return s // kept in memory only
+	}
+	s.path = filepath.Join(stateDir, kind.file)
 	if b, err := os.ReadFile(s.path); err == nil {
 		if saved, err := s.verify(b); err == nil {
 			s.doc = saved
@@ -207,7 +212,7 @@ func (s *signedTopic[D]) apply(doc *D) bool {
 	}
 	s.doc = doc
 	s.mu.Unlock()
-	if b, err := s.marshal(doc); err == nil {
+	if b, err := s.marshal(doc); err == nil && s.path != "" {
 		if err := atomicfile.Write(s.path, b, 0o600); err != nil {
 			s.log.Warn("save "+s.noun, "err", err)
 		}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -31,14 +30,14 @@ type ACL struct {
 	// circuits, also when their certificate was verified before.
 	Revoked func(*cladnet.Certificate) bool
 
-	mu    sync.Mutex
-	cache map[peer.ID]verified
+	mu      sync.Mutex
+	cache   map[peer.ID]verified
+	refused map[string]uint64 // reason → reservations and circuits refused
 	// refusedUntil is the negative cache: a peer refused for want of a
 	// valid certificate is refused again without a new certificate fetch
 	// (a stream of up to 5 s) or log line until then; at most
 	// maxRefusedCache peers.
 	refusedUntil map[peer.ID]time.Time
-	refusals     atomic.Uint64 // every refusal, cached ones included
 }
 
 // RefuseTTL is how long the relay remembers a peer it refused for want of
@@ -48,13 +47,8 @@ const RefuseTTL = 10 * time.Second
 
 const maxRefusedCache = 4096
 
-// Refusals counts the reservations and circuits refused for want of a
-// valid certificate (cached refusals included).
-func (a *ACL) Refusals() uint64 { return a.refusals.Load() }
-
-// refuse records a refusal of p for RefuseTTL.
-func (a *ACL) refuse(p peer.ID, now time.Time) {
-	a.refusals.Add(1)
+// remember puts p in the negative cache for RefuseTTL.
+func (a *ACL) remember(p peer.ID, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.refusedUntil) >= maxRefusedCache {
@@ -79,6 +73,34 @@ func (a *ACL) refusedRecently(p peer.ID, now time.Time) bool {
 	return ok
 }
 
+// Reasons the ACL refuses a reservation or a circuit (Refused's keys).
+const (
+	RefusedNoCert       = "no-certificate"     // the peer showed no certificate
+	RefusedCladnet      = "cladnet-not-served" // a CLADNet whose owner key this relay was not given
+	RefusedBadCert      = "bad-certificate"    // forged, expired or for another peer
+	RefusedRevoked      = "revoked"            // in the CLADNet's revocation list
+	RefusedCrossCladnet = "cross-cladnet"      // a circuit between members of two CLADNets
+	RefusedRecently     = "refused-recently"   // refused within RefuseTTL: not asked again
+)
+
+func (a *ACL) refuse(reason string) {
+	a.mu.Lock()
+	a.refused[reason]++
+	a.mu.Unlock()
+}
+
+// Refused returns how many reservations and circuits were refused, by
+// reason (the Refused* constants).
+func (a *ACL) Refused() map[string]uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]uint64, len(a.refused))
+	for k, v := range a.refused {
+		out[k] = v
+	}
+	return out
+}
+
 type verified struct {
 	cladnetID string
 	until     time.Time // certificate expiry
@@ -90,6 +112,7 @@ func (a *ACL) revoked(p peer.ID, c *cladnet.Certificate) bool {
 	if a.Revoked == nil || !a.Revoked(c) {
 		return false
 	}
+	a.refuse(RefusedRevoked)
 	a.log.Info("relay refused: certificate revoked", "peer", p, "host", c.HostName)
 	return true
 }
@@ -109,7 +132,7 @@ func NewACL(h host.Host, ownerKeys []string, log *slog.Logger) (*ACL, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &ACL{h: h, log: log, owners: map[string]*cladnet.Spec{}, cache: map[peer.ID]verified{}, refusedUntil: map[peer.ID]time.Time{}}
+	a := &ACL{h: h, log: log, owners: map[string]*cladnet.Spec{}, cache: map[peer.ID]verified{}, refused: map[string]uint64{}, refusedUntil: map[peer.ID]time.Time{}}
 	for _, k := range ownerKeys {
 		id, _, err := ParseOwnerKey(k)
 		if err != nil {
@@ -134,30 +157,33 @@ func (a *ACL) member(p peer.ID) (string, bool) {
 		return v.cladnetID, true
 	}
 	if a.refusedRecently(p, now) {
-		a.refusals.Add(1)
+		a.refuse(RefusedRecently)
 		return "", false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := FetchCert(ctx, a.h, p)
 	if err != nil {
-		a.refuse(p, now)
+		a.refuse(RefusedNoCert)
+		a.remember(p, now)
 		a.log.Info("relay refused: no certificate", "peer", p, "err", err, "refusedFor", RefuseTTL)
 		return "", false
 	}
 	spec, known := a.owners[c.CladnetID]
 	if !known {
-		a.refuse(p, now)
+		a.refuse(RefusedCladnet)
+		a.remember(p, now)
 		a.log.Info("relay refused: CLADNet not allowed here", "peer", p, "cladnet", c.CladnetID, "refusedFor", RefuseTTL)
 		return "", false
 	}
 	if err := c.Verify(spec, p, now); err != nil {
-		a.refuse(p, now)
+		a.refuse(RefusedBadCert)
+		a.remember(p, now)
 		a.log.Info("relay refused: bad certificate", "peer", p, "err", err, "refusedFor", RefuseTTL)
 		return "", false
 	}
 	if a.revoked(p, c) {
-		a.refuse(p, now)
+		a.remember(p, now)
 		return "", false
 	}
 	a.mu.Lock()
@@ -179,5 +205,10 @@ func (a *ACL) AllowConnect(src peer.ID, _ ma.Multiaddr, dest peer.ID) bool {
 		return false
 	}
 	dc, ok := a.member(dest)
-	return ok && sc == dc
+	if ok && sc != dc {
+		a.refuse(RefusedCrossCladnet)
+		a.log.Info("relay refused: circuit between two CLADNets", "src", src, "dest", dest)
+		return false
+	}
+	return ok
 }

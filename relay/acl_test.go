@@ -49,8 +49,8 @@ func TestACLNegativeCache(t *testing.T) {
 	if n := asked.Load(); n != 1 {
 		t.Errorf("certificate fetched %d times for 20 attempts, want 1", n)
 	}
-	if n := acl.Refusals(); n != 20 {
-		t.Errorf("refusals = %d, want 20", n)
+	if r := acl.Refused(); r[RefusedBadCert] != 1 || r[RefusedRecently] != 19 {
+		t.Errorf("refusals = %v, want 1 %s and 19 %s", r, RefusedBadCert, RefusedRecently)
 	}
 	// After the TTL the peer is asked again (it may have been a transient
 	// failure).
@@ -72,7 +72,7 @@ func TestACLNegativeCacheBounded(t *testing.T) {
 	}
 	now := time.Now()
 	for i := range maxRefusedCache * 2 {
-		acl.refuse(peer.ID(rune(i)), now)
+		acl.remember(peer.ID(rune(i)), now)
 	}
 	if n := len(acl.refusedUntil); n > maxRefusedCache {
 		t.Fatalf("negative cache holds %d peers, bound %d", n, maxRefusedCache)

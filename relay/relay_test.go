@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/cloud-barista/cbnode/cladnet"
 )
@@ -63,7 +64,8 @@ func reserve(t *testing.T, h, r host.Host) error {
 func TestRelayServesOnlyAllowedMembers(t *testing.T) {
 	a, b := owner(t, "alpha"), owner(t, "beta")
 	rh, _ := newHost(t)
-	if _, err := Start(rh, []string{a.Spec.OwnerKey}, nil); err != nil {
+	svc, err := Start(rh, []string{a.Spec.OwnerKey}, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := reserve(t, member(t, a.Spec, a, time.Hour), rh); err != nil {
@@ -83,6 +85,11 @@ func TestRelayServesOnlyAllowedMembers(t *testing.T) {
 			t.Errorf("%s: unexpected error %v", name, err)
 		}
 	}
+	// Counted by reason: forged and expired are both bad certificates.
+	want := map[string]uint64{RefusedCladnet: 1, RefusedBadCert: 2, RefusedNoCert: 1}
+	if got := svc.Refused(); len(got) != len(want) || got[RefusedCladnet] != 1 || got[RefusedBadCert] != 2 || got[RefusedNoCert] != 1 {
+		t.Errorf("refused by reason: %v, want %v", got, want)
+	}
 }
 
 func TestStartRefusesOpenRelay(t *testing.T) {
@@ -99,10 +106,11 @@ func TestRelayRefusesRevoked(t *testing.T) {
 	a := owner(t, "alpha")
 	rh, _ := newHost(t)
 	var revoked sync.Map // peer ID string → struct{}
-	if _, err := Start(rh, []string{a.Spec.OwnerKey}, nil, WithRevoked(func(c *cladnet.Certificate) bool {
+	svc, err := Start(rh, []string{a.Spec.OwnerKey}, nil, WithRevoked(func(c *cladnet.Certificate) bool {
 		_, ok := revoked.Load(c.PeerID)
 		return ok
-	})); err != nil {
+	}))
+	if err != nil {
 		t.Fatal(err)
 	}
 	m := member(t, a.Spec, a, time.Hour)
@@ -119,5 +127,43 @@ func TestRelayRefusesRevoked(t *testing.T) {
 	revoked.Store(m2.ID().String(), struct{}{})
 	if err := reserve(t, m2, rh); err == nil {
 		t.Fatal("revoked newcomer got a reservation")
+	}
+	if n := svc.Refused()[RefusedRevoked]; n != 2 {
+		t.Errorf("refused as revoked: %d, want 2", n)
+	}
+}
+
+func TestRelayRefusesCircuitsAcrossCladnets(t *testing.T) {
+	a, b := owner(t, "alpha"), owner(t, "beta")
+	rh, _ := newHost(t)
+	svc, err := Start(rh, []string{a.Spec.OwnerKey, b.Spec.OwnerKey}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := member(t, a.Spec, a, time.Hour)
+	if err := reserve(t, dst, rh); err != nil {
+		t.Fatalf("member of alpha refused: %v", err)
+	}
+	dial := func(src host.Host) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := src.Connect(ctx, peer.AddrInfo{ID: rh.ID(), Addrs: rh.Addrs()}); err != nil {
+			t.Fatal(err)
+		}
+		circuit := ma.StringCast("/p2p/" + rh.ID().String() + "/p2p-circuit")
+		var addrs []ma.Multiaddr
+		for _, ra := range rh.Addrs() {
+			addrs = append(addrs, ra.Encapsulate(circuit))
+		}
+		return src.Connect(ctx, peer.AddrInfo{ID: dst.ID(), Addrs: addrs})
+	}
+	if err := dial(member(t, b.Spec, b, time.Hour)); err == nil {
+		t.Fatal("a member of beta got a circuit to a member of alpha")
+	}
+	if n := svc.Refused()[RefusedCrossCladnet]; n == 0 {
+		t.Errorf("refused by reason: %v, want a %s", svc.Refused(), RefusedCrossCladnet)
+	}
+	if err := dial(member(t, a.Spec, a, time.Hour)); err != nil {
+		t.Fatalf("a fellow member of alpha got no circuit: %v", err)
 	}
 }

@@ -35,9 +35,19 @@ func WithRevoked(revoked func(*cladnet.Certificate) bool) Option {
 	return func(a *ACL) { a.Revoked = revoked }
 }
 
+// Service is a running relay and its access control.
+type Service struct {
+	*relayv2.Relay
+	acl *ACL
+}
+
+// Refused returns how many reservations and circuits the relay refused, by
+// reason (the Refused* constants).
+func (s *Service) Refused() map[string]uint64 { return s.acl.Refused() }
+
 // Start runs a circuit-v2 relay on h for members of the CLADNets owned by
 // ownerKeys.
-func Start(h host.Host, ownerKeys []string, log *slog.Logger, opts ...Option) (*relayv2.Relay, error) {
+func Start(h host.Host, ownerKeys []string, log *slog.Logger, opts ...Option) (*Service, error) {
 	if len(ownerKeys) == 0 {
 		return nil, fmt.Errorf("relay: no CLADNet owner keys: a relay for anyone is an open proxy (give --cladnet-owner)")
 	}
@@ -52,5 +62,5 @@ func Start(h host.Host, ownerKeys []string, log *slog.Logger, opts ...Option) (*
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
-	return r, nil
+	return &Service{Relay: r, acl: acl}, nil
 }

@@ -56,6 +56,13 @@ type config struct {
 	mtuTCP     bool
 	perf       bool
 	quietWait  time.Duration
+	compare    bool   // the side-by-side phase
+	peers      bool   // with wireguard-go and Nebula
+	peersDir   string // where their binaries are built
+	binBefore  string // an older cbnode binary measured as "before"
+	pings      int
+	syscalls   bool
+	main       bool // the original main measurements
 }
 
 func main() {
@@ -65,10 +72,17 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "length of one iperf3 test (whole seconds)")
 	flag.IntVar(&cfg.reps, "reps", 3, "repetitions of each main throughput test")
 	flag.IntVar(&cfg.mtuReps, "mtu-reps", 2, "repetitions per MTU in the MTU study")
-	mtus := flag.String("mtus", "1280,1420,4000,9000,16000,32000,65000", "cbnet0 MTUs for the MTU study, comma-separated (empty skips it)")
-	flag.BoolVar(&cfg.transports, "transports", true, "compare QUIC and TCP (forced with iptables inside the lab)")
+	mtus := flag.String("mtus", "1280,1420,9000,16000", "cbnet0 MTUs for the MTU study, comma-separated (empty skips it)")
+	flag.BoolVar(&cfg.compare, "compare", true, "measure raw veth, wireguard-go, Nebula and cbnode variants side by side in one pass")
+	flag.BoolVar(&cfg.peers, "peers", true, "include wireguard-go and Nebula in the comparison (built with 'go install' from the module proxy at pinned versions; needs wg)")
+	flag.StringVar(&cfg.peersDir, "peers-dir", "bin/peers", "where the peers' binaries are built (kept between runs)")
+	flag.StringVar(&cfg.binBefore, "bin-before", "", "an older cbnode binary to measure as \"before\" in the comparison (e.g. built from main)")
+	flag.IntVar(&cfg.pings, "pings", 300, "pings per system in the comparison (10 ms apart)")
+	flag.BoolVar(&cfg.syscalls, "syscalls", true, "count the daemons' system calls with perf stat during the -b 1G test")
+	flag.BoolVar(&cfg.main, "main", true, "the main measurements of cbnode's default lab (throughput, RTT, load, counters)")
+	flag.BoolVar(&cfg.transports, "transports", false, "compare QUIC and TCP (forced with iptables inside the lab)")
 	flag.IntVar(&cfg.transReps, "transport-reps", 2, "repetitions per transport in the transport comparison")
-	flag.BoolVar(&cfg.mtuTCP, "mtu-tcp", true, "repeat the MTU study with TCP forced")
+	flag.BoolVar(&cfg.mtuTCP, "mtu-tcp", false, "repeat the MTU study with TCP forced")
 	flag.DurationVar(&cfg.quietWait, "quiet-wait", 30*time.Second, "before each test, wait up to this long for other work on the machine to pause")
 	flag.BoolVar(&cfg.perf, "perf", true, "profile one extra overlay test with 'perf record -a' if perf is installed")
 	flag.Parse()
@@ -123,9 +137,14 @@ func (c *config) check() error {
 	if _, err := exec.LookPath("iptables"); err != nil && (c.transports || c.mtuTCP) {
 		return fmt.Errorf("iptables is needed for -transports and -mtu-tcp: %w", err)
 	}
-	if _, err := exec.LookPath("perf"); err != nil && c.perf {
-		fmt.Fprintln(os.Stderr, "dataplane: perf not found, skipping the profile")
-		c.perf = false
+	if _, err := exec.LookPath("perf"); err != nil && (c.perf || c.syscalls) {
+		fmt.Fprintln(os.Stderr, "dataplane: perf not found, skipping the profile and the system call counts")
+		c.perf, c.syscalls = false, false
+	}
+	if c.binBefore != "" {
+		if _, err := os.Stat(c.binBefore); err != nil {
+			return fmt.Errorf("-bin-before: %w", err)
+		}
 	}
 	return nil
 }
@@ -148,13 +167,25 @@ func run(cfg config) error {
 		return err
 	}
 	cfg.bin = filepath.Join(tmp, "cbnode")
+	if cfg.binBefore != "" {
+		// Named cbnode too: the labs find the daemon by its command name.
+		dir := filepath.Join(tmp, "before")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return err
+		}
+		if r.binBeforeInfo, err = copyBinary(cfg.binBefore, filepath.Join(dir, "cbnode")); err != nil {
+			return err
+		}
+		cfg.binBefore = filepath.Join(dir, "cbnode")
+	}
 	b := &bench{cfg: cfg, rep: r}
 	phases := []struct {
 		name string
 		on   bool
 		fn   func(context.Context) error
 	}{
-		{"main measurements", true, b.mainPhase},
+		{"comparison", cfg.compare, b.comparePhase},
+		{"main measurements", cfg.main, b.mainPhase},
 		{"transport comparison", cfg.transports, b.transportPhase},
 		{"MTU study", len(cfg.mtus) > 0, b.mtuPhase},
 	}

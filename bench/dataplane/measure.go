@@ -27,11 +27,17 @@ type iperfResult struct {
 
 // iperf runs an iperf3 TCP client in h against addr:port.
 func iperf(ctx context.Context, h *netlab.Host, addr netip.Addr, port, streams int, d time.Duration) (iperfResult, error) {
+	return iperfArgs(ctx, h, addr, port, streams, d)
+}
+
+// iperfArgs is iperf with extra client flags.
+func iperfArgs(ctx context.Context, h *netlab.Host, addr netip.Addr, port, streams int, d time.Duration, extra ...string) (iperfResult, error) {
 	secs := int(d / time.Second)
 	ctx, cancel := context.WithTimeout(ctx, d+60*time.Second)
 	defer cancel()
-	out, runErr := h.Run(ctx, "iperf3", "-c", addr.String(), "-p", strconv.Itoa(port),
-		"-t", strconv.Itoa(secs), "-P", strconv.Itoa(streams), "-J", "--connect-timeout", "5000")
+	args := append([]string{"-c", addr.String(), "-p", strconv.Itoa(port),
+		"-t", strconv.Itoa(secs), "-P", strconv.Itoa(streams), "-J", "--connect-timeout", "5000"}, extra...)
+	out, runErr := h.Run(ctx, "iperf3", args...)
 	var j struct {
 		Error string `json:"error"`
 		End   struct {

@@ -14,11 +14,12 @@ import (
 
 // report collects everything the Markdown report shows.
 type report struct {
-	cfg        config
-	start, end time.Time
-	machine    machine
-	loadEnd    string
-	binInfo    string
+	cfg           config
+	start, end    time.Time
+	machine       machine
+	loadEnd       string
+	binInfo       string
+	binBeforeInfo string
 
 	version    string
 	mainMTU    int
@@ -30,6 +31,8 @@ type report struct {
 	profiles   []*profile
 	transports []*row
 	mtus       []*row
+	cmp        []*sysResult // the side-by-side comparison, in order
+	cmpMachine string       // load average when it started
 }
 
 type machine struct {
@@ -170,12 +173,20 @@ func (r *report) markdown() string {
 	p("| machine | %d CPUs, %s, kernel %s |", r.machine.cpus, r.machine.model, r.machine.kernel)
 	p("| load average | %s (start) → %s (end) |", r.machine.loadStart, r.loadEnd)
 	p("| cbnode | version %s (`cbnode status`; %s; this program built with %s) |", r.version, r.binInfo, runtime.Version())
+	if r.binBeforeInfo != "" {
+		p("| cbnode \"before\" | %s |", r.binBeforeInfo)
+	}
 	p("| iperf3 | %s |", r.machine.iperf)
 	p("| settings | `iperf3 -c … -t %d -P {1,4} -J`, %d repetitions per test, interleaved; cbnet0 MTU %d; ping `-c 50 -i 0.05 -q` |", secs, r.cfg.reps, r.mainMTU)
 	p("")
 	p("The machine's cores are shared by the client, the server, both daemons and both kernel TCP stacks (inner and underlay), and by other work on the host, so the numbers are noisy: each test waits up to %s for other work to pause, and the tables show how much CPU processes outside the lab still used (\"outside-lab CPU\"); compare ratios from the same run.", r.cfg.quietWait)
 
 	p("")
+	r.compareSection(func(f string, a ...any) { p(strings.TrimSuffix(f, "\n"), a...) })
+	if !r.cfg.main {
+		r.tail(p)
+		return b.String()
+	}
 	p("## Throughput (iperf3 TCP)")
 	p("")
 	p("Gbit/s = `end.sum_received.bits_per_second`; retransmits = `end.sum_sent.retransmits` (median per run).")
@@ -265,6 +276,12 @@ func (r *report) markdown() string {
 	busy, steal := l.sysPercent()
 	p("Whole machine during these tests (/proc/stat): %.0f%% of %d CPUs busy, %.0f%% stolen by the hypervisor; processes outside the lab (other work, this program) used at least %.0f%% of one core.", busy, r.machine.cpus, steal, l.foreignPercent())
 
+	r.tail(p)
+	return b.String()
+}
+
+// tail writes the sections after the main measurements.
+func (r *report) tail(p func(string, ...any)) {
 	if len(r.transports) > 0 {
 		p("")
 		p("## Transports")
@@ -321,7 +338,6 @@ func (r *report) markdown() string {
 	p("```")
 	p("")
 	p("The lab namespaces are named `%s<random>-*` and removed on exit (also on Ctrl-C); `ip netns list` should not show them afterwards.", labPrefix)
-	return b.String()
 }
 
 func (r *report) profileSection(p func(string, ...any)) {

@@ -58,10 +58,11 @@ IPAM only. --check validates everything and exits without joining.
 			&cli.StringFlag{Name: "api", Usage: "local API address (empty disables it)", Value: api.DefaultAddr, EnvVars: []string{"CBNODE_API"}},
 			&cli.StringFlag{Name: "ip", Usage: "ask for this overlay address (fails if another member holds it)", EnvVars: []string{"CBNODE_IP"}},
 			&cli.DurationFlag{Name: "lease", Usage: "overlay address lease (renewed at half-life; survives a suspend shorter than this)", Value: 48 * time.Hour, EnvVars: []string{"CBNODE_LEASE"}},
-			&cli.DurationFlag{Name: "heartbeat", Usage: "announcement interval", Value: overlay.DefaultHeartbeat, EnvVars: []string{"CBNODE_HEARTBEAT"}},
-			&cli.IntFlag{Name: "missed-heartbeats", Usage: "drop a member after this many missed heartbeats", Value: overlay.DefaultMissedHeartbeats, EnvVars: []string{"CBNODE_MISSED_HEARTBEATS"}},
+			&cli.DurationFlag{Name: "heartbeat", Usage: "period of the anti-entropy exchange (a table digest with one random member; changes are announced at once, liveness is probed every second)", Value: overlay.DefaultHeartbeat, EnvVars: []string{"CBNODE_HEARTBEAT"}},
+			&cli.IntFlag{Name: "missed-heartbeats", Usage: "no longer used: failed members are found by probing (kept so existing command lines keep working)", Value: overlay.DefaultMissedHeartbeats, EnvVars: []string{"CBNODE_MISSED_HEARTBEATS"}},
 			&cli.StringFlag{Name: "tun-name", Usage: "TUN device name", Value: "cbnet0", EnvVars: []string{"CBNODE_TUN_NAME"}},
-			&cli.IntFlag{Name: "mtu", Usage: "TUN device MTU", Value: daemon.DefaultMTU, EnvVars: []string{"CBNODE_MTU"}},
+			&cli.IntFlag{Name: "mtu", Usage: fmt.Sprintf("TUN device MTU (0: %d with TUN offloads, %d without)", daemon.DefaultMTU, daemon.DefaultMTUNoOffload), Value: 0, DefaultText: "auto", EnvVars: []string{"CBNODE_MTU"}},
+			&cli.BoolFlag{Name: "tun-offload", Usage: "use the TUN's segmentation offloads (IFF_VNET_HDR: 64 KiB TCP super-packets per read and frame) where the kernel has them; false: one packet per read, the plain TUN", Value: true, EnvVars: []string{"CBNODE_TUN_OFFLOAD"}},
 			&cli.StringSliceFlag{Name: "subnet-router", Usage: "accept overlay packets addressed to this CIDR besides the node's own address (repeatable; the node forwards them on itself, members do not route subnets to it automatically); every other destination is dropped", EnvVars: []string{"CBNODE_SUBNET_ROUTER"}},
 			&cli.BoolFlag{Name: "no-tun", Usage: "run without the data plane (no root needed)", EnvVars: []string{"CBNODE_NO_TUN"}},
 			&cli.BoolFlag{Name: "relay", Usage: "relay traffic for fellow members that cannot reach each other directly", EnvVars: []string{"CBNODE_RELAY"}},
@@ -245,10 +246,14 @@ func joinConfig(c *cli.Context) (daemon.Config, error) {
 	if c.Duration("lease") < time.Minute {
 		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--lease %s is too short: give at least 1m (default 48h)", c.Duration("lease")))
 	}
-	if mtu := c.Int("mtu"); mtu < tun.MinMTU || mtu > tun.MaxMTU {
-		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--mtu %d: give %d..%d (default %d)", mtu, tun.MinMTU, tun.MaxMTU, daemon.DefaultMTU))
+	mtu := c.Int("mtu")
+	if mtu != 0 && (mtu < tun.MinMTU || mtu > tun.MaxMTU) {
+		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--mtu %d: give %d..%d, or 0 for the default (%d with TUN offloads, %d without)", mtu, tun.MinMTU, tun.MaxMTU, daemon.DefaultMTU, daemon.DefaultMTUNoOffload))
 	}
-	if err := tun.Validate(c.String("tun-name"), c.Int("mtu")); err != nil {
+	if mtu == 0 {
+		mtu = daemon.DefaultMTU
+	}
+	if err := tun.Validate(c.String("tun-name"), mtu); err != nil {
 		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--tun-name: %w", err))
 	}
 	if err := checkListen(c); err != nil {
@@ -280,6 +285,7 @@ func joinConfig(c *cli.Context) (daemon.Config, error) {
 		RequestedIP: reqIP, Lease: c.Duration("lease"),
 		Relay: c.Bool("relay"),
 		TUN:   !c.Bool("no-tun"), TUNName: c.String("tun-name"), MTU: c.Int("mtu"),
+		TUNNoOffload: !c.Bool("tun-offload"),
 		SubnetRoutes: subnets,
 		DNS:          names.Options{Mode: dnsMode, HostsFile: c.String("hosts-file")},
 		Logger:       log,
@@ -307,7 +313,10 @@ nothing is dialled there.
 With --relay it also relays, without time or byte limits, for members that
 cannot reach each other directly (symmetric NATs) — but only for members of
 the CLADNets whose owner keys are given with --cladnet-owner (the "ownerKey"
-of 'cbnode cladnet show'): a relay for anyone would be an open proxy.`,
+of 'cbnode cladnet show'): a relay for anyone would be an open proxy. A
+relaying bootstrap node also keeps each of these CLADNets' owner-signed
+revocation lists (in --state-dir/<CLADNet ID>/revocations.json), refuses
+revoked members and hands the list to every node that joins.`,
 		Flags: []cli.Flag{stateDirFlag("/var/lib/cbnode-bootstrap"), listenFlag, portFlag,
 			&cli.StringSliceFlag{Name: "peer", Usage: "another bootstrap node's multiaddr (repeatable)", EnvVars: []string{"CBNODE_BOOTSTRAP_PEERS"}},
 			&cli.StringSliceFlag{Name: "announce", Usage: "public IP or DNS name (or multiaddr) to advertise, e.g. the VM's public IP (repeatable or comma-separated)", EnvVars: []string{"CBNODE_ANNOUNCE"}},
@@ -341,7 +350,7 @@ of 'cbnode cladnet show'): a relay for anyone would be an open proxy.`,
 			}
 			return daemon.RunBootstrap(c.Context, daemon.BootstrapConfig{
 				Key: key, ListenIPs: splitList(c.StringSlice("listen")), Port: c.Int("port"),
-				Peers: splitList(c.StringSlice("peer")), Announce: announce, RelayFor: owners, Logger: log,
+				Peers: splitList(c.StringSlice("peer")), Announce: announce, RelayFor: owners, StateDir: c.String("state-dir"), Logger: log,
 				Ready: func(n *node.Node) {
 					best := n.BootstrapAddr()
 					if best == nil {

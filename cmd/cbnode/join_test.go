@@ -90,6 +90,7 @@ func TestJoinConfigTakesEveryFlag(t *testing.T) {
 		"tun-name":          {"cbnet9", func(c daemon.Config) any { return c.TUNName }, "cbnet9"},
 		"mtu":               {"1420", func(c daemon.Config) any { return c.MTU }, 1420},
 		"no-tun":            {"", func(c daemon.Config) any { return c.TUN }, false},
+		"tun-offload":       {"=false", func(c daemon.Config) any { return c.TUNNoOffload }, true},
 		"subnet-router":     {"192.168.10.7/24", func(c daemon.Config) any { return c.SubnetRoutes }, []netip.Prefix{netip.MustParsePrefix("192.168.10.0/24")}},
 		"relay":             {"", func(c daemon.Config) any { return c.Relay }, true},
 		"dns":               {"server", func(c daemon.Config) any { return c.DNS.Mode }, "server"},
@@ -116,7 +117,10 @@ func TestJoinConfigTakesEveryFlag(t *testing.T) {
 			continue
 		}
 		args := append(append([]string{}, base...), "--"+name)
-		if tc.value != "" {
+		switch {
+		case strings.HasPrefix(tc.value, "="): // a bool flag defaulting to true
+			args[len(args)-1] += tc.value
+		case tc.value != "":
 			args = append(args, tc.value)
 		}
 		if name == "state-dir" {

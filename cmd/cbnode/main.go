@@ -54,6 +54,7 @@ Typical use:
 			joinCommand(),
 			bootstrapCommand(),
 			operatorCommand(),
+			tumblebugCommand(),
 			testCommand(),
 			controlCommand(),
 			keyCommand(),

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cloud-barista/cbnode/api"
 	"github.com/cloud-barista/cbnode/operator"
+	"github.com/cloud-barista/cbnode/overlay"
 )
 
 func operatorCommand() *cli.Command {
@@ -45,6 +46,8 @@ required (lines 'bearer TOKEN' or 'basic USER:PASSWORD'), and --tls-cert with
 			&cli.StringSliceFlag{Name: "p2p-listen", Usage: "IP address the libp2p node listens on (repeatable)", Value: cli.NewStringSlice("0.0.0.0"), EnvVars: []string{"CBNODE_P2P_LISTEN"}},
 			&cli.IntFlag{Name: "p2p-port", Usage: "libp2p TCP and UDP port; 0 picks one (the operator only dials out)", Value: 0, EnvVars: []string{"CBNODE_P2P_PORT"}},
 			&cli.DurationFlag{Name: "token-ttl", Usage: "default validity of API-issued tokens", Value: operator.DefaultTokenTTL, EnvVars: []string{"CBNODE_TOKEN_TTL"}},
+			&cli.DurationFlag{Name: "heartbeat", Usage: "announcement interval (use the members' --heartbeat)", Value: overlay.DefaultHeartbeat, EnvVars: []string{"CBNODE_HEARTBEAT"}},
+			&cli.IntFlag{Name: "missed-heartbeats", Usage: "a member silent for this many heartbeats is dropped (the console shows it as lost)", Value: overlay.DefaultMissedHeartbeats, EnvVars: []string{"CBNODE_MISSED_HEARTBEATS"}},
 			logLevelFlag, logFormatFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -55,12 +58,16 @@ required (lines 'bearer TOKEN' or 'basic USER:PASSWORD'), and --tls-cert with
 			if err := checkHostPort(c.String("listen")); err != nil {
 				return withCode(exitUsage, fmt.Errorf("--listen %q: %w", c.String("listen"), err))
 			}
+			if c.Int("missed-heartbeats") < 1 || c.Duration("heartbeat") < 100*time.Millisecond {
+				return withCode(exitUsage, errors.New("--heartbeat must be at least 100ms and --missed-heartbeats at least 1"))
+			}
 			err = operator.Run(c.Context, operator.Config{
 				Dir: c.String("dir"), Listen: c.String("listen"), AuthFile: c.String("auth-file"),
 				TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 				Bootstrap: splitList(c.StringSlice("bootstrap")),
 				ListenIPs: splitList(c.StringSlice("p2p-listen")), Port: c.Int("p2p-port"),
 				TokenTTL: c.Duration("token-ttl"), Logger: log,
+				Heartbeat: c.Duration("heartbeat"), MissedHeartbeats: c.Int("missed-heartbeats"),
 			})
 			var ce *operator.ConfigError
 			if errors.As(err, &ce) {

@@ -195,6 +195,14 @@ func (c *Cluster) AddMember(ctx context.Context, n *Node) error {
 	return nil
 }
 
+// RelayFor makes the bootstrap node relay for (and hold the revocation
+// list of) the CLADNet with this owner key from its next StartBootstrap:
+// for a CLADNet made through an operator's API after the lab was built.
+func (c *Cluster) RelayFor(ownerKey string) {
+	c.OwnerKey = ownerKey
+	c.opts.Relay = true
+}
+
 // StartBootstrap runs the bootstrap node on host n (relaying for the lab's
 // CLADNet if Options.Relay) and waits for its address.
 func (c *Cluster) StartBootstrap(ctx context.Context, n *Node) error {

@@ -42,9 +42,12 @@ type benchSource struct {
 	avail int
 }
 
-func (s *benchSource) MTU() int                    { return benchSize }
-func (s *benchSource) Write(p []byte) (int, error) { return len(p), nil } // keepalives only
-func (s *benchSource) Read(buf []byte) (int, error) {
+func (s *benchSource) MTU() int       { return benchSize }
+func (s *benchSource) BatchSize() int { return 16 }
+func (s *benchSource) Write(bufs [][]byte, _ int) (int, error) {
+	return len(bufs), nil // keepalives only
+}
+func (s *benchSource) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	for s.avail == 0 {
 		select {
 		case n := <-s.link.credits:
@@ -53,8 +56,12 @@ func (s *benchSource) Read(buf []byte) (int, error) {
 			return 0, net.ErrClosed
 		}
 	}
-	s.avail--
-	return copy(buf, s.pkt), nil
+	n := min(s.avail, len(bufs))
+	for i := range n {
+		sizes[i] = copy(bufs[i][offset:], s.pkt)
+	}
+	s.avail -= n
+	return n, nil
 }
 
 // benchSink is a Device counting delivered packets and returning credits.
@@ -65,20 +72,23 @@ type benchSink struct {
 	done   chan struct{}
 }
 
-func (s *benchSink) MTU() int { return benchSize }
-func (s *benchSink) Read([]byte) (int, error) {
+func (s *benchSink) MTU() int       { return benchSize }
+func (s *benchSink) BatchSize() int { return 16 }
+func (s *benchSink) Read([][]byte, []int, int) (int, error) {
 	<-s.link.closed
 	return 0, net.ErrClosed
 }
-func (s *benchSink) Write(p []byte) (int, error) {
-	n := s.n.Add(1)
-	if n%creditChunk == 0 {
-		s.link.credits <- creditChunk
+func (s *benchSink) Write(bufs [][]byte, _ int) (int, error) {
+	for range bufs {
+		n := s.n.Add(1)
+		if n%creditChunk == 0 {
+			s.link.credits <- creditChunk
+		}
+		if n == s.target {
+			close(s.done)
+		}
 	}
-	if n == s.target {
-		close(s.done)
-	}
-	return len(p), nil
+	return len(bufs), nil
 }
 
 // runTimed starts the engines (each Run's result goes to runs) and times

@@ -3,6 +3,7 @@ package forward
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -24,23 +25,26 @@ var (
 
 // Engine forwards packets between a Device and per-peer streams.
 //
-// Send path: a single goroutine (Run) reads the device into pooled
-// buffers, looks the destination up in the atomic routing snapshot and
-// hands the buffer to the owning peer's bounded queue. Each peer has
-// exactly one writer goroutine that drains its queue and coalesces frames
-// into one stream Write per batch.
+// Send path: a single goroutine (Run) reads batches of packets from the
+// device into pooled buffers, looks each destination up in the atomic
+// routing snapshot, frames the packet in place and hands the buffer to the
+// owning peer's bounded queue. Each peer has exactly one writer goroutine
+// that drains its queue and coalesces small frames into one stream Write
+// per batch (large ones, such as super-packets, are written in place).
 //
 // Receive path: the node layer calls HandleStream for every inbound
 // stream; its loop validates each frame and writes data packets to the
-// device.
+// device, many per Device.Write when frames arrive back to back.
 type Engine struct {
-	dialer Dialer
-	dev    Device
-	opts   Options
-	log    *slog.Logger
+	dialer  Dialer
+	dev     Device
+	offload bool // dev exchanges virtio-net headers (Offloader)
+	opts    Options
+	log     *slog.Logger
 
-	maxPayload int // largest accepted payload: min(MTU+LengthSlack, 65535)
-	pool       *packetPool
+	maxPayload int // largest accepted data payload: min(MTU+LengthSlack, 65535)
+	batch      int // packets per Device.Read / Write
+	pool       pools
 	filter     Filter    // nil: accept every packet that passed the checks
 	subnets    []prefix4 // destinations accepted besides the local address
 
@@ -61,6 +65,9 @@ type Engine struct {
 	running atomic.Bool
 }
 
+// maxBatch caps Device.BatchSize.
+const maxBatch = 128
+
 // New returns an engine forwarding between dev and the streams d opens.
 // Call SetLocal and SetRoutes to configure it, Run to start the send path
 // and Close to stop everything.
@@ -71,27 +78,39 @@ func New(dev Device, d Dialer, opts Options) *Engine {
 		mtu = DefaultMTU
 	}
 	maxPayload := min(mtu+LengthSlack, maxFrameLen)
-	if opts.BatchBytes < HeaderLen+maxPayload {
-		opts.BatchBytes = HeaderLen + maxPayload
+	if opts.BatchBytes < gsoHeaderLen+maxFrameLen {
+		opts.BatchBytes = gsoHeaderLen + maxFrameLen // room for a super-packet
 	}
+	o, _ := dev.(Offloader)
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
 		dialer:     d,
 		dev:        dev,
+		offload:    o != nil && o.Offload(),
 		opts:       opts,
 		log:        opts.Logger,
 		maxPayload: maxPayload,
-		pool:       newPacketPool(HeaderLen + maxPayload),
+		batch:      min(max(dev.BatchSize(), 1), maxBatch),
 		filter:     opts.Filter,
 		subnets:    prefixes4(opts.SubnetRoutes),
 		epoch:      time.Now(),
 		ctx:        ctx,
 		cancel:     cancel,
 	}
+	e.pool.small = newPacketPool(Headroom + maxPayload)
+	e.pool.big = e.pool.small
+	if maxPayload < maxFrameLen {
+		// Super-packets (from this device or a peer's) need 64 KiB.
+		e.pool.big = newPacketPool(Headroom + maxFrameLen)
+	}
 	e.pings.init()
 	e.routes.Store(emptyRouteTable())
 	return e
 }
+
+// Offload reports whether the engine's device has segmentation offloads
+// (super-packets are read and written whole).
+func (e *Engine) Offload() bool { return e.offload }
 
 // Run reads packets from the device and forwards them until ctx is done,
 // the engine is closed, or the device returns an error. It is the only
@@ -104,61 +123,109 @@ func (e *Engine) Run(ctx context.Context) error {
 		return ErrAlreadyRunning
 	}
 	defer e.running.Store(false)
+	readPool := e.pool.small
+	if e.offload {
+		readPool = e.pool.big
+	}
+	pkts := make([]*packet, e.batch)
+	bufs := make([][]byte, e.batch)
+	sizes := make([]int, e.batch)
+	for i := range pkts {
+		pkts[i] = readPool.get()
+		bufs[i] = pkts[i].buf
+	}
+	defer func() {
+		for _, p := range pkts {
+			e.pool.put(p)
+		}
+	}()
 	for {
 		if ctx.Err() != nil || e.ctx.Err() != nil {
 			return nil
 		}
-		pkt := e.pool.get()
-		n, err := e.dev.Read(pkt.buf[HeaderLen:])
+		n, err := e.dev.Read(bufs, sizes, Headroom)
+		for i := range min(n, len(pkts)) {
+			if e.forward(pkts[i], sizes[i]) {
+				pkts[i] = readPool.get()
+				bufs[i] = pkts[i].buf
+			}
+		}
 		if err != nil {
-			e.pool.put(pkt)
 			if ctx.Err() != nil || e.ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("forward: read device: %w", err)
 		}
-		e.forward(pkt, n)
 	}
 }
 
 // forward routes one packet read from the device (payload at
-// pkt.buf[HeaderLen:HeaderLen+n]) and takes ownership of pkt.
-// It performs no allocation.
-func (e *Engine) forward(pkt *packet, n int) {
-	if n <= 0 {
-		e.pool.put(pkt)
-		return
+// pkt.buf[Headroom:Headroom+n], on an offload device preceded by its
+// virtio-net header). It returns true if it took ownership of pkt, false
+// if the caller may reuse it. It performs no allocation.
+func (e *Engine) forward(pkt *packet, n int) bool {
+	if n <= 0 || Headroom+n > len(pkt.buf) {
+		return false
 	}
-	ip := pkt.buf[HeaderLen : HeaderLen+n]
+	ip := pkt.buf[Headroom : Headroom+n]
 	if n < ipv4MinHeader || ip[0]>>4 != 4 {
 		// Not IPv4 (e.g. IPv6 noise from the OS) or truncated.
 		e.drops.add(DropBadHeader)
-		e.pool.put(pkt)
-		return
+		return false
 	}
 	dst := dstKey(ip)
 	rt := e.routes.Load()
 	if rt.isLocal(dst) {
-		e.pool.put(pkt) // to ourselves: not for the mesh
-		return
+		return false // to ourselves: not for the mesh
 	}
 	ps := rt.lookup(dst)
 	if ps == nil {
 		e.drops.add(DropNoRoute)
-		e.pool.put(pkt)
-		return
+		return false
 	}
 	if e.adminDown.Load() {
 		ps.c.drops.add(DropAdminDown)
-		e.pool.put(pkt)
-		return
+		return false
 	}
 	if e.filter != nil {
-		e.filter.Outbound(ip)
+		e.filter.Outbound(ip) // a super-packet's header stands for its segments
 	}
-	putHeader(pkt.buf, FrameData, n)
-	pkt.n = HeaderLen + n
+	var vh virtioHdr
+	if e.offload {
+		vh = decodeVirtio(pkt.buf[Headroom-VirtioNetHdrLen : Headroom])
+	}
+	pkt.end = Headroom + n
+	if vh.gsoType != gsoNone {
+		if !validIPv4(ip) {
+			ps.c.drops.add(DropBadHeader)
+			return false
+		}
+		if _, _, err := gsoLayout(ip, vh.gsoType, int(vh.gsoSize)); err != nil {
+			ps.c.drops.add(DropBadHeader)
+			return false
+		}
+		pkt.start = Headroom - gsoHeaderLen
+		putGSOHeader(pkt.buf[pkt.start:], vh.gsoType, int(vh.gsoSize), n)
+		ps.enqueue(pkt)
+		return true
+	}
+	if vh.flags&virtioNeedsCsum != 0 && !completeCsum(ip, vh) {
+		ps.c.drops.add(DropBadHeader)
+		return false
+	}
+	pkt.start = Headroom - HeaderLen
+	putHeader(pkt.buf[pkt.start:], FrameData, n)
+	if len(pkt.buf) > e.pool.small.size && pkt.end <= e.pool.small.size {
+		// A plain packet read into a super-packet buffer: move it to a
+		// small one so queued packets do not pin 64 KiB each.
+		sp := e.pool.small.get()
+		sp.start, sp.end = pkt.start, pkt.end
+		copy(sp.buf[sp.start:sp.end], pkt.buf[pkt.start:pkt.end])
+		ps.enqueue(sp)
+		return false
+	}
 	ps.enqueue(pkt)
+	return true
 }
 
 // HandleStream runs the receive loop for one inbound stream from peer p
@@ -189,25 +256,35 @@ func (e *Engine) HandleStream(p peer.ID, s Stream, path PathInfo) {
 	}
 }
 
-// receive reads frames from s until EOF or an error. It reuses one pooled
-// buffer for the lifetime of the stream: Device.Write is synchronous.
+// receive reads frames from s until EOF or an error. Data packets are
+// collected into a batch that is written to the device when it is full
+// or when the next frame has not fully arrived yet (so nothing waits for
+// more input).
 func (e *Engine) receive(p peer.ID, s Stream) error {
 	br := bufio.NewReaderSize(s, readBufferSize)
-	pkt := e.pool.get()
-	defer e.pool.put(pkt)
-	hdr := pkt.buf[:HeaderLen]
+	rb := &rxBatch{}
+	defer e.flushRx(rb)
+	var hdr [gsoHeaderLen]byte
 	var (
 		rt *routeTable // snapshot ps was resolved in
 		ps *peerState  // p's state; nil if p is not (or no longer) routed
 	)
 	for {
-		if _, err := io.ReadFull(br, hdr); err != nil {
+		if len(rb.pkts) > 0 && (len(rb.pkts) >= e.batch || !frameBuffered(br)) {
+			e.flushRx(rb)
+		}
+		if _, err := io.ReadFull(br, hdr[:HeaderLen]); err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return fmt.Errorf("read frame header from %s: %w", p, err)
 		}
-		typ, n := parseHeader(hdr)
+		typ, n := parseHeader(hdr[:])
+		if typ == FrameGSO {
+			if _, err := io.ReadFull(br, hdr[HeaderLen:]); err != nil {
+				return fmt.Errorf("read gso frame header from %s: %w", p, err)
+			}
+		}
 		if cur := e.routes.Load(); cur != rt {
 			rt, ps = cur, cur.peers[p] // re-resolve only when routes change
 		}
@@ -218,46 +295,106 @@ func (e *Engine) receive(p peer.ID, s Stream) error {
 				ps.c.lastRecvData.Store(now)
 			}
 		}
-		if n > e.maxPayload {
+		if limit := e.maxPayload; n > limit && typ != FrameGSO {
 			// The payload would not fit any buffer; framing is lost.
 			e.drop(ps, DropBadLength)
-			return fmt.Errorf("from %s: %w (%d > %d)", p, errFrameTooLong, n, e.maxPayload)
+			return fmt.Errorf("from %s: %w (%d > %d)", p, errFrameTooLong, n, limit)
 		}
-		payload := pkt.buf[HeaderLen : HeaderLen+n]
+		pkt := e.pool.forPayload(n)
+		pkt.end = Headroom + n
+		payload := pkt.payload()
 		if _, err := io.ReadFull(br, payload); err != nil {
+			e.pool.put(pkt)
 			return fmt.Errorf("read %s frame payload (%d bytes) from %s: %w", typ, n, p, err)
 		}
 		switch typ {
 		case FrameData:
-			e.deliver(rt, ps, payload)
+			e.deliver(rt, ps, pkt, rb)
+			continue
+		case FrameGSO:
+			e.deliverGSO(rt, ps, pkt, hdr[1], int(binary.BigEndian.Uint16(hdr[4:6])), rb)
+			continue
 		case FrameKeepalive:
 			if ps != nil {
 				ps.c.keepalivesRecv.Add(1)
 			}
 		case FrameProbe:
-			if n != probeLen {
+			switch {
+			case n != probeLen:
 				e.drop(ps, DropBadLength)
-				continue
-			}
-			if ps == nil {
+			case ps == nil:
 				e.drops.add(DropUnknownPeer)
-				continue
+			default:
+				ps.sendControl(FrameProbeReply, payload)
 			}
-			ps.sendControl(FrameProbeReply, payload)
 		case FrameProbeReply:
 			if n != probeLen {
 				e.drop(ps, DropBadLength)
-				continue
+			} else {
+				e.pings.complete(p, payload)
 			}
-			e.pings.complete(p, payload)
 		default:
 			e.drop(ps, DropBadType)
 		}
+		e.pool.put(pkt)
 	}
 }
 
-// deliver validates one data packet from ps and writes it to the device.
-func (e *Engine) deliver(rt *routeTable, ps *peerState, ip []byte) {
+// frameBuffered reports whether a whole next frame is already buffered.
+func frameBuffered(br *bufio.Reader) bool {
+	if br.Buffered() < HeaderLen {
+		return false
+	}
+	h, _ := br.Peek(HeaderLen)
+	typ, n := parseHeader(h)
+	if typ == FrameGSO {
+		n += gsoHeaderLen - HeaderLen
+	}
+	return br.Buffered() >= HeaderLen+n
+}
+
+// rxBatch collects the packets of one stream for one Device.Write.
+type rxBatch struct {
+	ps   *peerState
+	pkts []*packet
+	bufs [][]byte
+	segs []*packet // scratch for deliverGSO's software segmentation
+}
+
+func (rb *rxBatch) add(ps *peerState, pkt *packet) {
+	rb.ps = ps
+	rb.pkts = append(rb.pkts, pkt)
+	rb.bufs = append(rb.bufs, pkt.buf[:pkt.end])
+}
+
+// flushRx writes the batch to the device and recycles its packets.
+func (e *Engine) flushRx(rb *rxBatch) {
+	if len(rb.pkts) == 0 {
+		return
+	}
+	n, err := e.dev.Write(rb.bufs, Headroom)
+	n = min(max(n, 0), len(rb.pkts))
+	if err != nil && n == len(rb.pkts) {
+		n-- // an error with everything "written": count one as lost
+	}
+	c := &rb.ps.c
+	for i, pkt := range rb.pkts {
+		if i < n {
+			c.rxPackets.Add(1)
+			c.rxBytes.Add(uint64(pkt.end - Headroom))
+		} else {
+			c.drops.add(DropDeviceError)
+		}
+		e.pool.put(pkt)
+		rb.pkts[i], rb.bufs[i] = nil, nil
+	}
+	rb.pkts, rb.bufs = rb.pkts[:0], rb.bufs[:0]
+}
+
+// admit runs the checks every data packet from ps passes: a sane IPv4
+// packet, a routed sender, the sender's own source address (the
+// anti-spoofing check, also on super-packets), the data plane up.
+func (e *Engine) admit(rt *routeTable, ps *peerState, ip []byte) bool {
 	switch {
 	case len(ip) == 0:
 		e.drop(ps, DropBadLength)
@@ -274,13 +411,79 @@ func (e *Engine) deliver(rt *routeTable, ps *peerState, ip []byte) {
 	case e.filter != nil && !e.filter.Inbound(ps.id, ip):
 		ps.c.drops.add(DropFiltered)
 	default:
-		if _, err := e.dev.Write(ip); err != nil {
-			ps.c.drops.add(DropDeviceError)
-			return
-		}
-		ps.c.rxPackets.Add(1)
-		ps.c.rxBytes.Add(uint64(len(ip)))
+		return true
 	}
+	return false
+}
+
+// deliver validates one data packet from ps and adds it to the batch; it
+// takes ownership of pkt.
+func (e *Engine) deliver(rt *routeTable, ps *peerState, pkt *packet, rb *rxBatch) {
+	if !e.admit(rt, ps, pkt.payload()) {
+		e.pool.put(pkt)
+		return
+	}
+	if e.offload {
+		clear(pkt.buf[Headroom-VirtioNetHdrLen : Headroom]) // a plain packet
+	}
+	rb.add(ps, pkt)
+}
+
+// deliverGSO validates a super-packet from ps and adds it to the batch:
+// whole with its virtio-net header on an offload device, else cut into
+// segments. It takes ownership of pkt.
+func (e *Engine) deliverGSO(rt *routeTable, ps *peerState, pkt *packet, gsoType uint8, gsoSize int, rb *rxBatch) {
+	ip := pkt.payload()
+	if !e.admit(rt, ps, ip) {
+		e.pool.put(pkt)
+		return
+	}
+	ihl, hdrLen, err := gsoLayout(ip, gsoType, gsoSize)
+	if err != nil {
+		ps.c.drops.add(DropBadHeader)
+		e.pool.put(pkt)
+		return
+	}
+	ps.c.rxGSO.Add(1)
+	if e.offload {
+		gsoVirtioHdr(ip, gsoType, gsoSize, ihl, hdrLen).encode(pkt.buf[Headroom-VirtioNetHdrLen : Headroom])
+		rb.add(ps, pkt)
+		return
+	}
+	if nseg := (len(ip) - hdrLen + gsoSize - 1) / gsoSize; len(rb.pkts)+nseg > e.batch {
+		e.flushRx(rb)
+	}
+	segs := e.segment(ip, gsoType, gsoSize, rb.segs[:0])
+	e.pool.put(pkt)
+	for i, sp := range segs {
+		rb.add(ps, sp)
+		segs[i] = nil
+	}
+	rb.segs = segs[:0]
+}
+
+// segment cuts super-packet ip (valid for gsoLayout) into packets from the
+// pool (payload at Headroom, end set), appended to segs.
+func (e *Engine) segment(ip []byte, gsoType uint8, gsoSize int, segs []*packet) []*packet {
+	ihl, hdrLen, err := gsoLayout(ip, gsoType, gsoSize)
+	if err != nil {
+		return segs
+	}
+	nseg := (len(ip) - hdrLen + gsoSize - 1) / gsoSize
+	var bufArr [maxSoftSegments][]byte
+	var sizeArr [maxSoftSegments]int
+	bufs, sizes := bufArr[:nseg], sizeArr[:nseg]
+	first := len(segs)
+	for i := range nseg {
+		sp := e.pool.forPayload(hdrLen + gsoSize)
+		segs = append(segs, sp)
+		bufs[i] = sp.buf
+	}
+	segmentIPv4(ip, gsoSize, ihl, hdrLen, bufs, sizes, Headroom)
+	for i, sp := range segs[first:] {
+		sp.end = Headroom + sizes[i]
+	}
+	return segs
 }
 
 // acceptsDst reports whether a received packet for dst is ours to take:

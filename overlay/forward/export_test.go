@@ -9,6 +9,14 @@ var (
 	FrameBytes = frameBytes
 )
 
+// GSOFrameBytes encodes a FrameGSO frame carrying super-packet pkt.
+func GSOFrameBytes(gsoType uint8, gsoSize int, pkt []byte) []byte {
+	b := make([]byte, gsoHeaderLen+len(pkt))
+	putGSOHeader(b, gsoType, gsoSize, len(pkt))
+	copy(b[gsoHeaderLen:], pkt)
+	return b
+}
+
 // MaxPayload returns the largest payload e accepts in a frame.
 func MaxPayload(e *Engine) int { return e.maxPayload }
 

@@ -13,7 +13,8 @@ import "encoding/binary"
 //	+--------+--------+--------+--------+------------------
 //
 //	Type    FrameData, FrameKeepalive, FrameProbe or FrameProbeReply.
-//	Flags   reserved: senders set 0, receivers ignore it.
+//	Flags   reserved: senders set 0, receivers ignore it (FrameGSO: the
+//	        GSO type, see below).
 //	Length  payload length in bytes, big-endian.
 //
 // Payloads:
@@ -22,6 +23,15 @@ import "encoding/binary"
 //	Keepalive   empty (a non-empty payload is skipped).
 //	Probe       8-byte big-endian id + 8-byte big-endian sender timestamp (unix nanos).
 //	ProbeReply  the 16 probe bytes echoed back unchanged.
+//	GSO         a TCP or UDP IPv4 super-packet of up to 65535 bytes read from
+//	            a TUN with offloads, sent as one frame: Flags is the
+//	            virtio-net GSO type (1 TCPv4, 5 UDP; 0x80 ECN), and the
+//	            4-byte header is followed by 4 more bytes, gso_size (BE16,
+//	            the segment size) and 2 reserved bytes, then the packet
+//	            (Length counts only the packet). Its transport checksum is
+//	            not valid: the receiver writes it to its TUN with a
+//	            virtio-net header (the kernel segments it and completes the
+//	            checksums), or segments it in software.
 //
 // A stream carries frames in one direction only: the dialing side writes,
 // the accepting side reads. Replies travel on the reverse stream.
@@ -35,6 +45,7 @@ const (
 	FrameKeepalive  FrameType = 1
 	FrameProbe      FrameType = 2
 	FrameProbeReply FrameType = 3
+	FrameGSO        FrameType = 4
 )
 
 func (t FrameType) String() string {
@@ -47,6 +58,8 @@ func (t FrameType) String() string {
 		return "probe"
 	case FrameProbeReply:
 		return "probe_reply"
+	case FrameGSO:
+		return "gso"
 	default:
 		return "unknown"
 	}
@@ -55,6 +68,9 @@ func (t FrameType) String() string {
 const (
 	// HeaderLen is the size of the frame header.
 	HeaderLen = 4
+	// gsoHeaderLen is the size of a FrameGSO header (HeaderLen + gso_size
+	// + 2 reserved bytes).
+	gsoHeaderLen = HeaderLen + 4
 	// LengthSlack is accepted on top of the local MTU for incoming data
 	// frames, so peers with a slightly larger MTU still interoperate.
 	LengthSlack = 128
@@ -72,6 +88,16 @@ func putHeader(b []byte, t FrameType, payloadLen int) {
 	b[0] = byte(t)
 	b[1] = 0
 	binary.BigEndian.PutUint16(b[2:4], uint16(payloadLen))
+}
+
+// putGSOHeader encodes a FrameGSO header into b[:gsoHeaderLen].
+func putGSOHeader(b []byte, gsoType uint8, gsoSize, pktLen int) {
+	_ = b[gsoHeaderLen-1]
+	b[0] = byte(FrameGSO)
+	b[1] = gsoType
+	binary.BigEndian.PutUint16(b[2:4], uint16(pktLen))
+	binary.BigEndian.PutUint16(b[4:6], uint16(gsoSize))
+	b[6], b[7] = 0, 0
 }
 
 // parseHeader decodes a frame header from b[:HeaderLen].

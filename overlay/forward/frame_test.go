@@ -86,11 +86,12 @@ func TestDropReasonNames(t *testing.T) {
 // discardDev is a Device that swallows writes and never yields packets.
 type discardDev struct{}
 
-func (discardDev) Read([]byte) (int, error)      { return 0, io.EOF }
-func (discardDev) Write(p []byte) (int, error)   { return len(p), nil }
-func (discardDev) MTU() int                      { return 1400 }
-func (readerStream) Write(b []byte) (int, error) { return len(b), nil }
-func (readerStream) Close() error                { return nil }
+func (discardDev) Read([][]byte, []int, int) (int, error) { return 0, io.EOF }
+func (discardDev) Write(b [][]byte, _ int) (int, error)   { return len(b), nil }
+func (discardDev) MTU() int                               { return 1400 }
+func (discardDev) BatchSize() int                         { return 8 }
+func (readerStream) Write(b []byte) (int, error)          { return len(b), nil }
+func (readerStream) Close() error                         { return nil }
 
 type readerStream struct{ io.Reader }
 
@@ -131,15 +132,22 @@ func FuzzReceive(f *testing.F) {
 
 type checkDev struct {
 	discardDev
-	t   *testing.T
-	src netip.Addr
+	t    *testing.T
+	src  netip.Addr
+	sums bool // check IP and TCP/UDP checksums too (of TCP and UDP packets)
 }
 
-func (d *checkDev) Write(p []byte) (int, error) {
-	if !validIPv4(p) || ipv4test.Src(p) != d.src {
-		d.t.Fatalf("delivered invalid packet % x", p)
+func (d *checkDev) Write(bufs [][]byte, offset int) (int, error) {
+	for _, b := range bufs {
+		p := b[offset:]
+		if !validIPv4(p) || ipv4test.Src(p) != d.src {
+			d.t.Fatalf("delivered invalid packet % x", p)
+		}
+		if d.sums && p[0] == 0x45 && (p[9] == 6 || p[9] == 17) && !ipv4test.ValidChecksums(p) {
+			d.t.Fatalf("delivered segment with bad checksums % x", p[:min(len(p), 64)])
+		}
 	}
-	return len(p), nil
+	return len(bufs), nil
 }
 
 func TestProbeAnsweredThroughQueue(t *testing.T) {
@@ -180,11 +188,44 @@ func TestSendPathZeroAlloc(t *testing.T) {
 	pkt := ipv4test.Packet(netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("10.0.0.1"), 1400, 0)
 	allocs := testing.AllocsPerRun(1000, func() {
 		p := e.pool.get()
-		n := copy(p.buf[HeaderLen:], pkt)
-		e.forward(p, n)
+		n := copy(p.buf[Headroom:], pkt)
+		if !e.forward(p, n) {
+			t.Fatal("not forwarded")
+		}
 		e.pool.put(<-ps.queue)
 	})
 	if allocs != 0 {
 		t.Fatalf("send path allocates %.1f times per packet", allocs)
+	}
+}
+
+// TestQueueBytesBound: a peer's queue holds at most QueueBytes of frames
+// (here the minimum, one maximum-size frame), whatever QueueLen allows;
+// the rest is dropped as queue_full.
+func TestQueueBytesBound(t *testing.T) {
+	e, ps := staticEngine(discardDev{}, Options{QueueBytes: 1, QueueLen: 1000})
+	defer e.Close()
+	pkt := ipv4test.Packet(netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("10.0.0.1"), 1400, 0)
+	for range 100 {
+		p := e.pool.get()
+		n := copy(p.buf[Headroom:], pkt)
+		if !e.forward(p, n) {
+			e.pool.put(p)
+		}
+	}
+	want := (gsoHeaderLen + maxFrameLen) / (HeaderLen + 1400)
+	if got := len(ps.queue); got != want {
+		t.Errorf("%d frames queued, want %d", got, want)
+	}
+	if d := ps.c.drops[DropQueueFull].Load(); d != uint64(100-want) {
+		t.Errorf("%d queue_full drops, want %d", d, 100-want)
+	}
+	for len(ps.queue) > 0 {
+		p := <-ps.queue
+		ps.dequeued(p)
+		e.pool.put(p)
+	}
+	if q := ps.queued.Load(); q != 0 {
+		t.Errorf("%d bytes still accounted after draining", q)
 	}
 }

@@ -5,22 +5,68 @@ import (
 	"io"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // ProtocolID is the libp2p protocol carrying framed packets between peers.
-const ProtocolID = "/cbnode/packet/1.0.0"
+// Version 1.1.0 added FrameGSO (super-packets).
+const ProtocolID = "/cbnode/packet/1.1.0"
 
-// Device is the local packet device (the TUN cbnet0). Read returns one IPv4 packet.
+// LegacyProtocolID is the packet protocol of nodes without FrameGSO. A
+// node serves both and offers both when it dials, preferring ProtocolID;
+// on a stream that speaks LegacyProtocolID (see Protocoler) the writer
+// cuts super-packets into plain data frames before sending, so members
+// of both versions interoperate during a rolling upgrade.
+const LegacyProtocolID = "/cbnode/packet/1.0.0"
+
+// Protocoler is implemented by streams that know their negotiated
+// protocol (libp2p's network.Stream does). A stream that does not is
+// taken to speak ProtocolID.
+type Protocoler interface {
+	Protocol() protocol.ID
+}
+
+// Device is the local packet device (the TUN cbnet0), batch-shaped like
+// wireguard-go's tun.Device: one Read may return many packets, one Write
+// hands many packets to the kernel.
 //
+// Read fills bufs[i][offset:offset+sizes[i]] with up to len(bufs) packets
+// (at least one; it blocks until one is available) and returns how many.
+// Every buffer has room for offset bytes in front of the packet and at
+// least MTU+LengthSlack bytes after it (65535 for an Offloader device).
 // Read is only ever called from the single goroutine running Engine.Run.
-// Write is called from the receive loop of every inbound stream and must
-// therefore be safe for concurrent use; it must not retain pkt after it
-// returns (the engine reuses the buffer).
+//
+// Write writes the packets bufs[i][offset:] and returns how many the
+// device took; when it returns an error, the packets from that count on
+// were not written. It is called from the receive loop of every inbound
+// stream and must therefore be safe for concurrent use; it must not
+// retain the buffers after it returns (the engine reuses them).
+//
+// BatchSize is the largest number of packets a Read returns or the
+// engine passes to one Write that the device handles efficiently (1 for a
+// one-packet-per-call device).
 type Device interface {
-	Read(buf []byte) (int, error)
-	Write(pkt []byte) (int, error)
+	Read(bufs [][]byte, sizes []int, offset int) (int, error)
+	Write(bufs [][]byte, offset int) (int, error)
+	BatchSize() int
 	MTU() int
 }
+
+// Offloader is implemented by a Device with segmentation and checksum
+// offloads (a Linux TUN opened with IFF_VNET_HDR). When Offload reports
+// true, each packet read and written is preceded by a virtio-net header
+// in bufs[i][offset-VirtioNetHdrLen:offset]: Read reports TCP/UDP
+// super-packets (up to 64 KiB, to be cut into gso_size segments) and
+// partial checksums there, and Write gets the header the engine built for
+// each packet (all zero for a plain packet).
+type Offloader interface {
+	Offload() bool
+}
+
+// Headroom is the offset the engine passes to Device.Read and Write: room
+// for the virtio-net header and for the largest frame header, so a packet
+// read from the device is framed in place.
+const Headroom = 16
 
 // Stream is one libp2p stream (or an in-memory pipe in tests).
 //
@@ -43,7 +89,7 @@ type PathInfo struct {
 }
 
 // Dialer opens an outbound packet stream to a peer (the node layer implements it with
-// host.NewStream on protocol /cbnode/packet/1.0.0, allowing limited conns).
+// host.NewStream on ProtocolID or LegacyProtocolID, allowing limited conns).
 type Dialer interface {
 	OpenStream(ctx context.Context, p peer.ID) (Stream, PathInfo, error)
 }

@@ -68,12 +68,23 @@ type node struct {
 // others, running, and torn down (with a goroutine leak check) at test end.
 func newMesh(t testing.TB, n int, opts forward.Options) ([]*node, *forwardtest.Net) {
 	t.Helper()
-	return newMeshWith(t, n, func(int) forward.Options { return opts })
+	devs := make([]*forwardtest.Device, n)
+	for i := range devs {
+		devs[i] = forwardtest.NewDevice("fake0", 1400)
+	}
+	return newMeshWith(t, devs, opts)
 }
 
-// newMeshWith is newMesh with per-node options (node i gets optsFor(i)).
-func newMeshWith(t testing.TB, n int, optsFor func(i int) forward.Options) ([]*node, *forwardtest.Net) {
+// newMeshWith is newMesh on the given devices, one engine each.
+func newMeshWith(t testing.TB, devs []*forwardtest.Device, opts forward.Options) ([]*node, *forwardtest.Net) {
 	t.Helper()
+	return newMeshOpts(t, devs, func(int) forward.Options { return opts })
+}
+
+// newMeshOpts is newMeshWith with per-node options (node i gets optsFor(i)).
+func newMeshOpts(t testing.TB, devs []*forwardtest.Device, optsFor func(i int) forward.Options) ([]*node, *forwardtest.Net) {
+	t.Helper()
+	n := len(devs)
 	baseline := runtime.NumGoroutine()
 	fn := forwardtest.NewNet()
 	nodes := make([]*node, n)
@@ -82,7 +93,7 @@ func newMeshWith(t testing.TB, n int, optsFor func(i int) forward.Options) ([]*n
 		nd := &node{
 			id:     id,
 			ip:     netip.AddrFrom4([4]byte{10, 99, 0, byte(i + 1)}),
-			dev:    newTestDev(1400),
+			dev:    testDev{devs[i]},
 			runErr: make(chan error, 1),
 		}
 		nd.dialer = fn.Dialer(id)

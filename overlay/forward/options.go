@@ -9,6 +9,7 @@ import (
 // Defaults for Options fields left zero.
 const (
 	DefaultQueueLen          = 1024
+	DefaultQueueBytes        = 4 << 20
 	DefaultBatchBytes        = 256 << 10
 	DefaultKeepaliveInterval = 2 * time.Second
 	DefaultMinBackoff        = 100 * time.Millisecond
@@ -24,6 +25,11 @@ const (
 type Options struct {
 	// QueueLen bounds each peer's send queue, in frames (default 1024).
 	QueueLen int
+	// QueueBytes bounds the bytes queued per peer (default 4 MiB: 16 ms
+	// at 2 Gbit/s); a frame that would exceed it is dropped as
+	// "queue_full", like one beyond QueueLen. At least one maximum-size
+	// frame always fits.
+	QueueBytes int
 	// BatchBytes is the size of a writer's coalescing buffer; frames queued
 	// together are written to the stream in one Write of at most this many
 	// bytes (default 256 KiB, minimum one maximum-size frame).
@@ -59,6 +65,10 @@ func (o Options) withDefaults() Options {
 	if o.QueueLen <= 0 {
 		o.QueueLen = DefaultQueueLen
 	}
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = DefaultQueueBytes
+	}
+	o.QueueBytes = max(o.QueueBytes, gsoHeaderLen+maxFrameLen)
 	if o.BatchBytes <= 0 {
 		o.BatchBytes = DefaultBatchBytes
 	}

@@ -2,8 +2,10 @@ package forward
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -16,6 +18,7 @@ type peerState struct {
 	id      peer.ID
 	e       *Engine
 	queue   chan *packet  // bounded send queue of encoded frames
+	queued  atomic.Int64  // bytes of the frames in queue (bounded by QueueBytes)
 	rehome  chan struct{} // cap 1: coalesced Rehome requests
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -39,21 +42,35 @@ func (e *Engine) newPeer(id peer.ID) *peerState {
 // enqueue hands pkt to the peer's writer without blocking. If the queue is
 // full the packet is dropped and counted. It takes ownership of pkt.
 func (ps *peerState) enqueue(pkt *packet) bool {
+	n := int64(pkt.end - pkt.start)
+	if ps.queued.Add(n) > int64(ps.e.opts.QueueBytes) && n > HeaderLen {
+		// Bytes, not only frames: 1024 queued super-packets would be
+		// 64 MiB of memory and a quarter second of queueing delay.
+		ps.queued.Add(-n)
+		ps.c.drops.add(DropQueueFull)
+		ps.e.pool.put(pkt)
+		return false
+	}
 	select {
 	case ps.queue <- pkt:
 		return true
 	default:
+		ps.queued.Add(-n)
 		ps.c.drops.add(DropQueueFull)
 		ps.e.pool.put(pkt)
 		return false
 	}
 }
 
+// dequeued accounts for pkt leaving the queue.
+func (ps *peerState) dequeued(pkt *packet) { ps.queued.Add(-int64(pkt.end - pkt.start)) }
+
 // sendControl queues a control frame carrying a copy of payload.
 func (ps *peerState) sendControl(t FrameType, payload []byte) bool {
 	pkt := ps.e.pool.get()
-	putHeader(pkt.buf, t, len(payload))
-	pkt.n = HeaderLen + copy(pkt.buf[HeaderLen:], payload)
+	pkt.start = Headroom - HeaderLen
+	putHeader(pkt.buf[pkt.start:], t, len(payload))
+	pkt.end = Headroom + copy(pkt.buf[Headroom:], payload)
 	return ps.enqueue(pkt)
 }
 
@@ -100,6 +117,7 @@ type writer struct {
 	opts *Options
 
 	s        Stream
+	legacy   bool        // s speaks LegacyProtocolID: no FrameGSO
 	dl       deadliner   // s as a deadliner, or nil
 	unwatch  func() bool // stops the AfterFunc that closes s on shutdown
 	deadline time.Time   // write deadline currently set on s
@@ -113,7 +131,10 @@ type writer struct {
 	backoff   time.Duration
 	timer     *time.Timer
 
-	buf                                    []byte // coalescing buffer, cap = BatchBytes
+	buf                                    []byte    // coalescing buffer, cap = BatchBytes
+	direct                                 []byte    // a frame flush writes instead of buf (see add)
+	scratch                                []*packet // addSegmented's segments
+	batchGSO                               uint64
 	maxFrame                               int
 	batchPkts, batchBytes, batchKA, batchP uint64
 }
@@ -129,7 +150,7 @@ func (ps *peerState) run() {
 		backoff:  e.opts.MinBackoff,
 		buf:      make([]byte, 0, e.opts.BatchBytes),
 		dialRes:  make(chan dialResult, 1),
-		maxFrame: HeaderLen + e.maxPayload,
+		maxFrame: gsoHeaderLen + maxFrameLen,
 	}
 	defer w.shutdown()
 
@@ -158,6 +179,7 @@ func (ps *peerState) run() {
 		case <-ctx.Done():
 			return
 		case pkt := <-ps.queue:
+			ps.dequeued(pkt)
 			w.add(pkt)
 			w.fillAndFlush()
 		case <-ps.rehome:
@@ -170,19 +192,72 @@ func (ps *peerState) run() {
 	}
 }
 
-// add appends pkt's frame to the batch and recycles pkt. The caller
-// guarantees room for one maximum-size frame.
+// directWrite is the frame size from which the writer writes a frame
+// straight from its packet buffer instead of copying it into the batch.
+const directWrite = 16 << 10
+
+// add appends pkt's frame to the batch and recycles pkt; a large frame
+// (a super-packet) is written in place after the batch so far, without
+// the copy. The caller guarantees room for one maximum-size frame.
 func (w *writer) add(pkt *packet) {
 	f := pkt.frame()
+	if w.legacy && FrameType(f[0]) == FrameGSO {
+		w.addSegmented(pkt)
+		return
+	}
+	if len(f) >= directWrite && w.s != nil && w.flush() {
+		w.count(f)
+		w.direct = f
+		ok := w.flush()
+		w.direct = nil
+		if ok {
+			w.e.pool.put(pkt)
+			return
+		}
+		// Failed: the frame stays in the batch for the next stream.
+	} else {
+		w.count(f)
+	}
 	w.buf = append(w.buf, f...)
+	w.e.pool.put(pkt)
+}
+
+// addSegmented cuts super-packet pkt (a FrameGSO frame) into plain data
+// frames for a peer that speaks LegacyProtocolID and adds them to the
+// batch; it recycles pkt.
+func (w *writer) addSegmented(pkt *packet) {
+	f := pkt.frame()
+	segs := w.e.segment(pkt.payload(), f[1], int(binary.BigEndian.Uint16(f[4:6])), w.scratch[:0])
+	w.e.pool.put(pkt)
+	for i, sp := range segs {
+		sp.start = Headroom - HeaderLen
+		putHeader(sp.buf[sp.start:], FrameData, sp.end-Headroom)
+		if cap(w.buf)-len(w.buf) < sp.end-sp.start {
+			w.flush() // on failure the batch is kept and the rest goes into it
+		}
+		if cap(w.buf)-len(w.buf) >= sp.end-sp.start {
+			w.add(sp)
+		} else {
+			w.e.pool.put(sp)
+		}
+		segs[i] = nil
+	}
+	w.scratch = segs[:0]
+}
+
+// count adds frame f to the counters of the batch being built.
+func (w *writer) count(f []byte) {
 	switch FrameType(f[0]) {
 	case FrameData:
 		w.batchPkts++
 		w.batchBytes += uint64(len(f) - HeaderLen)
+	case FrameGSO:
+		w.batchPkts++
+		w.batchGSO++
+		w.batchBytes += uint64(len(f) - gsoHeaderLen)
 	case FrameProbe:
 		w.batchP++
 	}
-	w.e.pool.put(pkt)
 }
 
 // fillAndFlush moves everything already queued into the batch until the
@@ -195,6 +270,7 @@ fill:
 	for cap(w.buf)-len(w.buf) >= w.maxFrame {
 		select {
 		case pkt := <-q:
+			w.ps.dequeued(pkt)
 			w.add(pkt)
 		default:
 			break fill
@@ -206,7 +282,11 @@ fill:
 // flush writes the batch. On failure the stream is dropped and the batch
 // kept for the next stream.
 func (w *writer) flush() bool {
-	if len(w.buf) == 0 {
+	out := w.buf
+	if w.direct != nil {
+		out = w.direct
+	}
+	if len(out) == 0 {
 		return true
 	}
 	now := w.e.nanotime()
@@ -219,8 +299,8 @@ func (w *writer) flush() bool {
 			_ = w.dl.SetWriteDeadline(w.deadline)
 		}
 	}
-	if _, err := w.s.Write(w.buf); err != nil {
-		w.e.log.Debug("stream write failed", "peer", w.ps.id, "bytes", len(w.buf), "err", err)
+	if _, err := w.s.Write(out); err != nil {
+		w.e.log.Debug("stream write failed", "peer", w.ps.id, "bytes", len(out), "err", err)
 		w.dropStream()
 		w.needSleep = true
 		return false
@@ -237,6 +317,10 @@ func (w *writer) flush() bool {
 	if w.batchPkts != 0 {
 		c.txPackets.Add(w.batchPkts)
 		c.txBytes.Add(w.batchBytes)
+		if w.batchGSO != 0 {
+			c.txGSO.Add(w.batchGSO)
+			w.batchGSO = 0
+		}
 	}
 	if w.batchKA != 0 {
 		c.keepalivesSent.Add(w.batchKA)
@@ -325,6 +409,10 @@ func (w *writer) connect(ctx context.Context) {
 func (w *writer) attach(ctx context.Context, s Stream, path PathInfo) {
 	now := w.e.nanotime()
 	w.s = s
+	w.legacy = false
+	if p, ok := s.(Protocoler); ok && p.Protocol() == LegacyProtocolID {
+		w.legacy = true
+	}
 	w.unwatch = context.AfterFunc(ctx, func() { _ = s.Close() })
 	w.dl, _ = s.(deadliner)
 	w.deadline = time.Time{}
@@ -452,6 +540,7 @@ func (w *writer) shutdown() {
 	for {
 		select {
 		case pkt := <-w.ps.queue:
+			w.ps.dequeued(pkt)
 			w.e.pool.put(pkt)
 		default:
 			return

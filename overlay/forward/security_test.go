@@ -10,7 +10,16 @@ import (
 	"github.com/cloud-barista/cbnode/cost"
 	"github.com/cloud-barista/cbnode/overlay/filter"
 	"github.com/cloud-barista/cbnode/overlay/forward"
+	"github.com/cloud-barista/cbnode/overlay/forward/forwardtest"
 )
+
+func fakeDevs(n int) []*forwardtest.Device {
+	devs := make([]*forwardtest.Device, n)
+	for i := range devs {
+		devs[i] = forwardtest.NewDevice("fake0", 1400)
+	}
+	return devs
+}
 
 // udp builds a UDP packet from src:sport to dst:dport (the test packets'
 // sequence number sits where the UDP ports are).
@@ -43,7 +52,7 @@ func TestAttackForeignDestinationDropped(t *testing.T) {
 
 // A subnet router accepts its routed prefixes and nothing else.
 func TestSubnetRouterAcceptsItsPrefixes(t *testing.T) {
-	nodes, _ := newMeshWith(t, 2, func(i int) forward.Options {
+	nodes, _ := newMeshOpts(t, fakeDevs(2), func(i int) forward.Options {
 		if i == 1 {
 			return forward.Options{SubnetRoutes: []netip.Prefix{netip.MustParsePrefix("192.168.7.0/24"), netip.MustParsePrefix("::/0")}}
 		}
@@ -71,7 +80,7 @@ func TestFilterInEngine(t *testing.T) {
 		{Name: "dns-from-admins", From: []string{"group:admin"}, Proto: "udp", Ports: []string{"53"}},
 	}}
 	flt := filter.New(filter.Options{})
-	nodes, _ := newMeshWith(t, 3, func(i int) forward.Options {
+	nodes, _ := newMeshOpts(t, fakeDevs(3), func(i int) forward.Options {
 		if i == 1 {
 			return forward.Options{Filter: flt}
 		}

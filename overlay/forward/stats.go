@@ -88,6 +88,7 @@ type cacheLinePad struct{ _ [64]byte }
 type peerCounters struct {
 	// Written by the peer's writer goroutine (once per batch).
 	txPackets      atomic.Uint64
+	txGSO          atomic.Uint64 // of them super-packets (FrameGSO)
 	txBytes        atomic.Uint64
 	txWrites       atomic.Uint64
 	keepalivesSent atomic.Uint64
@@ -104,6 +105,7 @@ type peerCounters struct {
 
 	// Written by inbound receive loops (per frame).
 	rxPackets      atomic.Uint64
+	rxGSO          atomic.Uint64 // super-packets received (before any software segmentation)
 	rxBytes        atomic.Uint64
 	keepalivesRecv atomic.Uint64
 	lastRecv       atomic.Int64 // engine nanotime of the last frame received; 0 = never
@@ -120,6 +122,8 @@ type PeerStats struct {
 	TxPackets      uint64            `json:"txPackets"`
 	TxBytes        uint64            `json:"txBytes"`
 	TxWrites       uint64            `json:"txWrites"` // stream writes; TxPackets/TxWrites is the coalescing factor
+	TxGSO          uint64            `json:"txGSO"`    // of TxPackets, TCP/UDP super-packets sent whole (TUN offloads)
+	RxGSO          uint64            `json:"rxGSO"`    // super-packets received
 	RxPackets      uint64            `json:"rxPackets"`
 	RxBytes        uint64            `json:"rxBytes"`
 	KeepalivesSent uint64            `json:"keepalivesSent"`
@@ -203,6 +207,8 @@ func (ps *peerState) stats(now time.Time) PeerStats {
 		TxPackets:      c.txPackets.Load(),
 		TxBytes:        c.txBytes.Load(),
 		TxWrites:       c.txWrites.Load(),
+		TxGSO:          c.txGSO.Load(),
+		RxGSO:          c.rxGSO.Load(),
 		RxPackets:      c.rxPackets.Load(),
 		RxBytes:        c.rxBytes.Load(),
 		KeepalivesSent: c.keepalivesSent.Load(),

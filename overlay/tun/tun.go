@@ -1,10 +1,20 @@
 // Package tun provides the overlay's TUN device (conventionally "cbnet0"):
-// a layer-3 interface whose packets are read and written by the node, one
-// IP packet per Read or Write, without a packet-information header.
+// a layer-3 interface whose packets are read and written by the node,
+// without a packet-information header, through the batch-shaped
+// forward.Device methods (Read(bufs, sizes, offset), Write(bufs, offset),
+// BatchSize).
 //
-// The API is kept small (Open, SetAddr, Name, MTU, Read, Write, Close) so
-// that a second implementation, e.g. one using IFF_VNET_HDR offloads with
-// batched reads and writes, can be added behind the same methods.
+// Two implementations sit behind the same Device: OpenWith with
+// Options.Offload opens the TUN with IFF_VNET_HDR and checksum, TCP (and
+// on Linux 6.2+ UDP) segmentation offloads, so the kernel hands over 64 KiB
+// super-packets with a virtio-net header and takes them back the same way
+// (offload_linux.go); without it, or where the kernel refuses, the device
+// is songgao/water's plain TUN, one packet of at most the MTU per read and
+// write. OffloadStatus says which one is in use and why.
+//
+// Files: tun.go (names, limits, Options), tun_linux.go (Device: open, MTU,
+// address, batched Read/Write, Close), offload_linux.go (IFF_VNET_HDR and
+// TUNSETOFFLOAD), check_linux.go (permission check), *_other.go (stubs).
 package tun
 
 import (
@@ -45,4 +55,12 @@ func validate(name string, mtu int) error {
 		return fmt.Errorf("tun: device %s: MTU %d outside [%d, %d]", name, mtu, MinMTU, MaxMTU)
 	}
 	return nil
+}
+
+// Options tune OpenWith.
+type Options struct {
+	// Offload asks for IFF_VNET_HDR with checksum and segmentation
+	// offloads (Linux); where the kernel refuses, the device is a plain
+	// TUN and OffloadStatus says why.
+	Offload bool
 }

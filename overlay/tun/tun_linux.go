@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/songgao/water"
@@ -36,7 +37,11 @@ type Device struct {
 	mtu   int
 	index int
 	f     *os.File
-	ifc   *water.Interface
+	rc    syscall.RawConn  // f's raw descriptor, for batched non-blocking reads
+	ifc   *water.Interface // the fallback's handle; nil with offloads
+	vnet  bool             // IFF_VNET_HDR: a virtio-net header precedes each packet
+	uso   bool             // UDP segmentation offload accepted too
+	why   string           // why offloads are off, if requested
 
 	closing atomic.Bool // set at the start of Close
 
@@ -49,11 +54,17 @@ type Device struct {
 // the calling thread's network namespace, sets its MTU and brings it up. It
 // fails if a link with that name already exists. The device is not
 // persistent: it disappears when Close is called or the process exits.
-func Open(name string, mtu int) (*Device, error) {
+func Open(name string, mtu int) (*Device, error) { return OpenWith(name, mtu, Options{}) }
+
+// OpenWith is Open with options: with Options.Offload it asks the kernel
+// for a TUN with a virtio-net header and segmentation offloads, and falls
+// back to a plain TUN (see Device.Offload and OffloadStatus) where the
+// kernel refuses.
+func OpenWith(name string, mtu int, o Options) (*Device, error) {
 	if err := validate(name, mtu); err != nil {
 		return nil, err
 	}
-	d, err := open(name, mtu)
+	d, err := open(name, mtu, o)
 	if err != nil {
 		return nil, fmt.Errorf("tun: open %s: %w", name, err)
 	}
@@ -63,7 +74,7 @@ func Open(name string, mtu int) (*Device, error) {
 // txQueueLen is the device's transmit queue, in packets.
 const txQueueLen = 2000
 
-func open(name string, mtu int) (_ *Device, err error) {
+func open(name string, mtu int, o Options) (_ *Device, err error) {
 	// The TUN and the netlink socket are both created in the namespace of
 	// the current thread: keep them consistent.
 	runtime.LockOSThread()
@@ -92,21 +103,31 @@ func open(name string, mtu int) (_ *Device, err error) {
 		return nil, fmt.Errorf("look up link: %w", err)
 	}
 
-	ifc, err := water.New(water.Config{
-		DeviceType:             water.TUN,
-		PlatformSpecificParams: water.PlatformSpecificParams{Name: name},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create TUN (needs CAP_NET_ADMIN and /dev/net/tun): %w", err)
+	if o.Offload {
+		if err := d.openVnet(name); err != nil {
+			d.why = err.Error()
+		}
 	}
-	d.ifc = ifc
-	f, ok := ifc.ReadWriteCloser.(*os.File)
-	if !ok {
-		return nil, fmt.Errorf("unexpected TUN handle type %T", ifc.ReadWriteCloser)
+	if d.f == nil {
+		ifc, err := water.New(water.Config{
+			DeviceType:             water.TUN,
+			PlatformSpecificParams: water.PlatformSpecificParams{Name: name},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("create TUN (needs CAP_NET_ADMIN and /dev/net/tun): %w", err)
+		}
+		d.ifc = ifc
+		f, ok := ifc.ReadWriteCloser.(*os.File)
+		if !ok {
+			return nil, fmt.Errorf("unexpected TUN handle type %T", ifc.ReadWriteCloser)
+		}
+		d.f = f
+		if ifc.Name() != name {
+			return nil, fmt.Errorf("kernel named the device %q", ifc.Name())
+		}
 	}
-	d.f = f
-	if ifc.Name() != name {
-		return nil, fmt.Errorf("kernel named the device %q", ifc.Name())
+	if rc, err := d.f.SyscallConn(); err == nil {
+		d.rc = rc
 	}
 	link, err := d.nl.LinkByName(name)
 	if err != nil {
@@ -139,25 +160,116 @@ func (d *Device) Name() string { return d.name }
 // MTU returns the MTU set by Open.
 func (d *Device) MTU() int { return d.mtu }
 
-// Read reads one IP packet into buf and returns its length. buf should hold
-// at least MTU bytes; a longer packet is truncated. After (or during)
-// Close, Read returns ErrClosed.
-func (d *Device) Read(buf []byte) (int, error) {
-	n, err := d.f.Read(buf)
-	if err != nil && d.isClosed() {
-		return 0, ErrClosed
+// BatchSize is the most packets one Read returns.
+func (d *Device) BatchSize() int { return readBatch }
+
+// readBatch bounds the packets one Read takes from the kernel.
+const readBatch = 16
+
+// Offload reports whether the device exchanges virtio-net headers and
+// gets TCP (and, with USO, UDP) super-packets from the kernel.
+func (d *Device) Offload() bool { return d.vnet }
+
+// OffloadStatus says which offloads are on, or why they are off.
+func (d *Device) OffloadStatus() string {
+	switch {
+	case d.vnet && d.uso:
+		return "on (IFF_VNET_HDR, TSO4, USO4, checksum)"
+	case d.vnet:
+		return "on (IFF_VNET_HDR, TSO4, checksum; no USO in this kernel)"
+	case d.why != "":
+		return "off (" + d.why + ")"
+	default:
+		return "off"
 	}
-	return n, err
 }
 
-// Write writes one IP packet (IPv4 or IPv6, no header in front) to the
-// kernel, as if received on the device. After Close it returns ErrClosed.
-func (d *Device) Write(pkt []byte) (int, error) {
-	n, err := d.f.Write(pkt)
+// Read reads up to len(bufs) IP packets, bufs[i][offset:offset+sizes[i]],
+// and returns how many: it blocks for the first and takes the others only
+// if the kernel already has them, all in one wake-up. With offloads each
+// packet's virtio-net header goes to bufs[i][offset-10:offset] and a
+// packet may be a super-packet of up to 64 KiB (bufs must hold 65535
+// bytes after offset); otherwise bufs should hold the MTU, and a longer
+// packet is truncated. After (or during) Close, Read returns ErrClosed.
+func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	start := offset
+	if d.vnet {
+		start -= vnetHdrLen
+	}
+	if d.rc == nil {
+		n, err := d.f.Read(bufs[0][start:])
+		return d.readResult(sizes, offset-start, n, err)
+	}
+	var (
+		n    int
+		rerr error
+	)
+	err := d.rc.Read(func(fd uintptr) bool {
+		for n < len(bufs) {
+			k, err := unix.Read(int(fd), bufs[n][start:])
+			if err == unix.EINTR {
+				continue
+			}
+			if err == unix.EAGAIN {
+				return n > 0 // wait for readability only if nothing came yet
+			}
+			if err != nil {
+				rerr = err
+				return true
+			}
+			if k-(offset-start) <= 0 {
+				continue // a runt without room for the header: skip it
+			}
+			sizes[n] = k - (offset - start)
+			n++
+		}
+		return true
+	})
+	if n > 0 {
+		return n, nil
+	}
+	if err == nil {
+		err = rerr
+	}
 	if err != nil && d.isClosed() {
 		return 0, ErrClosed
 	}
-	return n, err
+	if err == nil {
+		err = errors.New("read returned no packet")
+	}
+	return 0, err
+}
+
+func (d *Device) readResult(sizes []int, hdr, n int, err error) (int, error) {
+	if err != nil {
+		if d.isClosed() {
+			return 0, ErrClosed
+		}
+		return 0, err
+	}
+	sizes[0] = max(n-hdr, 0)
+	return 1, nil
+}
+
+// Write writes the packets bufs[i][offset:] (IPv4 or IPv6, no header in
+// front; with offloads preceded by their virtio-net header at
+// bufs[i][offset-10:offset]) to the kernel, as if received on the device,
+// one write each. It returns how many were written; on an error, the
+// packets from that count on were not. After Close it returns ErrClosed.
+func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
+	start := offset
+	if d.vnet {
+		start -= vnetHdrLen
+	}
+	for i, b := range bufs {
+		if _, err := d.f.Write(b[start:]); err != nil {
+			if d.isClosed() {
+				return i, ErrClosed
+			}
+			return i, err
+		}
+	}
+	return len(bufs), nil
 }
 
 func (d *Device) isClosed() bool { return d.closing.Load() }
@@ -242,6 +354,10 @@ func (d *Device) Close() error {
 	}
 	if d.ifc != nil {
 		if err := d.ifc.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close: %w", err))
+		}
+	} else if d.f != nil {
+		if err := d.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 			errs = append(errs, fmt.Errorf("close: %w", err))
 		}
 	}

@@ -12,7 +12,10 @@ import (
 type Device struct{ name string }
 
 // Open is only implemented on Linux.
-func Open(name string, mtu int) (*Device, error) {
+func Open(name string, mtu int) (*Device, error) { return OpenWith(name, mtu, Options{}) }
+
+// OpenWith is only implemented on Linux.
+func OpenWith(name string, mtu int, _ Options) (*Device, error) {
 	if err := validate(name, mtu); err != nil {
 		return nil, err
 	}
@@ -26,10 +29,19 @@ func (d *Device) Name() string { return d.name }
 func (d *Device) MTU() int { return 0 }
 
 // Read is only implemented on Linux.
-func (d *Device) Read([]byte) (int, error) { return 0, errors.ErrUnsupported }
+func (d *Device) Read([][]byte, []int, int) (int, error) { return 0, errors.ErrUnsupported }
+
+// BatchSize is 1.
+func (d *Device) BatchSize() int { return 1 }
+
+// Offload is false.
+func (d *Device) Offload() bool { return false }
+
+// OffloadStatus says offloads are unsupported.
+func (d *Device) OffloadStatus() string { return "off (not Linux)" }
 
 // Write is only implemented on Linux.
-func (d *Device) Write([]byte) (int, error) { return 0, errors.ErrUnsupported }
+func (d *Device) Write([][]byte, int) (int, error) { return 0, errors.ErrUnsupported }
 
 // SetAddr is only implemented on Linux.
 func (d *Device) SetAddr(netip.Prefix) error { return errors.ErrUnsupported }

@@ -122,7 +122,7 @@ func readUntil(d *Device, timeout time.Duration, match func([]byte) bool) ([]byt
 	defer d.f.SetReadDeadline(time.Time{})
 	buf := make([]byte, d.MTU())
 	for {
-		n, err := d.Read(buf)
+		n, err := readOne(d, buf)
 		if err != nil {
 			return nil, err
 		}
@@ -174,7 +174,7 @@ func TestEchoThroughKernel(t *testing.T) {
 	// kernel, and the reply is routed back out through the device.
 	payload := []byte("cbnode tun test")
 	for seq := uint16(1); seq <= 3; seq++ {
-		if _, err := d.Write(echoRequest(peerAddr, devAddr.Addr(), 0x4242, seq, payload)); err != nil {
+		if _, err := writeOne(d, echoRequest(peerAddr, devAddr.Addr(), 0x4242, seq, payload)); err != nil {
 			t.Fatal(err)
 		}
 		_, err := readUntil(d, 3*time.Second, func(p []byte) bool {
@@ -269,7 +269,7 @@ func TestCloseRemovesLink(t *testing.T) {
 	go func() {
 		buf := make([]byte, 2000)
 		for {
-			if _, err := d.Read(buf); err != nil {
+			if _, err := readOne(d, buf); err != nil {
 				readErr <- err
 				return
 			}
@@ -295,7 +295,7 @@ func TestCloseRemovesLink(t *testing.T) {
 	if out, err := h.Run(ctx, "ip", "link", "show", "dev", "cbnet2"); err == nil {
 		t.Fatalf("link still exists after Close: %s", out)
 	}
-	if _, err := d.Write(echoRequest(peerAddr, devAddr.Addr(), 1, 1, nil)); !errors.Is(err, ErrClosed) {
+	if _, err := writeOne(d, echoRequest(peerAddr, devAddr.Addr(), 1, 1, nil)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Write after Close: %v", err)
 	}
 	if err := d.SetAddr(devAddr); !errors.Is(err, ErrClosed) {
@@ -329,11 +329,11 @@ func BenchmarkEchoRoundTrip(b *testing.B) {
 			buf := make([]byte, 2048)
 			b.SetBytes(int64(len(req)))
 			for b.Loop() {
-				if _, err := d.Write(req); err != nil {
+				if _, err := writeOne(d, req); err != nil {
 					b.Fatal(err)
 				}
 				for {
-					n, err := d.Read(buf)
+					n, err := readOne(d, buf)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -344,4 +344,21 @@ func BenchmarkEchoRoundTrip(b *testing.B) {
 			}
 		})
 	}
+}
+
+// readOne reads one packet with the batch Read of a device without offloads.
+func readOne(d *Device, buf []byte) (int, error) {
+	sizes := []int{0}
+	if _, err := d.Read([][]byte{buf}, sizes, 0); err != nil {
+		return 0, err
+	}
+	return sizes[0], nil
+}
+
+// writeOne writes one packet with the batch Write of a device without offloads.
+func writeOne(d *Device, pkt []byte) (int, error) {
+	if _, err := d.Write([][]byte{pkt}, 0); err != nil {
+		return 0, err
+	}
+	return len(pkt), nil
 }

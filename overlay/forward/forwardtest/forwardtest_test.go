@@ -53,13 +53,14 @@ func TestDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 10)
-	if n, err := d.Read(buf); err != nil || string(buf[:n]) != "\x01\x02\x03" {
+	sizes := []int{0, 0}
+	if n, err := d.Read([][]byte{buf, make([]byte, 10)}, sizes, 0); err != nil || n != 1 || string(buf[:sizes[0]]) != "\x01\x02\x03" {
 		t.Fatalf("Read = %d, %v", n, err)
 	}
 
 	// Write -> Recv (receive path), copying the buffer.
 	pkt := []byte{4, 5}
-	if _, err := d.Write(pkt); err != nil {
+	if _, err := d.Write([][]byte{pkt}, 0); err != nil {
 		t.Fatal(err)
 	}
 	pkt[0] = 9
@@ -75,17 +76,17 @@ func TestDevice(t *testing.T) {
 	if err := d.ExpectNone(5 * time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	d.Write([]byte{6})
+	d.Write([][]byte{{6}}, 0)
 	if err := d.ExpectNone(5 * time.Millisecond); err == nil || !strings.Contains(err.Error(), "06") {
 		t.Fatalf("ExpectNone with a packet pending: %v", err)
 	}
 
 	// Channels.
 	d.Input() <- []byte{7}
-	if n, _ := d.Read(buf); n != 1 || buf[0] != 7 {
+	if n, _ := d.Read([][]byte{buf}, sizes, 0); n != 1 || sizes[0] != 1 || buf[0] != 7 {
 		t.Fatal("Input")
 	}
-	d.Write([]byte{8})
+	d.Write([][]byte{{8}}, 0)
 	if p := <-d.Output(); p[0] != 8 {
 		t.Fatal("Output")
 	}
@@ -102,7 +103,7 @@ func TestDevice(t *testing.T) {
 	done := make(chan error)
 	go func() {
 		for {
-			if _, err := d.Read(buf); err != nil {
+			if _, err := d.Read([][]byte{buf}, []int{0}, 0); err != nil {
 				done <- err
 				return
 			}
@@ -122,11 +123,11 @@ func TestDevice(t *testing.T) {
 	default: // still full from above
 	}
 	for range 100 {
-		if _, err := d.Write([]byte{1}); !errors.Is(err, net.ErrClosed) {
+		if _, err := d.Write([][]byte{{1}}, 0); !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("Write to a closed device: %v", err)
 		}
 	}
-	if _, err := d.Read(buf); !errors.Is(err, net.ErrClosed) {
+	if _, err := d.Read([][]byte{buf}, []int{0}, 0); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Read on a closed device: %v", err)
 	}
 	if err := d.SetAddr(pfx); !errors.Is(err, net.ErrClosed) {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/cloud-barista/cbnode/overlay/forward"
 )
@@ -75,6 +76,7 @@ type Dialer struct {
 
 	fail    atomic.Bool
 	gated   atomic.Bool
+	proto   atomic.Value // protocol.ID streams report (SetProtocol)
 	opened  atomic.Int64
 	gate    chan struct{}
 	release sync.Once
@@ -100,7 +102,10 @@ func (d *Dialer) OpenStream(ctx context.Context, p peer.ID) (forward.Stream, for
 		return nil, forward.PathInfo{}, fmt.Errorf("forwardtest: no route to %s", p)
 	}
 	c1, c2 := net.Pipe()
-	s := &Stream{Conn: c1, peer: p, closed: make(chan struct{})}
+	s := &Stream{Conn: c1, peer: p, closed: make(chan struct{}), proto: forward.ProtocolID}
+	if id, ok := d.proto.Load().(protocol.ID); ok {
+		s.proto = id
+	}
 	if d.gated.Load() {
 		s.gate, s.entered = d.gate, d.entered
 	}
@@ -116,6 +121,11 @@ func (d *Dialer) OpenStream(ctx context.Context, p peer.ID) (forward.Stream, for
 	}()
 	return s, path, nil
 }
+
+// SetProtocol makes streams opened from now on report id as their
+// negotiated protocol (default forward.ProtocolID), e.g.
+// forward.LegacyProtocolID for a peer of the previous version.
+func (d *Dialer) SetProtocol(id protocol.ID) { d.proto.Store(id) }
 
 // SetFail makes OpenStream fail with ErrDialRefused while on is true (an
 // outage).
@@ -169,7 +179,11 @@ type Stream struct {
 	entered chan struct{}
 	closed  chan struct{}
 	once    sync.Once
+	proto   protocol.ID
 }
+
+// Protocol returns the protocol the stream reports (forward.Protocoler).
+func (s *Stream) Protocol() protocol.ID { return s.proto }
 
 // Peer returns the remote end's ID.
 func (s *Stream) Peer() peer.ID { return s.peer }

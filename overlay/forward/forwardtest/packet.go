@@ -21,3 +21,18 @@ func Dst(pkt []byte) netip.Addr { return ipv4test.Dst(pkt) }
 
 // Seq returns the sequence number IPv4Packet put into pkt.
 func Seq(pkt []byte) uint32 { return ipv4test.Seq(pkt) }
+
+// TCPPacket builds an IPv4 TCP packet; with partial, its checksum is left
+// as a TUN with offloads hands super-packets over (see ipv4test.TCP).
+func TCPPacket(src, dst netip.Addr, id uint16, seq uint32, flags byte, optLen int, payload []byte, partial bool) []byte {
+	return ipv4test.TCP(src, dst, id, seq, flags, optLen, payload, partial)
+}
+
+// UDPPacket builds an IPv4 UDP datagram (see ipv4test.UDP).
+func UDPPacket(src, dst netip.Addr, id uint16, payload []byte, partial bool) []byte {
+	return ipv4test.UDP(src, dst, id, payload, partial)
+}
+
+// ValidChecksums reports whether an IPv4 packet without options has
+// correct IP and TCP/UDP checksums.
+func ValidChecksums(pkt []byte) bool { return ipv4test.ValidChecksums(pkt) }

@@ -1,0 +1,33 @@
+// Package swim finds failed members of a CLADNet without broadcast, and keeps
+// members tables in step without periodic re-announcements.
+//
+// Failure detection follows SWIM (Das, Gupta, Motivala 2002): every
+// ProbeInterval a node pings one member over a direct stream, walking a
+// shuffled list of the members so each is probed once per round; without an
+// ack within ProbeTimeout it asks IndirectProbes other members to ping the
+// target for it; without any ack by the end of the period it suspects the
+// target (locally — a suspicion is not spread) and tells the target, which
+// may refute by re-announcing with a newer sequence number. A suspicion not
+// refuted within SuspicionTimeout is a confirmed death: the Table drops the
+// member and spreads a death notice signed by the detector, which the member
+// itself can refute the same way. Every node sends one probe and answers one
+// on average per period, whatever the size of the CLADNet: O(1) per node.
+//
+// Anti-entropy: every DigestInterval a node sends one random member the
+// digest of its table (Buckets XOR-hashes of (member, sequence number)); the
+// other answers with its entries of the buckets that differ, and the two push
+// and pull only the records that differ. In steady state that is one message
+// of Buckets×8 bytes per node per DigestInterval: O(1) per node.
+//
+// The package knows no libp2p and no clock: Transport, Clock and Table are
+// small interfaces; the overlay wires libp2p streams, the wall clock and the
+// signed members table, and sim/ wires an in-memory network and virtual time,
+// so the same code runs in both.
+//
+//	doc.go       this overview
+//	clock.go     Clock, Timer, the wall clock
+//	message.go   the wire messages and their kinds
+//	table.go     Table (what the detector needs of a members table), Entry
+//	digest.go    the bucketed table digest
+//	detector.go  the failure detector and the anti-entropy exchange
+package swim
