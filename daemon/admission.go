@@ -10,8 +10,15 @@ import (
 // whose own certificate this node verified (a member or operator), or one
 // of the bootstrap nodes from the token (relays ask members for their
 // certificate before granting a reservation). Outsiders get nothing.
-func (m *Member) certAsker(p peer.ID) bool {
-	if m.adm.Verified(p) {
+func (m *Member) certAsker(p peer.ID) bool { return m.adm.Verified(p) }
+
+// gossipPeer is the admission check (see overlay.Admission): a peer in the
+// members table with a live certificate, or one of the token's bootstrap
+// nodes — they hold the CLADNet's revocation list (a relaying bootstrap
+// node takes part in its gossip) and hand it to a revoked node that
+// starts afresh.
+func (m *Member) gossipPeer(p peer.ID) bool {
+	if m.mem.Known(p) {
 		return true
 	}
 	for _, b := range m.cfg.Bootstrap {

@@ -200,7 +200,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	if err != nil {
 		return nil, err
 	}
-	m.adm.Bind(m.mem.Known)
+	m.adm.Bind(m.gossipPeer)
 	m.intro.Store(overlay.StartIntroducer(base, overlay.IntroducerConfig{
 		Host: m.node.Host, Spec: spec, Cert: m.mem.Cert, Revoked: m.revokedCert, Admission: m.adm, Logger: log,
 	}))

@@ -75,6 +75,11 @@ func (o *Operator) startSwarm() error {
 	o.key = key
 	o.adm = overlay.NewAdmission()
 	o.adm.Bind(func(p peer.ID) bool {
+		for _, b := range o.boot { // they hold the revocation lists
+			if b.ID == p {
+				return true
+			}
+		}
 		known := false
 		o.gossipers.Range(func(k, _ any) bool {
 			known = k.(*overlay.Membership).Known(p)

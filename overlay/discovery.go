@@ -113,11 +113,13 @@ func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandl
 					m.log.Debug("members table pull", "err", err)
 				} else {
 					pulls++
-					// Now the peers of the table know this node (the pull
-					// handed over our announcement) and this node knows
-					// them: with gossip admission (Admission) only now
-					// does the announcement reach all of them.
-					m.Republish()
+					if pulls == 1 {
+						// Now the peers of the table know this node (the
+						// pull handed over our announcement) and this node
+						// knows them: with gossip admission (Admission)
+						// only now does the announcement reach them all.
+						m.Republish()
+					}
 				}
 			}
 		}
