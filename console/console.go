@@ -19,6 +19,9 @@
 //	web/app.js        the page: fetches, renders, live polling
 //	web/logic_test.js the unit tests of logic.js (run in Chromium by
 //	                  console_test.go; not served)
+//
+// page_test.go drives the whole page in Chromium against a fake operator
+// (150 members); e2e/console_test.go against a real one in namespaces.
 package console
 
 import (

@@ -204,13 +204,46 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	t.Logf("heatmap: 3×3, the 6 pairs as GET .../run/%s (%s)\n%s", run.RunID, run.Message, matrixTable(run))
 
+	// Each member keeps its own read-only page on its local API: a browser
+	// in n1's namespace sees n1's members table, its paths and its spend.
+	mb := browser.Start(t, ctx, chromium, browser.Options{Netns: n1.Host.Namespace(), Width: 1400, Height: 900})
+	must(chromedp.Do(mb.Ctx, chromedp.Navigate("http://"+api.DefaultAddr+"/")))
+	if _, err := chromedp.Run(mb.Ctx, chromedp.Poll[bool](`document.querySelectorAll("#peers tr[data-host]").length === 3 && /direct/.test(document.querySelector('#peers tr[data-host="n2"]').textContent) && document.querySelector("#cost").textContent.startsWith("Sent")`,
+		chromedp.WithPollingInterval(200*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("n1's own page: %v", err)
+	}
+	if s, err := chromedp.Run(mb.Ctx, chromedp.Evaluate[string](`document.body.textContent`)); err != nil || !strings.Contains(s, "read-only") || strings.Contains(s, "revoke") {
+		t.Errorf("n1's page is not a read-only view: %v %.200q", err, s)
+	}
 	must(os.MkdirAll(artifacts, 0o755))
+	must(mb.Screenshot(filepath.Join(artifacts, "member-n1-1400.png"), 1400))
+	for _, e := range mb.Errors() {
+		t.Errorf("JavaScript error on n1's page: %s", e)
+	}
+
 	shot1400, shot420 := filepath.Join(artifacts, "console-1400.png"), filepath.Join(artifacts, "console-420.png")
 	must(b.Screenshot(shot1400, 1400))
 	must(b.Screenshot(shot420, 420))
 	must(chromedp.Do(tab, chromedp.EmulateViewport(1400, 900)))
 	// At phone width nothing is wider than the screen but the tables, which scroll.
 	t.Logf("screenshots: e2e/%s, e2e/%s; page weight %.1f KiB", shot1400, shot420, float64(console.Weight())/1024)
+
+	// DOWN from the page (confirmed): overlay traffic stops, the page shows
+	// the data plane and every member down; UP brings both back.
+	for _, step := range []struct {
+		button, plane, status string
+		flowing               bool
+	}{{"#btn-down", "down", "down", false}, {"#btn-up", "up", "up", true}} {
+		t0 := time.Now()
+		must(chromedp.Do(tab, chromedp.Click(chromedp.CSS(step.button))))
+		waitFor("the confirmation", `document.querySelector("#confirm").open`, 5*time.Second)
+		must(chromedp.Do(tab, chromedp.Click(chromedp.CSS("#confirm-ok"))))
+		took, err := waitPings(pairsOf(c.Nodes), addr, step.flowing, t0, 15*time.Second)
+		must(err)
+		waitFor("data plane "+step.plane+" on the page", fmt.Sprintf(`document.querySelector("#ov-plane").textContent === %q && %s === %q && %s === %q && %s === %q`,
+			step.plane, rowStatus("n1"), step.status, rowStatus("n2"), step.status, rowStatus("n3"), step.status), 15*time.Second)
+		t.Logf("%s from the page: overlay traffic %s on every pair %s after the click", strings.ToUpper(step.plane), map[bool]string{true: "flowing", false: "stopped"}[step.flowing], ms(took))
+	}
 
 	// Revoke n3 from the page: confirmed, shown as revoked, its traffic stops.
 	must(chromedp.Do(tab, chromedp.Click(chromedp.CSS(`button[aria-label="Revoke n3"]`))))

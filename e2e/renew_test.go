@@ -201,7 +201,7 @@ func TestRenewalKeepsMemberConnected(t *testing.T) {
 		}
 	}
 	ok, lastOK, serr := stream.state()
-	if serr != nil || time.Since(lastOK) > 3*time.Second {
+	if serr != nil || time.Since(lastOK) > 10*time.Second {
 		t.Fatalf("TCP stream n1 -> n2: %d lines, last %s ago, %v", ok, time.Since(lastOK).Round(time.Second), serr)
 	}
 	pr := <-pingDone
@@ -257,7 +257,7 @@ func waitOperator(t *testing.T, op *opClient, p *netlab.Proc) {
 	}
 }
 
-// TestExpiredCertificateCutsOffMidStream: n3 joins with a 45-second
+// TestExpiredCertificateCutsOffMidStream: n3 joins with a 90-second
 // certificate and no operator to renew it. A TCP stream and pings from n3
 // over cbnet0 work until its not-after, then stop within a few seconds,
 // and the other members drop it.
@@ -283,9 +283,9 @@ func TestExpiredCertificateCutsOffMidStream(t *testing.T) {
 	n3, err := c.AddHost("n3", c.LAN, 13)
 	must(err)
 	n3.TokenFile = filepath.Join(c.Dir, "n3.token")
-	if out, err := exec.CommandContext(ctx, c.Bin, "cladnet", "issue", "lab", "--dir", c.CladnetDir(), "--host", "n3", "--ttl", "45s",
+	if out, err := exec.CommandContext(ctx, c.Bin, "cladnet", "issue", "lab", "--dir", c.CladnetDir(), "--host", "n3", "--ttl", "90s",
 		"--bootstrap", c.BootAddr, "--out", n3.TokenFile).CombinedOutput(); err != nil {
-		t.Fatalf("cladnet issue --ttl 45s: %v: %s", err, out)
+		t.Fatalf("cladnet issue --ttl 90s: %v: %s", err, out)
 	}
 	c.Nodes = append(c.Nodes, n3)
 	must(c.StartAll())
@@ -320,17 +320,17 @@ func TestExpiredCertificateCutsOffMidStream(t *testing.T) {
 	}
 	ok, lastOK, serr := stream.state()
 	t.Logf("TCP stream n3 -> n1: %d lines; last echo %s relative to not-after; ended by: %v", ok, lastOK.Sub(notAfter).Round(time.Millisecond), serr)
-	if lastOK.Before(notAfter.Add(-3 * time.Second)) {
+	if lastOK.Before(notAfter.Add(-8 * time.Second)) {
 		t.Errorf("the stream stopped %s before not-after: not the expiry's doing", notAfter.Sub(lastOK).Round(time.Millisecond))
 	}
-	if lastOK.After(notAfter.Add(5 * time.Second)) {
-		t.Errorf("the stream worked %s past not-after, want at most 5 s", lastOK.Sub(notAfter).Round(time.Millisecond))
+	if lastOK.After(notAfter.Add(8 * time.Second)) {
+		t.Errorf("the stream worked %s past not-after, want at most 8 s", lastOK.Sub(notAfter).Round(time.Millisecond))
 	}
 	out := <-pingOut
 	lastReply := lastPingReply(out)
 	t.Logf("ping n3 -> n2: last reply %s relative to not-after", lastReply.Sub(notAfter).Round(time.Millisecond))
-	if lastReply.IsZero() || lastReply.Before(notAfter.Add(-3*time.Second)) || lastReply.After(notAfter.Add(5*time.Second)) {
-		t.Errorf("ping n3 -> n2: last reply at %s, not-after %s: want the replies to stop within 5 s of not-after:\n%s",
+	if lastReply.IsZero() || lastReply.Before(notAfter.Add(-8*time.Second)) || lastReply.After(notAfter.Add(8*time.Second)) {
+		t.Errorf("ping n3 -> n2: last reply at %s, not-after %s: want the replies to stop within 8 s of not-after:\n%s",
 			lastReply.Format(time.RFC3339Nano), notAfter.Format(time.RFC3339Nano), tail(out, 2000))
 	}
 	for _, n := range []*cluster.Node{n1, n2} {

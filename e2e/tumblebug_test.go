@@ -331,7 +331,9 @@ func TestTumblebugDeploy(t *testing.T) {
 		if len(tok) < 100 || strings.Contains(hist, strings.TrimSpace(string(tok))) {
 			t.Errorf("%s: token (%d bytes) missing or in the command history", id, len(tok))
 		}
-		if st, err := os.Stat(filepath.Join(h, "root/etc/cbnode/token")); err != nil || st.Mode().Perm() != 0o600 {
+		if st, err := os.Stat(filepath.Join(h, "root/etc/cbnode/token")); err != nil {
+			t.Errorf("%s: token file: %v", id, err)
+		} else if st.Mode().Perm() != 0o600 {
 			t.Errorf("%s: token file mode %v, want 0600", id, st.Mode())
 		}
 		if left, _ := filepath.Glob(filepath.Join(h, ".cbnode-deploy/*")); len(left) != 0 {

@@ -4,7 +4,8 @@ package examples
 
 import _ "embed"
 
-// Unit is cbnode.service, the member's systemd unit.
-//
 //go:embed cbnode.service
-var Unit string
+var unit string
+
+// Unit returns cbnode.service, the member's systemd unit.
+func Unit() string { return unit }

@@ -516,7 +516,7 @@ func (w *watch) overview(now time.Time, withPaths map[string]bool, all bool) Ove
 			cm.State = api.StateRevoked
 		}
 		if m.rule != nil {
-			if all || withPaths[id] {
+			if (all || withPaths[id]) && m.rule.Rules != nil {
 				cm.Paths = m.rule.Rules
 			}
 			for _, r := range m.rule.Rules {

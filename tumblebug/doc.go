@@ -22,5 +22,11 @@
 //   - script.go: the shell commands sent to nodes (install layout,
 //     systemd or background service).
 //   - state.go: the state file (CLADNet, bootstrap, deployed nodes).
-//   - deploy.go: Run, the deploy and plan driver, progress and table.
+//   - deploy.go: Config and Run, the deploy and plan driver: Tumblebug's
+//     infra and vNets, the CLADNet, the firewall, progress lines.
+//   - nodes.go: setting up the nodes (bootstrap node first, then in
+//     parallel): probe, actions, key and token.
+//   - revoke.go: revoking the nodes gone from the infra.
+//   - report.go: waiting for the members, the table, the operator check.
+//   - binary.go: --binary's format and architecture.
 package tumblebug

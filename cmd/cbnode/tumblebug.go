@@ -113,7 +113,7 @@ func tumblebugRun(c *cli.Context, plan bool) error {
 		Bootstrap: splitList(c.StringSlice("bootstrap")), BootNode: c.String("bootstrap-node"),
 		Layout: tumblebug.Layout{Root: c.String("root"), Sudo: c.String("sudo"), Service: c.String("service"),
 			Port: c.Int("port"), BootstrapPort: c.Int("bootstrap-port")},
-		Binary: binary, Unit: examples.Unit, TokenTTL: c.Duration("token-ttl"), Env: c.StringSlice("env"),
+		Binary: binary, Unit: examples.Unit(), TokenTTL: c.Duration("token-ttl"), Env: c.StringSlice("env"),
 		StateFile: stateFile, Wait: c.Duration("wait"), Out: os.Stdout, Plan: plan, Parallel: c.Int("parallel"),
 	})
 	switch {

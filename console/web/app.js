@@ -197,6 +197,7 @@
   }
 
   function pathTable(m) {
+    m.paths = m.paths || [];
     if (!m.paths.length) return el("p", { text: m.pathsError ? "path table unavailable: " + m.pathsError : m.pathsAt ? "loading the path table…" : "no path table yet" });
     return el("table", { "aria-label": `Paths of ${m.hostName}` },
       el("thead", {}, el("tr", {}, ...["peer", "path", "transport", "class", "$/GB", "selected IP", "tx", "rx", "reason"].map(h => el("th", { scope: "col", text: h })))),

@@ -438,7 +438,8 @@ func (s *Server) postFileAndCmd(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeInHome stores the file as scp -t does: at dir/name, mode 0644, dir
-// relative to the user's home unless absolute ("~/" is the home).
+// relative to the user's home unless absolute ("~/" is the home); only
+// directories under the home are accepted.
 func writeInHome(home, dir, name string, data []byte) error {
 	if strings.Contains(name, "/") || name == "" || name == "." || name == ".." {
 		return fmt.Errorf("bad file name %q", name)
@@ -450,6 +451,11 @@ func writeInHome(home, dir, name string, data []byte) error {
 		dir = filepath.Join(home, dir[2:])
 	case !filepath.IsAbs(dir):
 		dir = filepath.Join(home, dir)
+	}
+	// The namespaces share the host's file system: a stand-in node writes
+	// only under its own home, never elsewhere on the host.
+	if rel, err := filepath.Rel(home, filepath.Clean(dir)); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("scp: %s: Permission denied (the stand-in writes only under the node's home %s)", dir, home)
 	}
 	st, err := os.Stat(dir)
 	if err != nil || !st.IsDir() {
