@@ -125,13 +125,3 @@ func (c *conntrack) len() int {
 	}
 	return n
 }
-
-// clear forgets every flow.
-func (c *conntrack) clear() {
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		clear(s.m)
-		s.mu.Unlock()
-	}
-}
