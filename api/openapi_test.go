@@ -19,6 +19,7 @@ import (
 	"github.com/cloud-barista/cbnode/internal/openapitest"
 	"github.com/cloud-barista/cbnode/node"
 	"github.com/cloud-barista/cbnode/overlay/forward"
+	"github.com/cloud-barista/cbnode/overlay/pathlog"
 )
 
 // docBackend answers with every field set (omitempty ones included), so
@@ -55,7 +56,12 @@ func (d *docBackend) Peers() []Peer {
 		Details: cost.CloudInfo{ProviderName: "aws", RegionID: "r", AvailabilityZoneID: "z", VirtualNetworkID: "v", SubnetID: "s", PrivateIPs: []string{"192.168.1.5"}, PublicIP: "192.0.2.5"},
 		Addrs:   []string{"/ip4/192.0.2.5/tcp/7460"}, Groups: []string{"web"}, FirstSeen: t0, LastSeen: t0, CertUntil: t0,
 		Link:      &forward.PeerStats{Peer: otherID, TxPackets: 1, Drops: map[string]uint64{"queue-full": 1}, Path: forward.PathInfo{Relayed: true, Remote: "/ip4/1.2.3.4/tcp/1", Transport: "tcp"}, StreamUp: true, LastRecv: t0},
-		HolePunch: &node.HolePunch{Success: false, Duration: "1s", At: t0, Error: "timeout"}, RTTms: 1.5}
+		HolePunch: &node.HolePunch{Success: false, Duration: "1s", At: t0, Error: "timeout"}, RTTms: 1.5,
+		PathHistory: []pathlog.Change{
+			{At: t0, Event: pathlog.EventPath, Path: pathlog.PathRelayed, Via: "12D3relay", Remote: "/ip4/1.2.3.4/tcp/1/p2p/12D3relay/p2p-circuit", Transport: "relay", Reason: "opened"},
+			{At: t0, Event: pathlog.EventPunch, Reason: "succeeded in 20ms"},
+			{At: t0, Event: pathlog.EventPath, Path: pathlog.PathDirect, Remote: "/ip4/192.0.2.5/tcp/7460", Transport: "tcp", Reason: "moved to a better connection"},
+		}}
 	return []Peer{self, other}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/cloud-barista/cbnode/node"
 	"github.com/cloud-barista/cbnode/overlay/filter"
 	"github.com/cloud-barista/cbnode/overlay/forward"
+	"github.com/cloud-barista/cbnode/overlay/pathlog"
 )
 
 // Status is GET /v1/status.
@@ -72,6 +73,11 @@ type Peer struct {
 	Link *forward.PeerStats `json:"link,omitempty"`
 	// HolePunch is the latest NAT hole punch with the peer, if any.
 	HolePunch *node.HolePunch `json:"holePunch,omitempty"`
+	// PathHistory is how this node's path to the peer changed, oldest
+	// first (the last pathlog.DefaultSize entries): direct, relayed
+	// (through which relay) or down, when and why, and the healing
+	// events around it.
+	PathHistory []pathlog.Change `json:"pathHistory,omitempty"`
 	// RTTms is libp2p's moving average of the round trip to the peer
 	// (its pings and identify exchanges), 0 if unknown.
 	RTTms float64 `json:"rttMs,omitempty"`

@@ -122,6 +122,7 @@ func (m *Member) toPeer(mem overlay.Member) api.Peer {
 	if hp, ok := m.node.HolePunchResult(mem.ID); ok {
 		p.HolePunch = &hp
 	}
+	p.PathHistory = m.history.Get(mem.ID)
 	if m.engine != nil {
 		if st, ok := m.engine.Stats(mem.ID); ok {
 			p.Link = &st

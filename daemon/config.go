@@ -77,9 +77,13 @@ type Config struct {
 	RequestedIP netip.Addr
 	Lease       time.Duration
 
-	// Relay makes this member a relay for fellow members (the bootstrap
-	// nodes may relay too: see BootstrapConfig).
-	Relay bool
+	// Relay makes this member offer a relay for fellow members even when
+	// it cannot tell it is publicly reachable. By default a member runs a
+	// member-only relay (the bootstrap relays' certificate ACL) and offers
+	// it once it is publicly reachable (see relayOffered); NoRelay opts
+	// out. The bootstrap nodes may relay too: see BootstrapConfig.
+	Relay   bool
+	NoRelay bool
 
 	// TUN enables the data plane device (needs root / CAP_NET_ADMIN with
 	// the default OpenDevice).

@@ -23,7 +23,10 @@ func (m *Member) startLoops() {
 	m.serveRemote()
 	m.goFunc(m.reserver().Run)
 	m.goFunc(m.logJoined)
-	punch := &overlay.PunchRetry{Host: m.node.Host, Members: m.memberIDs, Log: m.log}
+	punch := &overlay.PunchRetry{Host: m.node.Host, Members: m.memberIDs, Log: m.log, Hopeless: func() bool {
+		h := m.node.Health()
+		return h.NATUDP == "endpoint-dependent" && h.NATTCP == "endpoint-dependent"
+	}}
 	m.goFunc(punch.Run)
 	m.goFunc(func(ctx context.Context) {
 		if err := m.alloc.Run(ctx); err != nil && ctx.Err() == nil {
@@ -81,6 +84,7 @@ func (m *Member) loop(ctx context.Context, members, revoked <-chan struct{}) {
 			m.paths.Enforce(ctx)
 		case <-enforce.C:
 			m.paths.Enforce(ctx)
+			m.mem.SetRelay(m.relayOffered())
 		case <-revoked:
 			if err := m.dissolved(); err != nil {
 				m.log.Warn("leaving: the CLADNet was dissolved by its owner", "cladnet", m.spec.Name)
@@ -192,9 +196,28 @@ func (m *Member) memberIDs() []peer.ID {
 	return out
 }
 
-// relayCandidates are the bootstrap nodes and the members that relay.
+// relayOffered says whether this member offers its relay to fellow
+// members: not with --no-relay, always with --relay, else while it is
+// publicly reachable.
+func (m *Member) relayOffered() bool {
+	return m.relay != nil && (m.cfg.Relay || m.node.PubliclyReachable())
+}
+
+// maxMemberRelays bounds the member relays a member reserves on (besides
+// every bootstrap relay): two keep a relayed pair alive when one dies,
+// three leave room for one restarting.
+const maxMemberRelays = 3
+
+// relayCandidates are the bootstrap nodes and up to maxMemberRelays members
+// that relay, picked by rendezvous hashing so that members spread over the
+// relays and each keeps its picks while the set is stable. A member that is
+// publicly reachable itself needs no member relay.
 func (m *Member) relayCandidates() []peer.AddrInfo {
 	out := append([]peer.AddrInfo(nil), m.cfg.Bootstrap...)
+	if m.node.PubliclyReachable() {
+		return out
+	}
+	var relays []peer.AddrInfo
 	for _, mem := range m.mem.Members() {
 		if mem.Self || !mem.Ann.Relay {
 			continue
@@ -207,7 +230,7 @@ func (m *Member) relayCandidates() []peer.AddrInfo {
 				}
 			}
 		}
-		out = append(out, info)
+		relays = append(relays, info)
 	}
-	return out
+	return append(out, pickRelays(m.node.Host.ID(), relays, maxMemberRelays)...)
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/cloud-barista/cbnode/overlay/filter"
 	"github.com/cloud-barista/cbnode/overlay/forward"
 	"github.com/cloud-barista/cbnode/overlay/names"
+	"github.com/cloud-barista/cbnode/overlay/pathlog"
 	"github.com/cloud-barista/cbnode/overlay/paths"
 	"github.com/cloud-barista/cbnode/relay"
 	"github.com/cloud-barista/cbnode/renew"
@@ -53,6 +54,7 @@ type Member struct {
 	control *overlay.Control
 	renewer *renew.Renewer
 	paths   *paths.Policy
+	history *pathlog.Log
 	names   *names.Service // nil without DNS
 	meter   meter
 	metrics *metrics
@@ -138,7 +140,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	}
 	base := context.WithoutCancel(ctx)
 	m := &Member{cfg: cfg, log: log, spec: spec, prefix: prefix, started: time.Now(), stateDir: stateDir,
-		paths: paths.New(log), meter: newMeter(), done: make(chan struct{}), twinCh: make(chan struct{}, 1)}
+		paths: paths.New(log), history: pathlog.New(0), meter: newMeter(), done: make(chan struct{}), twinCh: make(chan struct{}, 1)}
 	m.ctx, m.cancel = context.WithCancel(base)
 	m.adm = overlay.NewAdmission()
 	m.metrics = newMetrics()
@@ -168,6 +170,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		return nil, err
 	}
 	m.paths.Host = m.node.Host
+	m.node.OnHolePunch(m.recordPunch)
 	revs, err := overlay.StartRevocations(base, spec, m.node, stateDir, log)
 	if err != nil {
 		return nil, err
@@ -183,19 +186,21 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		return nil, errRevoked("join CLADNet %s: this node's certificate (host %s, peer %s) is revoked: ask the operator for a new join token (a new node identity)", spec.Name, cert.HostName, self)
 	}
 	relay.ServeCertTo(m.node.Host, cert, m.certAsker)
-	if cfg.Relay {
+	if !cfg.NoRelay {
+		// Runs on every member (an idle relay costs nothing); announced,
+		// so used, only while relayOffered says so.
 		if m.relay, err = relay.Start(m.node.Host, []string{spec.OwnerKey}, log, relay.WithRevoked(m.revokedCert)); err != nil {
 			return nil, err
 		}
-		log.Info("relaying for fellow members")
 	}
 	m.mem, err = overlay.StartMembership(base, overlay.MembershipConfig{
 		Spec: spec, Cert: cert, Key: cfg.Key, Node: m.node,
 		Heartbeat: cfg.Heartbeat, MissedHeartbeats: cfg.MissedHeartbeats,
-		Cloud: startCloud(stateDir, cfg.Cloud, log), Relay: cfg.Relay, Logger: log,
+		Cloud: startCloud(stateDir, cfg.Cloud, log), Relay: cfg.Relay && !cfg.NoRelay, Logger: log,
 		Revoked:            m.revokedCert,
 		OnIdentityConflict: m.identityConflict,
 		OnPeerJoin:         m.introduce,
+		OnMoved:            m.recordMoved,
 	})
 	if err != nil {
 		return nil, err
@@ -317,10 +322,10 @@ func (m *Member) startDataPlane() error {
 	}
 	m.dev = dev
 	m.log.Info("data plane device", "name", m.cfg.TUNName, "mtu", m.cfg.MTU, "offload", offload, "batch", dev.BatchSize())
-	m.link = &overlay.Link{Host: m.node.Host, IsMember: m.mem.IsMember, ConnScore: m.paths.Score}
+	m.link = &overlay.Link{Host: m.node.Host, IsMember: m.mem.IsMember, ConnScore: m.paths.Score, Probe: m.node.ProbeConn}
 	m.filter = filter.New(filter.Options{})
 	m.updateFilter()
-	m.engine = forward.New(dev, m.link, forward.Options{Logger: m.log, Filter: m.filter, SubnetRoutes: m.cfg.SubnetRoutes})
+	m.engine = forward.New(dev, m.link, forward.Options{Logger: m.log, OnPath: m.recordPath, Filter: m.filter, SubnetRoutes: m.cfg.SubnetRoutes})
 	m.paths.Stream = func(p peer.ID) (forward.PathInfo, bool) {
 		st, ok := m.engine.Stats(p)
 		return st.Path, ok && st.StreamUp

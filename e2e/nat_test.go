@@ -35,9 +35,12 @@ type natLab struct {
 	overlayP map[*cluster.Node]netip.Addr
 }
 
-func newNATLab(t *testing.T) *natLab {
+func newNATLab(t *testing.T) *natLab { t.Helper(); return newNATLabLog(t, "debug") }
+
+// newNATLabLog builds the NAT lab with the nodes logging at level.
+func newNATLabLog(t *testing.T, level string) *natLab {
 	t.Helper()
-	c := newRouterLab(t, cluster.Options{Prefix: "cbnat", Relay: true, LogLevel: "debug"})
+	c := newRouterLab(t, cluster.Options{Prefix: "cbnat", Relay: true, LogLevel: level})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	l := &natLab{c: c}

@@ -21,9 +21,10 @@ type HolePunch struct {
 // keeps to itself, and remembers each peer's latest outcome: an operator
 // asking why two members are relayed needs them.
 type punchTracer struct {
-	log *slog.Logger
-	mu  sync.Mutex
-	by  map[peer.ID]HolePunch
+	log  *slog.Logger
+	mu   sync.Mutex
+	by   map[peer.ID]HolePunch
+	subs []func(peer.ID, HolePunch)
 }
 
 func newPunchTracer(log *slog.Logger) *punchTracer {
@@ -39,7 +40,11 @@ func (t *punchTracer) Trace(e *holepunch.Event) {
 	hp := HolePunch{Success: end.Success, Duration: end.EllapsedTime.Round(time.Millisecond).String(), At: time.Unix(0, e.Timestamp).UTC(), Error: end.Error}
 	t.mu.Lock()
 	t.by[e.Remote] = hp
+	subs := t.subs
 	t.mu.Unlock()
+	for _, f := range subs {
+		f(e.Remote, hp)
+	}
 	if end.Success {
 		t.log.Info("hole punch succeeded", "peer", e.Remote, "took", hp.Duration)
 	} else {
@@ -60,4 +65,16 @@ func (n *Node) HolePunchResult(p peer.ID) (HolePunch, bool) {
 		return HolePunch{}, false
 	}
 	return n.punches.get(p)
+}
+
+// OnHolePunch registers f to be told each hole punch's outcome (from
+// libp2p's goroutines; f must not block). Without hole punching it is never
+// called.
+func (n *Node) OnHolePunch(f func(peer.ID, HolePunch)) {
+	if n.punches == nil {
+		return
+	}
+	n.punches.mu.Lock()
+	n.punches.subs = append(append([]func(peer.ID, HolePunch){}, n.punches.subs...), f)
+	n.punches.mu.Unlock()
 }

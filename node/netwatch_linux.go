@@ -32,14 +32,18 @@ func (n *Node) watchAddrs(ctx context.Context) {
 			if !ok {
 				return
 			}
+			a, ok := netip.AddrFromSlice(u.LinkAddress.IP)
+			if !ok || a.IsLoopback() {
+				continue
+			}
+			a = a.Unmap()
 			if u.NewAddr {
+				n.log.Info("local address added", "addr", a)
+				n.local.setRemoved(a, false)
 				continue
 			}
-			gone, ok := netip.AddrFromSlice(u.LinkAddress.IP)
-			if !ok {
-				continue
-			}
-			n.closeConnsFrom(gone.Unmap())
+			n.closeConnsFrom(a)
+			n.local.setRemoved(a, true)
 		}
 	}
 }

@@ -10,11 +10,12 @@
 //	announce.go    --announce addresses and the best address for members
 //	identity.go    the persistent node key
 //	gater.go       never advertise, dial or accept CLADNet-range addresses
-//	dialrank.go    dial ranking (TCP first)
+//	dialrank.go    dial ranking (TCP first, circuits through live relays)
 //	holepunch.go   DCUtR hole-punch tracing and outcomes
 //	limits.go      resource manager limits (room for a full mesh)
 //	staleconns.go  a peer that moved: its old connections probed, dead ones closed
 //	netwatch_*.go  connections bound to a vanished local address closed at once
+//	addrs.go       the node's current addresses (libp2p's lag a renumbering), change callbacks
 package node
 
 import (
@@ -23,6 +24,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -113,8 +115,15 @@ type Node struct {
 	punches *punchTracer
 	boot    *bootTracker
 	net     netState
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	local   localAddrs
+	gater   *overlayGater
+	// bootSubs: OnBootstrapBack's callbacks (under local.mu)
+	bootSubs []func()
+	// swarmNet holds the host's network.Network once it exists (the dial
+	// ranker runs on libp2p's goroutines).
+	swarmNet atomic.Value
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 // New starts a node. Close it to release the host and goroutines.
@@ -163,6 +172,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	n := &Node{cfg: cfg, log: log, punches: nil, gater: g,
+		boot: newBootTracker(log, WarnAfter), net: netState{observed: map[peer.ID]string{}}}
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Key),
 		libp2p.ListenAddrStrings(listen...),
@@ -174,7 +185,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(rm),
-		libp2p.SwarmOpts(swarm.WithDialRanker(rankAddrs)),
+		libp2p.SwarmOpts(swarm.WithDialRanker(rankFor(n.connected))),
 		libp2p.ConnectionGater(g),
 		libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
 			if len(cfg.Announce) > 0 {
@@ -183,7 +194,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			if cfg.ExtraAddrs != nil {
 				addrs = append(addrs, cfg.ExtraAddrs()...)
 			}
-			return g.filterAddrs(addrs)
+			return n.local.dropRemoved(g.filterAddrs(addrs))
 		}),
 	}
 	if cfg.Metrics != nil {
@@ -224,8 +235,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		h.Close()
 		return nil, fmt.Errorf("dht: %w", err)
 	}
-	n := &Node{Host: h, DHT: d, cfg: cfg, log: log, cancel: cancel, punches: punches,
-		boot: newBootTracker(log, WarnAfter), net: netState{observed: map[peer.ID]string{}}}
+	n.Host, n.DHT, n.cancel, n.punches = h, d, cancel, punches
+	n.swarmNet.Store(h.Network())
 	if err := n.watchEvents(ctx); err != nil {
 		n.Close()
 		return nil, err
@@ -254,22 +265,28 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 }
 
 // keepBootstrapped connects to the bootstrap peers at start and redials any
-// it is not connected to (e.g. after the underlay address changed), every
-// 200 ms at first, backing off to every 5 s. Each dial's outcome is recorded
-// for Health; a bootstrap node failing WarnAfter rounds in a row is logged
-// as a warning, its recovery as a notice.
+// it is not connected to (e.g. after the underlay address changed, or the
+// bootstrap node restarted), every 200 ms at first, backing off to every
+// 2 s. Each dial's outcome is recorded for Health; a bootstrap node failing
+// WarnAfter rounds in a row is logged as a warning, its recovery as a
+// notice. When a bootstrap node this node was connected to before is back,
+// the DHT's routing table is refreshed and OnBootstrapBack's callbacks run
+// (the membership re-advertises itself under its rendezvous key: a
+// restarted bootstrap node has forgotten the provider records).
 func (n *Node) keepBootstrapped(ctx context.Context) {
 	defer n.wg.Done()
 	if len(n.cfg.Bootstrap) == 0 {
 		return
 	}
 	wait := 200 * time.Millisecond
+	seen := map[peer.ID]bool{} // connected at least once
 	for {
 		connected := 0
 		var lost []peer.AddrInfo
 		for _, bp := range n.cfg.Bootstrap {
 			if n.Host.Network().Connectedness(bp.ID) == network.Connected {
 				connected++
+				seen[bp.ID] = true
 				n.boot.result(bp, nil, time.Now())
 			} else {
 				lost = append(lost, bp)
@@ -277,6 +294,8 @@ func (n *Node) keepBootstrapped(ctx context.Context) {
 		}
 		if len(lost) > 0 {
 			var wg sync.WaitGroup
+			var mu sync.Mutex
+			var back []peer.ID
 			for _, bp := range lost {
 				wg.Add(1)
 				go func(bp peer.AddrInfo) {
@@ -290,6 +309,10 @@ func (n *Node) keepBootstrapped(ctx context.Context) {
 					}
 					if err != nil {
 						n.log.Debug("bootstrap connect failed", "peer", bp.ID, "err", err)
+					} else {
+						mu.Lock()
+						back = append(back, bp.ID)
+						mu.Unlock()
 					}
 					n.boot.result(bp, err, time.Now())
 				}(bp)
@@ -299,16 +322,52 @@ func (n *Node) keepBootstrapped(ctx context.Context) {
 				_ = n.DHT.Bootstrap(ctx)
 				n.DHT.RefreshRoutingTable()
 			}
+			again := false
+			for _, id := range back {
+				if seen[id] {
+					again = true
+					n.log.Info("bootstrap node back", "peer", id)
+				}
+				seen[id] = true
+			}
+			if again && ctx.Err() == nil {
+				n.DHT.RefreshRoutingTable()
+				n.bootBack()
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
-		if wait < 5*time.Second {
-			wait *= 2
+		if wait < 2*time.Second {
+			wait = min(2*wait, 2*time.Second)
 		}
 	}
+}
+
+// OnBootstrapBack registers f to run when a bootstrap node this node had
+// lost answers again (from the bootstrap loop; f must not block).
+func (n *Node) OnBootstrapBack(f func()) {
+	n.local.mu.Lock()
+	n.bootSubs = append(n.bootSubs, f)
+	n.local.mu.Unlock()
+}
+
+func (n *Node) bootBack() {
+	n.local.mu.Lock()
+	subs := append([]func(){}, n.bootSubs...)
+	n.local.mu.Unlock()
+	for _, f := range subs {
+		f()
+	}
+}
+
+// connected reports whether the host holds a connection to p (false
+// before the host exists: the dial ranker may ask that early).
+func (n *Node) connected(p peer.ID) bool {
+	nw, ok := n.swarmNet.Load().(network.Network)
+	return ok && nw.Connectedness(p) == network.Connected
 }
 
 // Addrs returns the node's full multiaddrs (with /p2p/ID).

@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 func TestKeyPersistsWithMode0600(t *testing.T) {
@@ -117,5 +118,27 @@ func TestNodeKnowsNoCLADNet(t *testing.T) {
 				t.Errorf("node depends on %s", dep)
 			}
 		}
+	}
+}
+
+func TestCircuitsThroughLiveRelaysFirst(t *testing.T) {
+	live, dead := "12D3KooWHxt73NXov9aq3SV28Dsp4nrDgYB8UAgPcDs2qjBkn2U2", "12D3KooWBv9nRypzJepMD9VJtUbo4CdQxdBKNBgvRSNJdB6nKbL1"
+	liveID, _ := peer.Decode(live)
+	connected := func(p peer.ID) bool { return p == liveID }
+	addrs := []ma.Multiaddr{
+		ma.StringCast("/ip4/198.51.100.9/tcp/7460"),
+		ma.StringCast("/ip4/7.7.7.1/udp/7460/quic-v1/p2p/" + dead + "/p2p-circuit"),
+		ma.StringCast("/ip4/7.7.7.11/tcp/7460/p2p/" + live + "/p2p-circuit"),
+	}
+	var got []string
+	for _, r := range rankFor(connected)(addrs) {
+		got = append(got, r.Addr.String())
+	}
+	if len(got) != 2 || strings.Contains(strings.Join(got, " "), dead) {
+		t.Fatalf("ranked %v: want the direct address and the circuit through the connected relay only", got)
+	}
+	// No circuit through a connected relay: all are kept.
+	if n := len(rankFor(func(peer.ID) bool { return false })(addrs)); n != 3 {
+		t.Fatalf("no relay connected: %d addresses ranked, want all 3", n)
 	}
 }

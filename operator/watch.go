@@ -299,9 +299,14 @@ func (w *watch) snapshot(now time.Time) {
 			m.status, m.goneAt = StatusRevoked, now
 			w.add(Event{At: now, Kind: "revoked", Host: m.peer.HostName, Peer: id, Message: "revoked: its connections are closed and its address is free"})
 		case m.status == StatusUp || m.status == StatusDown:
-			// The table drops a member silent for missed heartbeats; one
-			// that left announced it and was heard from just before.
-			if now.Sub(m.peer.LastSeen) >= time.Duration(missed-1)*hb {
+			// The overlay keeps how a member went (its signed leave, or a
+			// detector's death notice); without that record, a member
+			// silent for missed heartbeats is taken as lost.
+			left, known := false, false
+			if pid, err := peer.Decode(id); err == nil {
+				left, known = s.mem.Departure(pid)
+			}
+			if (known && !left) || (!known && now.Sub(m.peer.LastSeen) >= time.Duration(missed-1)*hb) {
 				m.status = StatusLost
 				w.add(Event{At: now, Kind: "lost", Host: m.peer.HostName, Peer: id, Message: "lost: no heartbeat since " + m.peer.LastSeen.UTC().Format(time.TimeOnly) + " UTC"})
 			} else {

@@ -13,12 +13,14 @@
 //	topic.go       joining a validated gossip topic
 //	link.go        libp2p streams for the forwarding core
 //	punch.go       hole-punch retries
+//	moved.go       healing: members that moved or restarted, own address changes, bootstrap back
 //	instance.go    one identity twice: instance IDs, witnesses, conflicts
 //
 // swim/ is the failure detector and anti-entropy, free of libp2p and of the
 // clock (the simulator in /sim runs it too). The data plane lives in
 // forward/ (the forwarding core) and tun/ (cbnet0);
-// names/ makes members reachable by name (DNS, the hosts file).
+// names/ makes members reachable by name (DNS, the hosts file);
+// pathlog/ keeps each member's path history.
 package overlay
 
 import (

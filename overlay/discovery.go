@@ -5,11 +5,16 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/discovery"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
 )
+
+// rendezvousLimit bounds the provider records one rendezvous lookup asks
+// for.
+const rendezvousLimit = 16
 
 // discoverLoop advertises this node under the CLADNet's rendezvous key in the
 // DHT and connects to the others found there: often until the first fellow
@@ -37,13 +42,15 @@ func (m *Membership) discoverLoop(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-time.After(next):
+			case <-m.readvertise:
+				retry = 500 * time.Millisecond
 			}
 		}
 	}()
 	wait := 300 * time.Millisecond
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		peers, err := d.FindPeers(fctx, ns)
+		peers, err := d.FindPeers(fctx, ns, discovery.Limit(rendezvousLimit))
 		if err == nil {
 			for p := range peers {
 				if p.ID == m.self || len(p.Addrs) == 0 || m.cfg.Node.Host.Network().Connectedness(p.ID) == network.Connected {
@@ -63,8 +70,12 @@ func (m *Membership) discoverLoop(ctx context.Context) {
 		case <-time.After(wait):
 		}
 		cancel()
-		if len(m.tab.list()) > 1 && wait < 5*time.Minute { // gossip and table pulls do the rest
-			wait *= 2
+		// Once a fellow member is found, gossip, table pulls and
+		// anti-entropy do the rest: the rendezvous is a safety net, looked
+		// up calmly (each lookup returns up to rendezvousLimit provider
+		// records: it cost O(N) bytes per member, every few seconds).
+		if len(m.tab.list()) > 1 && wait < 5*time.Minute {
+			wait = min(max(2*wait, time.Minute), 5*time.Minute)
 		}
 	}
 }
@@ -124,6 +135,14 @@ func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandl
 			}
 		}
 	}()
+	// After an underlay change the first announcement may reach nobody
+	// (this node's connections were just closed); it is repeated 0.5 s,
+	// 1.5 s and 3 s later, as they come back (otherwise the next full
+	// announcement would come with the 6th heartbeat: minutes).
+	var again []time.Duration
+	followup := time.NewTimer(time.Hour)
+	followup.Stop()
+	defer followup.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -133,6 +152,15 @@ func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandl
 				return
 			}
 			m.Republish()
+		case <-m.underlayChanged:
+			m.Republish()
+			again = []time.Duration{500 * time.Millisecond, time.Second, 1500 * time.Millisecond}
+			followup.Reset(again[0])
+		case <-followup.C:
+			m.Republish()
+			if again = again[1:]; len(again) > 0 {
+				followup.Reset(again[0])
+			}
 		}
 	}
 }

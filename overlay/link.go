@@ -28,6 +28,9 @@ type Link struct {
 	// connection with the most streams, which would keep a stream on an
 	// old path).
 	ConnScore func(peer.ID, network.Conn) int
+	// Probe, if set, checks connection c (pings the peer on it, closes it
+	// if it is dead) without blocking: forward.ConnChecker.
+	Probe func(c network.Conn)
 
 	notifee network.Notifiee
 	refused atomic.Uint64
@@ -49,6 +52,13 @@ func (l *Link) OpenStream(ctx context.Context, p peer.ID) (forward.Stream, forwa
 		if err == nil {
 			return s, PathOf(c), nil
 		}
+	}
+	// The engine's writer paces its own redials (100 ms doubling to 5 s);
+	// the swarm's dial backoff on top of it would refuse, for up to
+	// minutes, addresses that failed during a fault — a relay that died,
+	// a member that moved — and came back since.
+	if sw, ok := l.Host.Network().(*swarm.Swarm); ok && l.Host.Network().Connectedness(p) != network.Connected {
+		sw.Backoff().Clear(p)
 	}
 	s, err := l.Host.NewStream(ctx, p, forward.ProtocolID, forward.LegacyProtocolID)
 	if err != nil {
@@ -107,6 +117,19 @@ func (l *Link) ResetPath(p peer.ID) {
 	}
 }
 
+// CheckConn implements forward.ConnChecker: the data plane's writes to p
+// on path.Conn go unanswered there while p's frames arrive elsewhere.
+func (l *Link) CheckConn(p peer.ID, path forward.PathInfo) {
+	if l.Probe == nil {
+		return
+	}
+	for _, c := range l.Host.Network().ConnsToPeer(p) {
+		if c.ID() == path.Conn {
+			l.Probe(c)
+		}
+	}
+}
+
 // Serve registers the packet protocol handler feeding engine e.
 func (l *Link) Serve(e *forward.Engine) {
 	h := func(s network.Stream) {
@@ -158,7 +181,7 @@ func PathOf(c network.Conn) forward.PathInfo {
 	if transport == "" {
 		transport = transportOf(remote)
 	}
-	return forward.PathInfo{Relayed: relayed, Remote: remote.String(), Transport: transport}
+	return forward.PathInfo{Relayed: relayed, Remote: remote.String(), Transport: transport, Conn: c.ID()}
 }
 
 func transportOf(a ma.Multiaddr) string {

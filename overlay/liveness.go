@@ -415,13 +415,10 @@ func (l *liveness) Confirm(id string, seq uint64) {
 	}()
 }
 
-// Suspected: a fellow member holds this node's record seq and got no
-// answer; a newer announcement refutes it.
-func (l *liveness) Suspected(by string, seq uint64) {
-	if mem, ok := l.m.tab.get(l.m.self); !ok || seq >= mem.Ann.Seq {
-		l.m.log.Info("suspected by a fellow member; refuting with a new announcement", "by", by)
-		l.m.Republish()
-	}
+// Suspected: a fellow member got no answer to its probes; the detector's
+// ack clears its suspicion (no announcement: the suspicion was its alone).
+func (l *liveness) Suspected(by string, _ uint64) {
+	l.m.log.Debug("suspected by a fellow member; answered", "by", by)
 }
 
 // applyDeath verifies a death notice and drops its member if the table
@@ -435,6 +432,9 @@ func (m *Membership) applyDeath(raw []byte, now time.Time) (swim.Entry, bool) {
 		return swim.Entry{}, false
 	}
 	if dead == m.self {
+		if own, ok := m.tab.get(m.self); ok && own.Ann.Seq > d.Seq {
+			return swim.Entry{}, false // refuted already
+		}
 		m.log.Warn("a fellow member declared this node dead; refuting with a new announcement", "by", d.By)
 		m.Republish()
 		return swim.Entry{}, false

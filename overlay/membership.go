@@ -49,7 +49,12 @@ type MembershipConfig struct {
 	// Clock, Transport and Table are set here.
 	Liveness swim.Config
 	Cloud    cost.CloudInfo
-	// Relay says this member relays for fellow members.
+	// OnMoved, if set, is told when a member announces other addresses
+	// or a new instance (restarted true), after its connections were
+	// sent to be probed (the path history; must not block).
+	OnMoved func(id peer.ID, restarted bool)
+	// Relay says this member relays for fellow members (at start; see
+	// SetRelay).
 	Relay  bool
 	Logger *slog.Logger
 	// Revoked, optional, reports whether a certificate (its peer or its
@@ -81,6 +86,7 @@ type Membership struct {
 	tab   *table
 
 	mu        sync.Mutex // guards the local announcement fields below
+	relay     bool       // this member offers a relay (SetRelay)
 	cert      *cladnet.Certificate
 	seq       uint64
 	overlayIP netip.Addr
@@ -102,8 +108,13 @@ type Membership struct {
 	detector   *liveness // failure detector and anti-entropy
 	certs      certCache
 	publishNow chan struct{}
-	rejected   sync.Map // reason → *atomic.Uint64
-	warned     sync.Map // peer.ID → struct{}: first rejection logged at warn
+	// readvertise: a bootstrap node is back; advertise under the
+	// rendezvous key now (cap 1).
+	readvertise chan struct{}
+	// underlayChanged: a local address came or went (cap 1).
+	underlayChanged chan struct{}
+	rejected        sync.Map // reason → *atomic.Uint64
+	warned          sync.Map // peer.ID → struct{}: first rejection logged at warn
 
 	watchMu  sync.Mutex
 	watchers map[chan struct{}]struct{}
@@ -138,20 +149,22 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 		log = slog.Default()
 	}
 	m := &Membership{
-		cfg:        cfg,
-		log:        log,
-		self:       cfg.Node.Host.ID(),
-		tab:        newTable(),
-		state:      StateConfiguring,
-		cert:       cfg.Cert,
-		cloud:      cfg.Cloud,
-		publishNow: make(chan struct{}, 1),
-		watchers:   map[chan struct{}]struct{}{},
-		instance:   newInstanceID(),
-		started:    time.Now().UTC(),
-		witnessCh:  make(chan peer.ID, 64),
-		lastInst:   map[peer.ID]string{},
-		conflicts:  map[string]IdentityConflict{},
+		cfg:             cfg,
+		log:             log,
+		self:            cfg.Node.Host.ID(),
+		tab:             newTable(),
+		state:           StateConfiguring,
+		cert:            cfg.Cert,
+		cloud:           cfg.Cloud,
+		publishNow:      make(chan struct{}, 1),
+		readvertise:     make(chan struct{}, 1),
+		underlayChanged: make(chan struct{}, 1),
+		watchers:        map[chan struct{}]struct{}{},
+		instance:        newInstanceID(),
+		started:         time.Now().UTC(),
+		witnessCh:       make(chan peer.ID, 64),
+		lastInst:        map[peer.ID]string{},
+		conflicts:       map[string]IdentityConflict{},
 	}
 	gt, err := joinTopic(cfg.Node.PubSub, TopicName(cfg.Spec.ID), m.validate)
 	if err != nil {
@@ -169,6 +182,7 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 	evts := gt.evts
 	cfg.Node.Host.SetStreamHandler(syncProtocol(cfg.Spec.ID), m.serveSync)
 	cfg.Node.Host.SetStreamHandler(instanceProtocol(cfg.Spec.ID), m.serveInstance)
+	m.watchUnderlay()
 	m.connNotify = &network.NotifyBundle{ConnectedF: m.connected}
 	cfg.Node.Host.Network().Notify(m.connNotify)
 	ctx, m.cancel = context.WithCancel(ctx)
@@ -354,6 +368,7 @@ func (m *Membership) apply(ctx context.Context, a *Announcement) {
 		return
 	}
 	m.noteInstance(id, a.Instance)
+	prev, had := m.tab.get(id)
 	changed, err := m.tab.apply(id, a, time.Now(), self)
 	if err != nil || !changed {
 		return
@@ -367,6 +382,10 @@ func (m *Membership) apply(ctx context.Context, a *Announcement) {
 			m.log.Info("member left", "host", a.HostName, "peer", id)
 		} else {
 			m.cfg.Node.Host.ConnManager().Protect(id, "cbnode-member")
+			m.learnAddrs(id, a)
+			if had && prev.Ann != nil && movedOrRestarted(prev.Ann, a) {
+				m.moved(id, prev.Ann, a)
+			}
 			m.connect(ctx, id, a.Addrs)
 		}
 	}
@@ -411,7 +430,7 @@ func (m *Membership) announcement(kind string) (*Announcement, error) {
 		HostName: m.cert.HostName,
 		Cloud:    m.cloud,
 		State:    m.state,
-		Relay:    m.cfg.Relay,
+		Relay:    m.relay,
 		Seq:      seq,
 		Time:     time.Now().UTC(),
 		Instance: m.instance,
@@ -422,7 +441,7 @@ func (m *Membership) announcement(kind string) (*Announcement, error) {
 		a.ClaimedAt = m.claimedAt
 	}
 	m.mu.Unlock()
-	for _, addr := range m.cfg.Node.Host.Addrs() {
+	for _, addr := range m.cfg.Node.CurrentAddrs() {
 		a.Addrs = append(a.Addrs, addr.String())
 	}
 	if len(a.Addrs) > 64 {
@@ -447,6 +466,19 @@ func (m *Membership) publish(ctx context.Context, kind string) error {
 		return fmt.Errorf("publish announcement: %w", err)
 	}
 	return nil
+}
+
+// SetRelay says whether this member offers a relay to fellow members; a
+// change is announced at once.
+func (m *Membership) SetRelay(on bool) {
+	m.mu.Lock()
+	changed := m.relay != on
+	m.relay = on
+	m.mu.Unlock()
+	if changed {
+		m.log.Info("relay for fellow members", "offered", on)
+		m.Republish()
+	}
 }
 
 // Republish asks for an announcement now (coalesced with pending ones).

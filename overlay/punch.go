@@ -16,12 +16,18 @@ import (
 // moment (both just started) each side starts a punch and they spoil each
 // other. For members reachable only through a relay, the member with the
 // lower peer ID closes the relayed connections after a growing delay (5 s,
-// 10 s, ... 10 min): its stream writer redials through the relay, and the
-// peer's fresh inbound relayed connection starts a single, clean punch.
+// 10 s, 20 s) — at most punchRetries times, since each retry cuts a working
+// relayed path for a moment: its stream writer redials through the relay,
+// and the peer's fresh inbound relayed connection starts a single, clean
+// punch. A node whose own NAT maps every destination to another port
+// (symmetric, as libp2p's observed addresses tell) never retries.
 type PunchRetry struct {
 	Host    host.Host
 	Members func() []peer.ID
 	Log     *slog.Logger
+	// Hopeless, if set, reports that hole punching cannot work from
+	// here (this node is behind a symmetric NAT).
+	Hopeless func() bool
 
 	next    map[peer.ID]time.Time
 	backoff map[peer.ID]time.Duration
@@ -29,7 +35,7 @@ type PunchRetry struct {
 
 const (
 	punchFirstRetry = 5 * time.Second
-	punchMaxRetry   = 10 * time.Minute
+	punchRetries    = 3
 )
 
 // Run checks every few seconds until ctx ends.
@@ -49,6 +55,9 @@ func (r *PunchRetry) Run(ctx context.Context) {
 
 func (r *PunchRetry) check(now time.Time) {
 	self := r.Host.ID()
+	if r.Hopeless != nil && r.Hopeless() {
+		return
+	}
 	live := map[peer.ID]bool{}
 	for _, p := range r.Members() {
 		live[p] = true
@@ -62,10 +71,10 @@ func (r *PunchRetry) check(now time.Time) {
 			r.next[p], r.backoff[p] = now.Add(punchFirstRetry), punchFirstRetry
 			continue
 		}
-		if now.Before(next) {
+		if now.Before(next) || r.backoff[p] > punchFirstRetry<<(punchRetries-1) {
 			continue
 		}
-		b := min(2*r.backoff[p], punchMaxRetry)
+		b := 2 * r.backoff[p]
 		r.next[p], r.backoff[p] = now.Add(b), b
 		r.Log.Debug("still relayed: reconnecting through the relay to retry hole punching", "peer", p, "next", b)
 		_ = r.Host.Network().ClosePeer(p)

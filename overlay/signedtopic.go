@@ -203,20 +203,21 @@ func (s *signedTopic[D]) receive(ctx context.Context) {
 }
 
 // apply installs doc if it is newer than the document in force, saves it
-// and signals the watchers.
+// and signals the watchers. The file is written before the document is in
+// force, so whoever sees it in force finds it saved too.
 func (s *signedTopic[D]) apply(doc *D) bool {
 	s.mu.Lock()
 	if !s.newer(doc, s.doc) {
 		s.mu.Unlock()
 		return false
 	}
-	s.doc = doc
-	s.mu.Unlock()
 	if b, err := s.marshal(doc); err == nil && s.path != "" {
 		if err := atomicfile.Write(s.path, b, 0o600); err != nil {
 			s.log.Warn("save "+s.noun, "err", err)
 		}
 	}
+	s.doc = doc
+	s.mu.Unlock()
 	s.log.Info(s.applied, s.appliedAttrs(doc)...)
 	s.watchMu.Lock()
 	for _, ch := range s.watch {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	ma "github.com/multiformats/go-multiaddr"
@@ -23,11 +24,12 @@ type Reserver struct {
 	onChange   func()
 	log        *slog.Logger
 
-	mu    sync.Mutex
-	resv  map[peer.ID]*client.Reservation
-	addrs map[peer.ID][]ma.Multiaddr
-	retry map[peer.ID]time.Time
-	fails map[peer.ID]int
+	mu     sync.Mutex
+	resv   map[peer.ID]*client.Reservation
+	addrs  map[peer.ID][]ma.Multiaddr
+	retry  map[peer.ID]time.Time
+	fails  map[peer.ID]int
+	trying map[peer.ID]bool // an attempt is in flight
 }
 
 // NewReserver makes a reserver; candidates lists relay candidates, onChange
@@ -37,7 +39,7 @@ func NewReserver(h host.Host, candidates func() []peer.AddrInfo, onChange func()
 		log = slog.Default()
 	}
 	return &Reserver{h: h, candidates: candidates, onChange: onChange, log: log,
-		resv: map[peer.ID]*client.Reservation{}, addrs: map[peer.ID][]ma.Multiaddr{}, retry: map[peer.ID]time.Time{}, fails: map[peer.ID]int{}}
+		resv: map[peer.ID]*client.Reservation{}, addrs: map[peer.ID][]ma.Multiaddr{}, retry: map[peer.ID]time.Time{}, fails: map[peer.ID]int{}, trying: map[peer.ID]bool{}}
 }
 
 // Addrs returns the current circuit addresses (for the host's AddrsFactory).
@@ -62,21 +64,50 @@ func (r *Reserver) Relays() []peer.ID {
 	return out
 }
 
-// Run keeps reservations fresh until ctx ends.
+// Run keeps reservations fresh until ctx ends. A relay candidate that
+// connects (a relay back after a restart, the bootstrap loop's redial) is
+// tried at once, its backoff forgotten.
 func (r *Reserver) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	kick := make(chan struct{}, 1)
+	notifee := &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		p := c.RemotePeer()
+		r.mu.Lock()
+		_, held := r.resv[p]
+		_, failing := r.retry[p]
+		if !held && failing {
+			delete(r.retry, p)
+			delete(r.fails, p)
+		}
+		r.mu.Unlock()
+		if !held {
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		}
+	}}
+	r.h.Network().Notify(notifee)
+	defer r.h.Network().StopNotify(notifee)
+	var attempts sync.WaitGroup
+	defer attempts.Wait()
 	for {
-		r.refresh(ctx)
+		r.refresh(ctx, &attempts)
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-kick:
 		}
 	}
 }
 
-func (r *Reserver) refresh(ctx context.Context) {
+// refresh starts a reservation attempt on every candidate without a fresh
+// reservation, an attempt in flight or a backoff to wait out. It does not
+// wait for them: a relay that hangs (a dead one's QUIC address times out)
+// holds up no other; Run waits for them when it ends.
+func (r *Reserver) refresh(ctx context.Context, wg *sync.WaitGroup) {
 	now := time.Now()
 	for _, c := range r.candidates() {
 		if c.ID == r.h.ID() {
@@ -85,22 +116,32 @@ func (r *Reserver) refresh(ctx context.Context) {
 		r.mu.Lock()
 		res := r.resv[c.ID]
 		next := r.retry[c.ID]
-		r.mu.Unlock()
+		busy := r.trying[c.ID]
 		// Renew when a third of the reservation's life is left; it is
 		// also lost when the relay's connection drops.
 		fresh := res != nil && now.Before(res.Expiration.Add(-20*time.Minute)) && len(r.h.Network().ConnsToPeer(c.ID)) > 0
-		if fresh || now.Before(next) {
+		if fresh || busy || now.Before(next) {
+			r.mu.Unlock()
 			continue
 		}
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		res, err := client.Reserve(rctx, r.h, c)
-		cancel()
-		if err != nil {
-			r.drop(c.ID, now)
-			r.log.Debug("relay reservation failed", "relay", c.ID, "err", err)
-			continue
-		}
-		r.keep(c, res)
+		r.trying[c.ID] = true
+		r.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			res, err := client.Reserve(rctx, r.h, c)
+			cancel()
+			r.mu.Lock()
+			delete(r.trying, c.ID)
+			r.mu.Unlock()
+			if err != nil {
+				r.drop(c.ID, time.Now())
+				r.log.Debug("relay reservation failed", "relay", c.ID, "err", err)
+				return
+			}
+			r.keep(c, res)
+		}()
 	}
 }
 
@@ -131,17 +172,28 @@ func (r *Reserver) keep(c peer.AddrInfo, res *client.Reservation) {
 	}
 }
 
-// drop forgets p's reservation and retries it after a backoff that grows
-// from 2 s to 2 min (a bootstrap node that does not relay keeps refusing).
+// MaxRetry bounds the backoff between reservation attempts on one relay:
+// 2 s, 4 s, 8 s, then every MaxRetry (it once grew to 2 min, so a relay
+// back after a restart waited up to 2 min for its members). A bootstrap
+// node that does not relay keeps refusing, cheaply; a relay that connects
+// is retried at once (see Run).
+const MaxRetry = 10 * time.Second
+
+// drop forgets p's reservation and retries it after a backoff.
 func (r *Reserver) drop(p peer.ID, now time.Time) {
 	r.mu.Lock()
 	_, had := r.resv[p]
 	delete(r.resv, p)
 	delete(r.addrs, p)
 	r.fails[p]++
-	r.retry[p] = now.Add(min(2*time.Second<<min(r.fails[p]-1, 6), 2*time.Minute))
+	r.retry[p] = now.Add(retryAfter(r.fails[p]))
 	r.mu.Unlock()
 	if had {
 		r.onChange()
 	}
+}
+
+// retryAfter is the wait after the n-th failed reservation in a row.
+func retryAfter(n int) time.Duration {
+	return min(2*time.Second<<min(max(n-1, 0), 6), MaxRetry)
 }

@@ -20,7 +20,8 @@ type Node struct {
 	traffic Traffic
 
 	confirmed uint64 // deaths this node confirmed
-	refuted   uint64 // times it refuted its own suspicion or death
+	refuted   uint64 // times it refuted its own death (a new announcement)
+	suspected uint64 // suspicions of it it answered
 	dupDeaths uint64 // death notices or leaves for members already gone
 }
 
@@ -65,7 +66,7 @@ func (n *Node) leave() {
 	n.det.Stop()
 }
 
-// refute answers a suspicion or death notice of this member held at seq:
+// refute answers a death notice of this member held at seq:
 // a new announcement with a newer sequence number.
 func (n *Node) refute(seq uint32) {
 	if !n.up || seq < n.seq {

@@ -59,11 +59,13 @@ func TestGracefulLeave(t *testing.T) {
 }
 
 // TestFalseSuspicionRefuted: a live member whose probes are lost for a
-// while is suspected, hears of it, and refutes before its death is
-// confirmed; it never leaves any table.
+// while is suspected, hears of it, and answers (an ack to the suspecter,
+// no announcement to everyone) before its death is confirmed; it never
+// leaves any table.
 func TestFalseSuspicionRefuted(t *testing.T) {
 	s := coldStart(t, Config{N: 50, Seed: 5})
 	v := 17
+	seq := s.Node(v).seq
 	s.Drop(func(_, to int, m *swim.Message) bool {
 		return to == v && (m.Kind == swim.KindPing || m.Kind == swim.KindPingReq)
 	})
@@ -81,8 +83,11 @@ func TestFalseSuspicionRefuted(t *testing.T) {
 	if c.Confirmed != 0 || lost {
 		t.Fatalf("member %d dropped (deaths confirmed %d, missing from a table %v); its refutation should have come first", v, c.Confirmed, lost)
 	}
-	if s.Node(v).refuted == 0 {
-		t.Fatalf("member %d never refuted", v)
+	if s.Node(v).suspected == 0 || c.Detector.Refuted == 0 {
+		t.Fatalf("member %d answered %d suspicions, %d cleared", v, s.Node(v).suspected, c.Detector.Refuted)
+	}
+	if s.Node(v).seq != seq {
+		t.Fatalf("member %d announced itself anew for a suspicion (seq %d → %d): a suspicion is the suspecter's alone", v, seq, s.Node(v).seq)
 	}
 	if !s.Converged() {
 		t.Fatalf("not converged after the refutation")
@@ -203,17 +208,17 @@ func TestSlowMemberHarmless(t *testing.T) {
 	var byOthers uint64
 	for _, i := range s.Live() {
 		if i != slow {
-			byOthers += s.Node(i).refuted
+			byOthers += s.Node(i).suspected
 		}
 	}
 	if s.Node(slow).confirmed != 0 {
 		t.Fatalf("the slow member confirmed %d deaths of healthy members", s.Node(slow).confirmed)
 	}
 	if byOthers > 20 {
-		t.Fatalf("healthy members refuted %d suspicions in 60 s: the slow member kept suspecting", byOthers)
+		t.Fatalf("healthy members answered %d suspicions in 60 s: the slow member kept suspecting", byOthers)
 	}
 	if !s.Converged() {
 		t.Fatal("not converged 10 s after the member recovered")
 	}
-	t.Logf("slow member: health up to %d, %d refutations by healthy members, deaths confirmed by all %d", worst, byOthers, c.Confirmed-c0.Confirmed)
+	t.Logf("slow member: health up to %d, %d suspicions answered by healthy members, deaths confirmed by all %d", worst, byOthers, c.Confirmed-c0.Confirmed)
 }

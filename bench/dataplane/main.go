@@ -4,6 +4,13 @@
 // lab (package internal/cluster: a bootstrap node and two members on one
 // switch) and writes a Markdown report:
 //
+//   - side by side in one pass (compare.go, peers.go): raw veth,
+//     wireguard-go and Nebula (built from the Go module proxy at pinned
+//     versions, run in the same two namespaces as cbnode's default lab) and
+//     cbnode variants (default, --mtu 1420, --tun-offload=false, and with
+//     -bin-before an older binary): 1 and 4 TCP streams, ping avg/p99,
+//     daemon CPU, CPU-seconds per GB at iperf3 -b 1G, system calls per MB
+//     (perf stat), peak RSS, ratios to raw and to the best peer;
 //   - iperf3 TCP throughput n1 → n2 over cbnet0 and over the raw veth
 //     underlay, 1 and 4 streams, median and range of -reps runs;
 //   - ping RTT over both paths and the RTT the overlay adds;
@@ -18,7 +25,8 @@
 // -quiet-wait) for other work to pause, and it reports the CPU that
 // processes outside the lab used during the tests.
 //
-// It needs root, iperf3 and ping; perf is optional. Nothing runs outside
+// It needs root, iperf3 and ping; perf is optional; the peers need go
+// (for go install) and wg (Debian wireguard-tools). Nothing runs outside
 // the lab's namespaces except perf (which only observes) and the cbnode
 // CLI for 'cladnet create/issue' (files only). Ctrl-C stops and cleans up.
 //

@@ -93,6 +93,7 @@ func TestJoinConfigTakesEveryFlag(t *testing.T) {
 		"tun-offload":       {"=false", func(c daemon.Config) any { return c.TUNNoOffload }, true},
 		"subnet-router":     {"192.168.10.7/24", func(c daemon.Config) any { return c.SubnetRoutes }, []netip.Prefix{netip.MustParsePrefix("192.168.10.0/24")}},
 		"relay":             {"", func(c daemon.Config) any { return c.Relay }, true},
+		"no-relay":          {"", func(c daemon.Config) any { return c.NoRelay }, true},
 		"dns":               {"server", func(c daemon.Config) any { return c.DNS.Mode }, "server"},
 		"hosts-file":        {"/tmp/cbnode-hosts-x", func(c daemon.Config) any { return c.DNS.HostsFile }, "/tmp/cbnode-hosts-x"},
 		"provider":          {"gcp", func(c daemon.Config) any { return c.Cloud.ProviderName }, "gcp"},

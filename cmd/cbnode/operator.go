@@ -46,8 +46,8 @@ required (lines 'bearer TOKEN' or 'basic USER:PASSWORD'), and --tls-cert with
 			&cli.StringSliceFlag{Name: "p2p-listen", Usage: "IP address the libp2p node listens on (repeatable)", Value: cli.NewStringSlice("0.0.0.0"), EnvVars: []string{"CBNODE_P2P_LISTEN"}},
 			&cli.IntFlag{Name: "p2p-port", Usage: "libp2p TCP and UDP port; 0 picks one (the operator only dials out)", Value: 0, EnvVars: []string{"CBNODE_P2P_PORT"}},
 			&cli.DurationFlag{Name: "token-ttl", Usage: "default validity of API-issued tokens", Value: operator.DefaultTokenTTL, EnvVars: []string{"CBNODE_TOKEN_TTL"}},
-			&cli.DurationFlag{Name: "heartbeat", Usage: "announcement interval (use the members' --heartbeat)", Value: overlay.DefaultHeartbeat, EnvVars: []string{"CBNODE_HEARTBEAT"}},
-			&cli.IntFlag{Name: "missed-heartbeats", Usage: "a member silent for this many heartbeats is dropped (the console shows it as lost)", Value: overlay.DefaultMissedHeartbeats, EnvVars: []string{"CBNODE_MISSED_HEARTBEATS"}},
+			&cli.DurationFlag{Name: "heartbeat", Usage: "with --missed-heartbeats: how long a member that went without a leave or death notice the operator heard must have been silent to show as lost rather than left", Value: overlay.DefaultHeartbeat, EnvVars: []string{"CBNODE_HEARTBEAT"}},
+			&cli.IntFlag{Name: "missed-heartbeats", Usage: "see --heartbeat (the console shows a member lost when the members' failure detector declared it dead, left when it announced its leave)", Value: overlay.DefaultMissedHeartbeats, EnvVars: []string{"CBNODE_MISSED_HEARTBEATS"}},
 			logLevelFlag, logFormatFlag,
 		},
 		Action: func(c *cli.Context) error {

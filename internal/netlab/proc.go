@@ -105,6 +105,10 @@ func (p *Proc) terminate(grace time.Duration) error {
 	}
 }
 
+// Signal sends sig to the process and its process group (SIGSTOP and
+// SIGCONT to freeze and thaw it, as a suspended VM).
+func (p *Proc) Signal(sig syscall.Signal) { p.signal(sig) }
+
 // signal signals the process (through its pidfd-safe os.Process) and the
 // rest of its process group while it has not been reaped.
 func (p *Proc) signal(sig syscall.Signal) {

@@ -253,9 +253,13 @@ func TestSuperPacketToLegacyPeer(t *testing.T) {
 		forwardtest.NewDevice("a", 1400, forwardtest.WithOffload()),
 		forwardtest.NewDevice("b", 1400),
 	}
-	nodes, _ := newMeshWith(t, devs, forward.Options{})
+	// a's streams speak the old protocol from the first one on.
+	nodes, _ := newMeshWith(t, devs, forward.Options{}, func(i int, d *forwardtest.Dialer) {
+		if i == 0 {
+			d.SetProtocol(forward.LegacyProtocolID)
+		}
+	})
 	a, b := nodes[0], nodes[1]
-	a.dialer.SetProtocol(forward.LegacyProtocolID)
 	payload := randomPayload(20000)
 	h, pkt := superPacket(a, b, payload, 1348)
 	if err := devs[0].InjectWithHeader(h, pkt, time.Second); err != nil {
@@ -277,4 +281,45 @@ func TestSuperPacketToLegacyPeer(t *testing.T) {
 		tx, rx := mustStats(t, a.e, b.id), mustStats(t, b.e, a.id)
 		return tx.TxGSO == 0 && tx.TxPackets == uint64(nseg) && rx.RxGSO == 0 && rx.RxPackets == uint64(nseg)
 	})
+}
+
+// TestSuperPacketWriteFailure: when the in-place write of a super-packet
+// fails with more queued behind it, nothing crashes and every queued
+// super-packet reaches the peer on the next stream.
+func TestSuperPacketWriteFailure(t *testing.T) {
+	devs := []*forwardtest.Device{
+		forwardtest.NewDevice("a", 1400, forwardtest.WithOffload()),
+		forwardtest.NewDevice("b", 1400, forwardtest.WithOffload()),
+	}
+	nodes, _ := newMeshWith(t, devs, forward.Options{MinBackoff: 10 * time.Millisecond}, func(i int, d *forwardtest.Dialer) {
+		if i == 0 {
+			d.SetGated(true) // a's first stream: writes block until it is closed
+		}
+	})
+	a, b := nodes[0], nodes[1]
+	for i := range 3 {
+		h, pkt := superPacket(a, b, randomPayload(30000+i), 1348)
+		if err := devs[0].InjectWithHeader(h, pkt, time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-a.dialer.Entered():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the writer never wrote")
+	}
+	eventually(t, 2*time.Second, "all queued", func() bool { return devs[0].Reads() >= 1 && len(devs[0].Input()) == 0 })
+	time.Sleep(20 * time.Millisecond) // let the reader queue them behind the blocked write
+	a.dialer.SetGated(false)
+	a.dialer.Last().Close() // the blocked write fails
+	for i := range 3 {
+		_, p, err := devs[1].RecvWithHeader(5 * time.Second)
+		if err != nil {
+			t.Fatalf("super-packet %d: %v", i, err)
+		}
+		if len(p) != 52+30000+i {
+			t.Errorf("super-packet %d: %d bytes", i, len(p))
+		}
+	}
+	eventually(t, 2*time.Second, "reconnect counted", func() bool { return mustStats(t, a.e, b.id).Reconnects >= 1 })
 }

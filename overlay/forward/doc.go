@@ -89,6 +89,6 @@
 //	export_test.go     the few internals the forward_test tests need
 //	frame_test.go      header, IPv4 checks, receive fuzzing, probes, zero-alloc send path (internal)
 //	gso_test.go        segmentation, checksums, GSO validation, GSO receive fuzzing (internal)
-//	batch_test.go      batched reads/writes, partial writes, super-packets between offload and plain devices, spoofed super-packets
+//	batch_test.go      batched reads/writes, partial writes, super-packets between offload, plain and 1.0.0 peers, spoofed super-packets, failed in-place writes
 //	route_test.go      routing decision benchmark (internal)
 package forward

@@ -247,7 +247,7 @@ func (e *Engine) HandleStream(p peer.ID, s Stream, path PathInfo) {
 	defer stop()
 	defer s.Close()
 
-	err := e.receive(p, s)
+	err := e.receive(p, s, path.Conn)
 	switch {
 	case err == nil || e.ctx.Err() != nil:
 		e.log.Debug("inbound stream ended", "peer", p, "remote", path.Remote)
@@ -256,11 +256,11 @@ func (e *Engine) HandleStream(p peer.ID, s Stream, path PathInfo) {
 	}
 }
 
-// receive reads frames from s until EOF or an error. Data packets are
-// collected into a batch that is written to the device when it is full
-// or when the next frame has not fully arrived yet (so nothing waits for
-// more input).
-func (e *Engine) receive(p peer.ID, s Stream) error {
+// receive reads frames from s (riding connection conn, "" if unknown) until
+// EOF or an error. Data packets are collected into a batch that is written
+// to the device when it is full or when the next frame has not fully
+// arrived yet (so nothing waits for more input).
+func (e *Engine) receive(p peer.ID, s Stream, conn string) error {
 	br := bufio.NewReaderSize(s, readBufferSize)
 	rb := &rxBatch{}
 	defer e.flushRx(rb)
@@ -291,6 +291,11 @@ func (e *Engine) receive(p peer.ID, s Stream) error {
 		if ps != nil {
 			now := e.nanotime()
 			ps.c.lastRecv.Store(now)
+			if conn != "" {
+				if out := ps.c.path.Load(); out != nil && out.Conn == conn {
+					ps.c.lastRecvSame.Store(now)
+				}
+			}
 			if typ != FrameKeepalive {
 				ps.c.lastRecvData.Store(now)
 			}

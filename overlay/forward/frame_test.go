@@ -125,8 +125,8 @@ func FuzzReceive(f *testing.F) {
 		dev := &checkDev{t: t, src: src}
 		e, _ := staticEngine(dev, Options{QueueLen: 4})
 		defer e.Close()
-		_ = e.receive("a", readerStream{bytes.NewReader(data)})
-		_ = e.receive("stranger", readerStream{bytes.NewReader(data)})
+		_ = e.receive("a", readerStream{bytes.NewReader(data)}, "")
+		_ = e.receive("stranger", readerStream{bytes.NewReader(data)}, "")
 	})
 }
 
@@ -154,7 +154,7 @@ func TestProbeAnsweredThroughQueue(t *testing.T) {
 	e, ps := staticEngine(discardDev{}, Options{})
 	defer e.Close()
 	payload := []byte("0123456789abcdef")
-	if err := e.receive("a", readerStream{bytes.NewReader(frameBytes(FrameProbe, payload))}); err != nil {
+	if err := e.receive("a", readerStream{bytes.NewReader(frameBytes(FrameProbe, payload))}, ""); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -173,7 +173,7 @@ func TestProbeAnsweredThroughQueue(t *testing.T) {
 		pkt := <-ps.queue // the Probe
 		reply := append([]byte(nil), pkt.frame()...)
 		reply[0] = byte(FrameProbeReply)
-		_ = e.receive("intruder", readerStream{bytes.NewReader(reply)})
+		_ = e.receive("intruder", readerStream{bytes.NewReader(reply)}, "")
 	}()
 	if _, _, err := e.Ping(ctx, "a"); err == nil {
 		t.Fatal("ping completed by a reply from another peer")

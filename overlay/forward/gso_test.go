@@ -201,6 +201,6 @@ func FuzzReceiveGSO(f *testing.F) {
 		dev := &checkDev{t: t, src: gsoSrc, sums: true}
 		e, _ := staticEngine(dev, Options{QueueLen: 4})
 		defer e.Close()
-		_ = e.receive("a", readerStream{bytes.NewReader(frame)})
+		_ = e.receive("a", readerStream{bytes.NewReader(frame)}, "")
 	})
 }

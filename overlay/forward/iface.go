@@ -86,6 +86,20 @@ type PathInfo struct {
 	Relayed   bool   `json:"relayed"`
 	Remote    string `json:"remote"`    // multiaddr of the remote end
 	Transport string `json:"transport"` // tcp|quic|webtransport|...
+	// Conn identifies the underlying connection (the node layer's
+	// connection ID; "" if unknown). Not shown in the API.
+	Conn string `json:"-"`
+}
+
+// ConnChecker may be implemented by a Dialer. The engine calls CheckConn
+// when the data it writes to p on the connection path.Conn has gone
+// unanswered there for Options.DeadAfter while frames from p keep arriving
+// on another connection: those frames prove p alive, not that our writes
+// reach it (a connection dead in one direction, or left behind by a peer
+// that moved). The checker should probe that connection and close it if it
+// is dead; the writer then reopens its stream. It must not block.
+type ConnChecker interface {
+	CheckConn(p peer.ID, path PathInfo)
 }
 
 // Dialer opens an outbound packet stream to a peer (the node layer implements it with

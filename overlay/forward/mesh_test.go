@@ -75,14 +75,15 @@ func newMesh(t testing.TB, n int, opts forward.Options) ([]*node, *forwardtest.N
 	return newMeshWith(t, devs, opts)
 }
 
-// newMeshWith is newMesh on the given devices, one engine each.
-func newMeshWith(t testing.TB, devs []*forwardtest.Device, opts forward.Options) ([]*node, *forwardtest.Net) {
+// newMeshWith is newMesh on the given devices, one engine each; setup,
+// if given, prepares each node's dialer before its engine starts.
+func newMeshWith(t testing.TB, devs []*forwardtest.Device, opts forward.Options, setup ...func(i int, d *forwardtest.Dialer)) ([]*node, *forwardtest.Net) {
 	t.Helper()
-	return newMeshOpts(t, devs, func(int) forward.Options { return opts })
+	return newMeshOpts(t, devs, func(int) forward.Options { return opts }, setup...)
 }
 
 // newMeshOpts is newMeshWith with per-node options (node i gets optsFor(i)).
-func newMeshOpts(t testing.TB, devs []*forwardtest.Device, optsFor func(i int) forward.Options) ([]*node, *forwardtest.Net) {
+func newMeshOpts(t testing.TB, devs []*forwardtest.Device, optsFor func(i int) forward.Options, setup ...func(i int, d *forwardtest.Dialer)) ([]*node, *forwardtest.Net) {
 	t.Helper()
 	n := len(devs)
 	baseline := runtime.NumGoroutine()
@@ -97,6 +98,9 @@ func newMeshOpts(t testing.TB, devs []*forwardtest.Device, optsFor func(i int) f
 			runErr: make(chan error, 1),
 		}
 		nd.dialer = fn.Dialer(id)
+		for _, f := range setup {
+			f(i, nd.dialer)
+		}
 		nd.e = forward.New(nd.dev, nd.dialer, optsFor(i))
 		nd.e.SetLocal(nd.ip)
 		fn.Add(id, nd.e)

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Defaults for Options fields left zero.
@@ -49,6 +51,10 @@ type Options struct {
 	MaxBackoff time.Duration
 	// DialTimeout bounds one Dialer.OpenStream call (default 10 s).
 	DialTimeout time.Duration
+	// OnPath, if set, is told every time a peer's outbound stream comes up
+	// (path set) or goes down (path nil), and why: the path history. It
+	// runs on the peer's writer goroutine and must not block.
+	OnPath func(p peer.ID, path *PathInfo, reason string)
 	// Filter, if set, decides inbound data packets (see Filter).
 	Filter Filter
 	// SubnetRoutes are destinations besides the node's own overlay address

@@ -289,6 +289,11 @@ func (w *writer) flush() bool {
 	if len(out) == 0 {
 		return true
 	}
+	if w.s == nil {
+		// An earlier write of this round failed (add's direct write):
+		// the batch waits for the next stream.
+		return false
+	}
 	now := w.e.nanotime()
 	if w.dl != nil {
 		// Refresh the deadline only when half of it is used up: setting a
@@ -301,7 +306,7 @@ func (w *writer) flush() bool {
 	}
 	if _, err := w.s.Write(out); err != nil {
 		w.e.log.Debug("stream write failed", "peer", w.ps.id, "bytes", len(out), "err", err)
-		w.dropStream()
+		w.dropStream("write failed: " + err.Error())
 		w.needSleep = true
 		return false
 	}
@@ -310,7 +315,7 @@ func (w *writer) flush() bool {
 	if w.batchPkts != 0 || w.batchP != 0 {
 		// Data now awaits an answer; an older unanswered write keeps
 		// its earlier start.
-		if ws := c.waitingSince.Load(); ws == 0 || c.lastRecv.Load() >= ws {
+		if ws := c.waitingSince.Load(); ws == 0 || w.answeredOn() >= ws {
 			c.waitingSince.Store(now)
 		}
 	}
@@ -349,12 +354,24 @@ func (w *writer) housekeeping(tickEvery time.Duration) {
 	c := &w.ps.c
 	lastRecv := c.lastRecv.Load()
 	if ws := c.waitingSince.Load(); ws != 0 {
-		if lastRecv >= ws {
+		if lastRecv >= ws && w.answeredOn() < ws {
+			// Answered, but on another connection only: after DeadAfter,
+			// have ours checked (see ConnChecker).
+			if now-max(ws, w.openedAt) >= int64(w.opts.DeadAfter) {
+				if ck, ok := w.e.dialer.(ConnChecker); ok {
+					if p := c.path.Load(); p != nil {
+						w.e.log.Info("answers only on another connection, checking ours", "peer", w.ps.id, "remote", p.Remote)
+						ck.CheckConn(w.ps.id, *p)
+					}
+				}
+				c.waitingSince.Store(0)
+			}
+		} else if lastRecv >= ws {
 			c.waitingSince.Store(0) // answered
 		} else if since := max(ws, w.openedAt); now-since >= int64(w.opts.DeadAfter) {
 			w.e.log.Info("path dead, reopening stream", "peer", w.ps.id,
 				"unanswered", time.Duration(now-ws))
-			w.dropStream() // reconnect at once, no backoff
+			w.dropStream(fmt.Sprintf("path dead: data unanswered for %s", time.Duration(now-ws).Round(time.Millisecond))) // reconnect at once, no backoff
 			if r, ok := w.e.dialer.(PathResetter); ok {
 				r.ResetPath(w.ps.id)
 			}
@@ -366,6 +383,15 @@ func (w *writer) housekeeping(tickEvery time.Duration) {
 		w.batchKA++
 		w.flush()
 	}
+}
+
+// answeredOn is when the peer's last frame arrived on the connection our
+// stream rides, or, when that connection is not known, on any.
+func (w *writer) answeredOn() int64 {
+	if p := w.ps.c.path.Load(); p != nil && p.Conn != "" {
+		return w.ps.c.lastRecvSame.Load()
+	}
+	return w.ps.c.lastRecv.Load()
 }
 
 // dial opens a stream to the peer with the dial timeout.
@@ -396,7 +422,11 @@ func (w *writer) connect(ctx context.Context) {
 		w.needSleep = true
 		return
 	}
-	w.attach(ctx, s, path)
+	why := "opened"
+	if w.lost {
+		why = "reconnected"
+	}
+	w.attach(ctx, s, path, why)
 	if w.lost {
 		w.lost = false
 		w.ps.c.reconnects.Add(1)
@@ -405,8 +435,8 @@ func (w *writer) connect(ctx context.Context) {
 	w.flush() // a batch kept from a failed write, if any
 }
 
-// attach makes s the active stream.
-func (w *writer) attach(ctx context.Context, s Stream, path PathInfo) {
+// attach makes s the active stream; why goes to the path history.
+func (w *writer) attach(ctx context.Context, s Stream, path PathInfo, why string) {
 	now := w.e.nanotime()
 	w.s = s
 	w.legacy = false
@@ -421,13 +451,19 @@ func (w *writer) attach(ctx context.Context, s Stream, path PathInfo) {
 	w.ps.c.path.Store(&path)
 	w.e.log.Debug("stream up", "peer", w.ps.id, "remote", path.Remote,
 		"transport", path.Transport, "relayed", path.Relayed)
+	if w.opts.OnPath != nil {
+		w.opts.OnPath(w.ps.id, &path, why)
+	}
 }
 
-// dropStream closes the active stream after a failure; the next stream
-// opened counts as a reconnect.
-func (w *writer) dropStream() {
+// dropStream closes the active stream after a failure (why, for the path
+// history); the next stream opened counts as a reconnect.
+func (w *writer) dropStream(why string) {
 	if w.s == nil {
 		return
+	}
+	if w.opts.OnPath != nil {
+		w.opts.OnPath(w.ps.id, nil, why)
 	}
 	w.unwatch()
 	_ = w.s.Close()
@@ -481,7 +517,7 @@ func (w *writer) adopt(ctx context.Context, r dialResult) {
 	}
 	if w.s == nil {
 		// The old stream failed while dialing: this is the reconnect.
-		w.attach(ctx, r.s, r.path)
+		w.attach(ctx, r.s, r.path, "reconnected")
 		if w.lost {
 			w.lost = false
 			w.ps.c.reconnects.Add(1)
@@ -491,7 +527,7 @@ func (w *writer) adopt(ctx context.Context, r dialResult) {
 		return
 	}
 	old, unwatch := w.s, w.unwatch
-	w.attach(ctx, r.s, r.path)
+	w.attach(ctx, r.s, r.path, "moved to a better connection")
 	unwatch()
 	_ = old.Close() // half-close: frames already written still reach the peer
 	w.ps.c.rehomes.Add(1)

@@ -109,6 +109,7 @@ type peerCounters struct {
 	rxBytes        atomic.Uint64
 	keepalivesRecv atomic.Uint64
 	lastRecv       atomic.Int64 // engine nanotime of the last frame received; 0 = never
+	lastRecvSame   atomic.Int64 // ... received on the connection our stream rides (when known)
 	lastRecvData   atomic.Int64 // ... of the last data, probe or probe-reply frame
 
 	_ cacheLinePad

@@ -435,8 +435,12 @@ func (d *Detector) Handle(from string, m *Message) *Message {
 			}
 		})
 	case KindSuspect:
+		// A suspicion is the suspecter's alone: an ack back clears it,
+		// no announcement to the whole CLADNet (that cost O(N) per
+		// member per false suspicion).
 		d.health = min(maxHealth, d.health+1) // suspected: likely slow here
 		d.cfg.Table.Suspected(from, m.Seq)
+		return &Message{Kind: KindAck, Nonce: m.Nonce}
 	case KindNack:
 		if p, ok := d.probes[m.Nonce]; ok && p.target == m.Target {
 			p.nacks++
@@ -464,7 +468,11 @@ func (d *Detector) Handle(from string, m *Message) *Message {
 		if len(m.Records) > 0 {
 			killed, stale := d.cfg.Table.Apply(from, m.Records)
 			for _, e := range killed {
-				d.cfg.Transport.Send(e.ID, &Message{Kind: KindSuspect, Seq: e.Seq})
+				// It was declared dead elsewhere: hand it the notice, so a
+				// live one refutes (a healed partition).
+				if rec := d.cfg.Table.Record(e.ID); rec != nil {
+					d.cfg.Transport.Send(e.ID, &Message{Kind: KindPush, Records: [][]byte{rec}})
+				}
 			}
 			var back [][]byte
 			for _, id := range stale {

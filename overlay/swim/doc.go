@@ -6,12 +6,19 @@
 // shuffled list of the members so each is probed once per round; without an
 // ack within ProbeTimeout it asks IndirectProbes other members to ping the
 // target for it; without any ack by the end of the period it suspects the
-// target (locally — a suspicion is not spread) and tells the target, which
-// may refute by re-announcing with a newer sequence number. A suspicion not
+// target (locally — a suspicion is not spread) and tells the target, whose
+// ack on that stream clears it. A suspicion not
 // refuted within SuspicionTimeout is a confirmed death: the Table drops the
 // member and spreads a death notice signed by the detector, which the member
 // itself can refute the same way. Every node sends one probe and answers one
 // on average per period, whatever the size of the CLADNet: O(1) per node.
+//
+// Lifeguard (Dadgar et al. 2018) keeps a slow node from declaring healthy
+// members dead: a relay that cannot reach the target either answers with a
+// nack, and a node whose probes fail while its relays stay silent, or that
+// is itself suspected, raises its local health multiplier, which stretches
+// its probe period, timeouts and suspicions (up to 9×) until probes succeed
+// again.
 //
 // Anti-entropy: every DigestInterval a node sends one random member the
 // digest of its table (Buckets XOR-hashes of (member, sequence number)); the

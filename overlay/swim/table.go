@@ -27,8 +27,8 @@ type Table interface {
 	Record(id string) []byte
 	// Apply verifies and applies records received from peer from. It
 	// returns the members it dropped because a record was a death notice
-	// of theirs: the detector tells each (KindSuspect), so a live one
-	// refutes — how two sides of a healed partition find each other alive.
+	// of theirs: the detector hands each the notice, so a live one refutes
+	// — how two sides of a healed partition find each other alive.
 	// And it returns the members whose pushed record was older than the
 	// record (or leave or death) the table holds: the detector pushes
 	// that back, so a member that missed a leave or death learns of it.
@@ -42,7 +42,8 @@ type Table interface {
 	// spreads a signed death notice.
 	Confirm(id string, seq uint64)
 	// Suspected is called when a fellow member suspects this node (it held
-	// this node's record seq): a live node refutes by announcing itself
-	// with a newer sequence number.
+	// this node's record seq); the detector answers it with an ack, which
+	// clears the suspicion. (A death, once spread, is refuted by a newer
+	// announcement: see Apply.)
 	Suspected(by string, seq uint64)
 }
