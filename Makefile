@@ -39,7 +39,7 @@ release:
 # the in-process swarm tests on 127.0.0.1 and the namespace end-to-end tests.
 test: lint
 	$(GO) test -race -timeout 30m -count=1 ./...
-	$(MAKE) fuzz FUZZTIME=3s
+	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 # Quick loop for development: no race detector, no namespace tests.
 test-short:
@@ -52,6 +52,7 @@ demo: build
 # Benchmarks write Markdown reports under bench/ (see README "Benchmarks").
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./overlay/forward/ | tee $(BIN)/bench-forward.txt
+	$(GO) test -run '^$$' -bench . -benchmem ./overlay/filter/ | tee $(BIN)/bench-filter.txt
 	$(GO) run ./bench/controlplane -out bench/controlplane.md
 	$(GO) run ./bench/scale -out bench/scale.md -real 10,25,50 -bin $(BIN)/cbnode
 	$(GO) run ./bench/dataplane -bin $(BIN)/cbnode -out bench/dataplane.md
@@ -76,7 +77,8 @@ FUZZ_TARGETS := \
 	FuzzRecommend:./ipam/ FuzzValidate:./ipam/ \
 	FuzzDecodeToken:./cladnet/ FuzzCertificate:./cladnet/ FuzzParseRevocations:./cladnet/ \
 	FuzzParseRules:./cost/ FuzzWithout:./internal/signedjson/ \
-	FuzzReceive:./overlay/forward/
+	FuzzReceive:./overlay/forward/ FuzzReceiveGSO:./overlay/forward/ \
+	FuzzInbound:./overlay/filter/ FuzzParseAnnouncement:./overlay/
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

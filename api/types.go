@@ -13,6 +13,7 @@ import (
 	"github.com/cloud-barista/cbnode/cladnet"
 	"github.com/cloud-barista/cbnode/cost"
 	"github.com/cloud-barista/cbnode/node"
+	"github.com/cloud-barista/cbnode/overlay/filter"
 	"github.com/cloud-barista/cbnode/overlay/forward"
 	"github.com/cloud-barista/cbnode/overlay/pathlog"
 )
@@ -185,4 +186,8 @@ type NetworkingRule struct {
 	// Cost is the node's metered spend (GET .../cost on its local API), so
 	// the operator can sum every member's without reaching their APIs.
 	Cost *cost.Report `json:"cost,omitempty"`
+	// Filter is the inbound packet filter as this node applies it (the
+	// rules' "filter" policy), with its counters; absent without a data
+	// plane.
+	Filter *filter.Stats `json:"filter,omitempty"`
 }

@@ -33,6 +33,10 @@ type Rules struct {
 	RuleType  string     `json:"ruleType"`
 	Prices    PriceTable `json:"prices"`
 	IssuedAt  time.Time  `json:"issuedAt"`
+	// Filter is the packet filter (nil: every member accepts every packet
+	// from every member). Omitted when nil, so documents signed before it
+	// existed keep verifying.
+	Filter *FilterPolicy `json:"filter,omitempty"`
 	// Signature is the owner's base64 Ed25519 signature over the other
 	// fields (see SignRules).
 	Signature string `json:"signature,omitempty"`
@@ -75,6 +79,9 @@ func (r *Rules) Validate() error {
 		return fmt.Errorf("rules: rule type %q: want %q or %q", r.RuleType, RuleBasic, RuleCostPrioritized)
 	}
 	if err := r.Prices.Validate(); err != nil {
+		return fmt.Errorf("rules %s v%d: %w", r.CladnetID, r.Version, err)
+	}
+	if err := r.Filter.Validate(); err != nil {
 		return fmt.Errorf("rules %s v%d: %w", r.CladnetID, r.Version, err)
 	}
 	return nil
@@ -139,6 +146,7 @@ func (r *Rules) Clone() *Rules {
 	}
 	c := *r
 	c.Prices = r.Prices.Clone()
+	c.Filter = r.Filter.Clone()
 	return &c
 }
 

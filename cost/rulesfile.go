@@ -25,6 +25,8 @@ type RulesFile struct {
 	RuleType string     `json:"ruleType"`
 	Prices   PriceTable `json:"prices"`
 	Version  uint64     `json:"version,omitempty"`
+	// Filter is the packet filter (see FilterPolicy); absent = allow all.
+	Filter *FilterPolicy `json:"filter,omitempty"`
 }
 
 // LoadRulesFile reads an operator's rules file and returns unsigned rules
@@ -58,6 +60,7 @@ func LoadRulesFile(data []byte, cladnetID string, now time.Time) (*Rules, error)
 		RuleType:  f.RuleType,
 		Prices:    DefaultPrices().Merge(f.Prices),
 		IssuedAt:  now.UTC().Truncate(time.Second),
+		Filter:    f.Filter,
 	}
 	if err := r.Validate(); err != nil {
 		return nil, fmt.Errorf("rules file: %w", err)

@@ -65,7 +65,7 @@ func (m *Member) NetworkingRule(hostID string) (api.NetworkingRule, error) {
 		return api.NetworkingRule{}, fmt.Errorf("%s is not this node: each node serves its own networking rule (ask its API): %w", hostID, api.ErrForbidden)
 	}
 	rules := m.rules.Current()
-	nr := api.NetworkingRule{CladnetID: m.spec.ID, RuleType: rules.RuleType, RulesVer: rules.Version}
+	nr := api.NetworkingRule{CladnetID: m.spec.ID, RuleType: rules.RuleType, RulesVer: rules.Version, Filter: m.FilterStats()}
 	for _, o := range m.mem.Members() {
 		if o.Self {
 			continue

@@ -96,6 +96,10 @@ type Config struct {
 	// OpenDevice becomes OpenPlainTUN): for kernels or setups where they
 	// misbehave. Without it, offloads are used where the kernel has them.
 	TUNNoOffload bool
+	// SubnetRoutes are destinations besides this node's overlay address
+	// that it accepts from members (a subnet router); every other
+	// destination is dropped on receive.
+	SubnetRoutes []netip.Prefix
 	// OpenDevice opens the data plane's device (default OpenTUN).
 	OpenDevice func(name string, mtu int) (Device, error)
 

@@ -79,6 +79,7 @@ func (m *Member) loop(ctx context.Context, members, revoked <-chan struct{}) {
 		case <-m.control.Changes():
 			m.applyControl(true)
 		case <-m.rules.Changes():
+			m.updateFilter()
 			m.recompute()
 			m.paths.Enforce(ctx)
 		case <-enforce.C:
@@ -149,6 +150,7 @@ func (m *Member) updateRoutes() {
 		return
 	}
 	m.engine.SetRoutes(m.mem.MemberIPs())
+	m.updateFilter()
 }
 
 // ipamShouldCheck reports whether a members-table change concerns IPAM:

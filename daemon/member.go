@@ -23,6 +23,7 @@ import (
 	"github.com/cloud-barista/cbnode/ipam"
 	"github.com/cloud-barista/cbnode/node"
 	"github.com/cloud-barista/cbnode/overlay"
+	"github.com/cloud-barista/cbnode/overlay/filter"
 	"github.com/cloud-barista/cbnode/overlay/forward"
 	"github.com/cloud-barista/cbnode/overlay/names"
 	"github.com/cloud-barista/cbnode/overlay/pathlog"
@@ -41,6 +42,9 @@ type Member struct {
 	mem     *overlay.Membership
 	alloc   *ipam.Allocator
 	engine  *forward.Engine
+	filter  *filter.Filter // the data plane's inbound packet filter
+	adm     *overlay.Admission
+	intro   atomic.Pointer[overlay.Introducer] // nil until the membership runs
 	dev     Device
 	link    *overlay.Link
 	resv    *relay.Reserver
@@ -139,6 +143,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	m := &Member{cfg: cfg, log: log, spec: spec, prefix: prefix, started: time.Now(), stateDir: stateDir,
 		paths: paths.New(log), history: pathlog.New(0), meter: newMeter(), done: make(chan struct{}), twinCh: make(chan struct{}, 1)}
 	m.ctx, m.cancel = context.WithCancel(base)
+	m.adm = overlay.NewAdmission()
 	m.metrics = newMetrics()
 	m.metrics.reg.MustRegister(memberCollector{m})
 	defer func() {
@@ -163,6 +168,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	m.node, err = node.New(base, node.Config{
 		Key: cfg.Key, ListenIPs: cfg.ListenIPs, Port: cfg.Port,
 		Bootstrap: cfg.Bootstrap, PubSub: true, HolePunching: true,
+		PubSubOptions:  m.adm.PubSubOptions(),
 		Blocked:        []netip.Prefix{prefix},
 		Validators:     map[string]record.Validator{ipam.Namespace: claimVal},
 		ValueDatastore: ipam.NewStore(claimVal, ipam.StoreLimits{}),
@@ -191,7 +197,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	if revs.RevokedCert(cert) {
 		return nil, errRevoked("join CLADNet %s: this node's certificate (host %s, peer %s) is revoked: ask the operator for a new join token (a new node identity)", spec.Name, cert.HostName, self)
 	}
-	relay.ServeCert(m.node.Host, cert)
+	relay.ServeCertTo(m.node.Host, cert, m.certAsker)
 	if !cfg.NoRelay {
 		// Runs on every member (an idle relay costs nothing); announced,
 		// so used, only while relayOffered says so.
@@ -208,6 +214,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		Cloud: startCloud(stateDir, cfg.Cloud, log), Relay: cfg.Relay && !cfg.NoRelay, Logger: log,
 		Revoked:            m.revokedCert,
 		OnIdentityConflict: m.identityConflict,
+		OnPeerJoin:         m.introduce,
 		OnMoved:            m.recordMoved,
 		ClaimRecord: func() []byte {
 			if a := claimer.Load(); a != nil {
@@ -220,13 +227,20 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		return nil, err
 	}
 	holderOf.Store(m.mem)
+	m.adm.Bind(m.gossipPeer)
+	m.intro.Store(overlay.StartIntroducer(base, overlay.IntroducerConfig{
+		Host: m.node.Host, Spec: spec, Cert: m.mem.Cert, Revoked: m.revokedCert, Admission: m.adm, Logger: log,
+	}))
+	revs.SetAdmission(m.adm)
 	m.setReserver(relay.NewReserver(m.node.Host, m.relayCandidates, m.mem.Republish, log))
 	if m.rules, err = overlay.StartRules(base, spec, m.node, stateDir, log); err != nil {
 		return nil, err
 	}
+	m.rules.SetAdmission(m.adm)
 	if m.control, err = overlay.StartControl(base, spec, m.node, stateDir, log); err != nil {
 		return nil, err
 	}
+	m.control.SetAdmission(m.adm)
 	m.recompute()
 	m.alloc, err = ipam.NewAllocator(ipam.AllocatorConfig{
 		Spec: spec, Cert: cert, Key: cfg.Key, DHT: m.node.DHT,
@@ -332,7 +346,9 @@ func (m *Member) startDataPlane() error {
 	m.dev = dev
 	m.log.Info("data plane device", "name", m.cfg.TUNName, "mtu", m.cfg.MTU, "offload", offload, "batch", dev.BatchSize())
 	m.link = &overlay.Link{Host: m.node.Host, IsMember: m.mem.IsMember, ConnScore: m.paths.Score, Probe: m.node.ProbeConn}
-	m.engine = forward.New(dev, m.link, forward.Options{Logger: m.log, OnPath: m.recordPath})
+	m.filter = filter.New(filter.Options{})
+	m.updateFilter()
+	m.engine = forward.New(dev, m.link, forward.Options{Logger: m.log, OnPath: m.recordPath, Filter: m.filter, SubnetRoutes: m.cfg.SubnetRoutes})
 	m.paths.Stream = func(p peer.ID) (forward.PathInfo, bool) {
 		st, ok := m.engine.Stats(p)
 		return st.Path, ok && st.StreamUp
@@ -439,6 +455,9 @@ func (m *Member) stop() {
 				m.log.Debug("release overlay address", "err", err)
 			}
 		}()
+	}
+	if in := m.intro.Load(); in != nil {
+		in.Close()
 	}
 	if m.rules != nil {
 		m.rules.Close()

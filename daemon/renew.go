@@ -86,7 +86,7 @@ func (m *Member) applyCert(c *cladnet.Certificate) error {
 	if err := m.mem.SetCert(c); err != nil {
 		return err
 	}
-	relay.ServeCert(m.node.Host, c)
+	relay.ServeCertTo(m.node.Host, c, m.certAsker)
 	if err := m.alloc.SetCert(c); err != nil {
 		return err
 	}

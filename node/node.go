@@ -66,6 +66,9 @@ type Config struct {
 	Server bool
 	// PubSub starts gossipsub (members only).
 	PubSub bool
+	// PubSubOptions are extra gossipsub options (the CLADNet's admission:
+	// peer filter and scoring, see overlay.Admission).
+	PubSubOptions []pubsub.Option
 	// Blocked ranges are never advertised, dialled or accepted (the CLADNet ranges).
 	Blocked []netip.Prefix
 	// Validators are registered as namespaced DHT record validators.
@@ -250,7 +253,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		// Flood publishing: a node's own messages go to every topic peer
 		// it is connected to, not only its mesh, so a newcomer is seen at
 		// once (each receiver gets about one copy more than via the mesh).
-		ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithPeerExchange(true), pubsub.WithFloodPublish(true))
+		psOpts := append([]pubsub.Option{pubsub.WithPeerExchange(true), pubsub.WithFloodPublish(true)}, cfg.PubSubOptions...)
+		ps, err := pubsub.NewGossipSub(ctx, h, psOpts...)
 		if err != nil {
 			n.Close()
 			return nil, fmt.Errorf("gossipsub: %w", err)

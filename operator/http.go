@@ -188,6 +188,7 @@ func (o *Operator) deleteCladnet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.close()
+	o.gossipers.Delete(s.mem)
 	delete(o.swarm, s.owner.Spec.Name)
 	to, err := o.store.archive(s.owner, time.Now())
 	if err != nil {

@@ -340,6 +340,18 @@ func TestPutRulesSigns(t *testing.T) {
 	if code, m := call(t, "PUT", u+"/v1/cladnet/lab/rules", `{"ruleType":"basic","version":1}`); code != 409 {
 		t.Errorf("stale version: %d %v", code, m)
 	}
+	// A packet filter is signed with the rules; a bad one is refused.
+	code, m3 := call(t, "PUT", u+"/v1/cladnet/lab/rules", `{"ruleType":"basic","filter":{"default":"deny","inbound":[{"from":["group:admin"],"proto":"tcp","ports":["22"]}]}}`)
+	if code != 200 {
+		t.Fatal(code, m3)
+	}
+	b, _ = json.Marshal(m3)
+	if doc, err = cost.ParseRules(b); err != nil || doc.Verify(ow.Spec.ID, pub) != nil || doc.Filter == nil || doc.Filter.Inbound[0].Ports[0] != "22" {
+		t.Errorf("signed filter: %v, %+v", err, doc)
+	}
+	if code, m := call(t, "PUT", u+"/v1/cladnet/lab/rules", `{"ruleType":"basic","filter":{"default":"drop"}}`); code != 400 || !strings.Contains(m["error"].(string), "default") {
+		t.Errorf("bad filter: %d %v", code, m)
+	}
 }
 
 func TestAuth(t *testing.T) {

@@ -71,6 +71,7 @@ func TestOpenAPIOperator(t *testing.T) {
 		{"GET", "/v1/cladnet/nope/rules", "", 404},
 		{"PUT", "/v1/cladnet/lab/rules", `{"ruleType":"basic","prices":{"providers":{"aws":{"internet":0.05}}}}`, 200},
 		{"PUT", "/v1/cladnet/lab/rules", `{"ruleType":"fastest"}`, 400},
+		{"PUT", "/v1/cladnet/lab/rules", `{"ruleType":"basic","filter":{"default":"deny","inbound":[{"name":"ssh","from":["group:admin"],"proto":"tcp","ports":["22"]}]}}`, 200},
 		{"PUT", "/v1/cladnet/lab/rules", `{"ruleType":"basic","version":1}`, 409},
 		{"GET", "/v1/cladnet/lab/peer", "", 200},
 		{"GET", "/v1/cladnet/nope/peer", "", 404},

@@ -46,6 +46,7 @@ import (
 
 	"github.com/cloud-barista/cbnode/api"
 	"github.com/cloud-barista/cbnode/node"
+	"github.com/cloud-barista/cbnode/overlay"
 )
 
 // DefaultAddr is where the operator's API listens by default.
@@ -118,6 +119,12 @@ type Operator struct {
 
 	mu    sync.Mutex // serialises changes of the CLADNet set and its files
 	swarm map[string]*cladnetSwarm
+	// adm keeps the gossip of the operator's CLADNets to peers whose
+	// certificate one of their memberships verified; gossipers holds
+	// those memberships (*overlay.Membership → struct{}), read lock-free
+	// by gossipsub's goroutines.
+	adm       *overlay.Admission
+	gossipers sync.Map
 
 	runMu   sync.Mutex
 	pending map[string]*pendingRun // connectivity test runs in progress, by run ID
@@ -343,6 +350,7 @@ func (o *Operator) Stop() {
 		o.mu.Lock()
 		for name, s := range o.swarm {
 			s.close()
+			o.gossipers.Delete(s.mem)
 			delete(o.swarm, name)
 		}
 		o.mu.Unlock()

@@ -8,9 +8,11 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	record "github.com/libp2p/go-libp2p-record"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cloud-barista/cbnode/api"
 	"github.com/cloud-barista/cbnode/cladnet"
@@ -46,6 +48,7 @@ type cladnetSwarm struct {
 	// detailsSeq numbers the details documents signed for members.
 	detailsSeq remote.Sequencer
 	revs       *overlay.Revocations
+	intro      *overlay.Introducer
 	watch      *watch // what the console shows: gone members, paths, cost, events
 }
 
@@ -57,6 +60,7 @@ func (s *cladnetSwarm) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	_ = s.mem.Leave(ctx)
 	cancel()
+	s.intro.Close()
 	s.rules.Close()
 	s.control.Close()
 	s.revs.Close()
@@ -70,8 +74,23 @@ func (o *Operator) startSwarm() error {
 		return fmt.Errorf("operator: %w", err)
 	}
 	o.key = key
+	o.adm = overlay.NewAdmission()
+	o.adm.Bind(func(p peer.ID) bool {
+		for _, b := range o.boot { // they hold the revocation lists
+			if b.ID == p {
+				return true
+			}
+		}
+		known := false
+		o.gossipers.Range(func(k, _ any) bool {
+			known = k.(*overlay.Membership).Known(p)
+			return !known
+		})
+		return known
+	})
 	o.node, err = node.New(o.base, node.Config{
 		Key: key, ListenIPs: o.cfg.ListenIPs, Port: o.cfg.Port, Bootstrap: o.boot, PubSub: true,
+		PubSubOptions: o.adm.PubSubOptions(),
 		// Claims of every CLADNet pass through (a DHT client stores
 		// none): check their signatures only.
 		Validators: map[string]record.Validator{ipam.Namespace: ipam.NewValidator().WithUnknown()},
@@ -98,10 +117,16 @@ func (o *Operator) join(ow *cladnet.Owner) error {
 	if err != nil {
 		return fmt.Errorf("CLADNet %s: %w", ow.Spec.Name, err)
 	}
+	var intro atomic.Pointer[overlay.Introducer] // started once the membership runs
 	mem, err := overlay.StartMembership(o.base, overlay.MembershipConfig{
 		Spec: ow.Spec, Cert: cert, Key: o.key, Node: o.node,
 		Heartbeat: o.cfg.Heartbeat, MissedHeartbeats: o.cfg.MissedHeartbeats, Logger: log,
 		Revoked: revs.RevokedCert,
+		OnPeerJoin: func(p peer.ID) {
+			if in := intro.Load(); in != nil {
+				in.Introduce(p)
+			}
+		},
 	})
 	if err != nil {
 		revs.Close()
@@ -120,7 +145,14 @@ func (o *Operator) join(ow *cladnet.Owner) error {
 		revs.Close()
 		return fmt.Errorf("CLADNet %s: %w", ow.Spec.Name, err)
 	}
-	s := &cladnetSwarm{owner: ow, mem: mem, rules: rules, control: control, revs: revs,
+	revs.SetAdmission(o.adm)
+	rules.SetAdmission(o.adm)
+	control.SetAdmission(o.adm)
+	intro.Store(overlay.StartIntroducer(o.base, overlay.IntroducerConfig{
+		Host: o.node.Host, Spec: ow.Spec, Cert: mem.Cert, Revoked: revs.RevokedCert, Admission: o.adm, Logger: log,
+	}))
+	o.gossipers.Store(mem, struct{}{})
+	s := &cladnetSwarm{owner: ow, mem: mem, rules: rules, control: control, revs: revs, intro: intro.Load(),
 		tests: loadTests(filepath.Join(o.store.cladnetDir(ow), testsDir))}
 	s.watch = o.startWatch(s)
 	o.swarm[ow.Spec.Name] = s

@@ -161,8 +161,11 @@ const (
 	RejectMalformed = "malformed"
 	RejectSender    = "sender_mismatch"
 	RejectCert      = "bad_certificate"
-	RejectSignature = "bad_signature"
-	RejectField     = "bad_field"
+	// RejectTooManyAddrs counts announcements some of whose addresses
+	// were not dialled (more than MaxDialDirect/MaxDialCircuit).
+	RejectTooManyAddrs = "addresses_not_dialled"
+	RejectSignature    = "bad_signature"
+	RejectField        = "bad_field"
 	// RejectRevoked and RejectExpired also count members dropped from the
 	// table because their certificate was revoked or expired.
 	RejectRevoked = "revoked"

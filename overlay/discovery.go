@@ -105,6 +105,9 @@ func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandl
 			if ev.Type != pubsub.PeerJoin {
 				continue
 			}
+			if m.cfg.OnPeerJoin != nil {
+				m.cfg.OnPeerJoin(ev.Peer)
+			}
 			if !time.Now().Before(newUntil) {
 				continue
 			}
@@ -121,6 +124,13 @@ func (m *Membership) eventLoop(ctx context.Context, evts *pubsub.TopicEventHandl
 					m.log.Debug("members table pull", "err", err)
 				} else {
 					pulls++
+					if pulls == 1 {
+						// Now the peers of the table know this node (the
+						// pull handed over our announcement) and this node
+						// knows them: with gossip admission (Admission)
+						// only now does the announcement reach them all.
+						m.Republish()
+					}
 				}
 			}
 		}

@@ -32,9 +32,28 @@ func (m Member) Operator() bool { return m.Ann != nil && m.Ann.Cert.RoleName() =
 type table struct {
 	mu      sync.RWMutex
 	members map[peer.ID]*Member
-	// left remembers the sequence number of each leave, so a delayed older
-	// announcement cannot bring a departed member back.
+	// left remembers the newest sequence number of each member that left
+	// or was dropped (silent, expired, revoked), so a delayed or replayed
+	// older announcement — gossipsub's seen-cache forgets after 120 s —
+	// cannot bring it back; at most maxRemembered peers.
 	left map[peer.ID]uint64
+}
+
+// maxRemembered bounds table.left.
+const maxRemembered = 1 << 16
+
+// remember records id's newest sequence number on removal. The caller
+// holds t.mu.
+func (t *table) remember(id peer.ID, m *Member) {
+	if _, ok := t.left[id]; !ok && len(t.left) >= maxRemembered {
+		for k := range t.left { // forget an arbitrary eighth
+			if len(t.left) <= maxRemembered-maxRemembered/8 {
+				break
+			}
+			delete(t.left, k)
+		}
+	}
+	t.left[id] = max(m.Ann.Seq, m.hbSeq, t.left[id])
 }
 
 func newTable() *table {
@@ -134,6 +153,7 @@ func (t *table) expire(cutoff, now time.Time, connected func(peer.ID) bool) []pe
 			m.LastSeen = now
 		}
 		if m.LastSeen.Before(cutoff) || !now.Before(m.Ann.Cert.NotAfter) {
+			t.remember(id, m)
 			delete(t.members, id)
 			gone = append(gone, id)
 		}
@@ -158,6 +178,7 @@ func (t *table) drop(why func(*Member) string) map[peer.ID]dropped {
 				gone = map[peer.ID]dropped{}
 			}
 			gone[id] = dropped{reason: r, host: m.Ann.HostName, notAfter: m.Ann.Cert.NotAfter}
+			t.remember(id, m)
 			delete(t.members, id)
 		}
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/cloud-barista/cbnode/cladnet"
 	"github.com/cloud-barista/cbnode/cost"
@@ -71,6 +70,10 @@ type MembershipConfig struct {
 	// announcement carries it; without it, receivers refuse an
 	// announcement that names an overlay IP (RejectClaim).
 	ClaimRecord func() []byte
+	// OnPeerJoin, if set, is called (from the membership's event loop)
+	// for every peer that subscribes to the members topic (the daemon
+	// introduces itself to it: see Introducer).
+	OnPeerJoin func(peer.ID)
 }
 
 // enforceInterval is how often members whose certificate expired or was
@@ -407,10 +410,10 @@ func (m *Membership) connect(ctx context.Context, id peer.ID, addrs []string) {
 		return
 	}
 	info := peer.AddrInfo{ID: id}
-	for _, s := range addrs {
-		if a, err := ma.NewMultiaddr(s); err == nil {
-			info.Addrs = append(info.Addrs, a)
-		}
+	var skipped int
+	info.Addrs, skipped = dialAddrs(addrs)
+	if skipped > 0 {
+		m.countReject(RejectTooManyAddrs)
 	}
 	go func() {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -613,6 +616,11 @@ func (m *Membership) IsMember(p peer.ID) bool {
 	mem, ok := m.tab.get(p)
 	return ok && !mem.Operator() && m.live(mem)
 }
+
+// Known reports whether p holds a certificate this node verified: a row
+// in the table (member or operator) with a live certificate. It is the
+// check behind Admission.
+func (m *Membership) Known(p peer.ID) bool { return m.known(p) }
 
 // known reports whether p is in the table (member or operator) with a
 // live certificate: its heartbeats count.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -18,6 +19,20 @@ import (
 
 // submitTimeout bounds the gossip of a submitted document.
 const submitTimeout = 5 * time.Second
+
+// Re-publication to newcomers: at most once per RepublishEvery however
+// often peers join (or toggle their subscription), and only for a peer
+// whose certificate this node verified; a joiner not yet verified is
+// remembered (at most maxPendingJoins, for pendingJoinTTL) in case its
+// announcement arrives after its subscription.
+const (
+	RepublishEvery  = 5 * time.Second
+	maxPendingJoins = 256
+	pendingJoinTTL  = time.Minute
+	// maxWarned bounds the peers whose first rejected document is logged
+	// at WARN; later rejections are counted and logged at DEBUG.
+	maxWarned = 1024
+)
 
 // signedDoc describes one kind of owner-signed, versioned document that a
 // signedTopic spreads: Rules, Revocations and Control fill it in.
@@ -47,9 +62,11 @@ type signedDoc[D any] struct {
 // gossipsub topic: the validator passes only verified documents newer than
 // the one held (older or equal ones — replays, or the re-publication to a
 // newcomer reaching members that hold it — are ignored, not penalized; the
-// node's own publications pass), the newest is kept in the state directory,
-// watchers are told of every change, and the document in force is
-// re-published when a peer joins the topic, so newcomers learn it at once.
+// node's own publications pass; a sender's first rejection is logged, the
+// rest counted), the newest is kept in the state directory, watchers are
+// told of every change, and the document in force is re-published when a
+// verified peer joins the topic, so newcomers learn it at once — at most
+// once per RepublishEvery (see SetAdmission).
 type signedTopic[D any] struct {
 	signedDoc[D]
 	node  *node.Node
@@ -57,11 +74,18 @@ type signedTopic[D any] struct {
 	log   *slog.Logger
 	topic *pubsub.Topic
 	sub   *pubsub.Subscription
+	rate  *originLimiter
 
 	mu      sync.Mutex
 	doc     *D // the document in force
 	watchMu sync.Mutex
 	watch   []chan struct{}
+
+	admitted    atomic.Pointer[Admission] // nil: every joiner counts
+	rejects     atomic.Uint64             // documents the validator rejected
+	republishes atomic.Uint64             // re-publications to newcomers
+	warnMu      sync.Mutex
+	warned      map[peer.ID]struct{} // senders whose rejection was logged at WARN
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -97,12 +121,55 @@ func (s *signedTopic[D]) start(ctx context.Context, n *node.Node, topic string) 
 	if err != nil {
 		return err
 	}
-	s.topic, s.sub = gt.topic, gt.sub
+	s.topic, s.sub, s.rate = gt.topic, gt.sub, gt.rate
 	ctx, s.cancel = context.WithCancel(ctx)
-	s.wg.Add(2)
+	joins := make(chan peer.ID, 64)
+	s.wg.Add(3)
 	go s.receive(ctx)
-	go s.republishOnJoin(ctx, gt.evts)
+	go s.readJoins(ctx, gt.evts, joins)
+	go s.republishOnJoin(ctx, joins)
 	return nil
+}
+
+// SetAdmission makes re-publication to newcomers wait until the joiner's
+// certificate is verified (an outsider toggling its subscription gets
+// nothing and costs nothing).
+func (s *signedTopic[D]) SetAdmission(a *Admission) { s.admitted.Store(a) }
+
+// Rejected is how many documents failed verification.
+func (s *signedTopic[D]) Rejected() uint64 { return s.rejects.Load() }
+
+// RateLimited is how many messages exceeded their origin's budget
+// (MsgRate, MsgBurst) and were dropped unvalidated.
+func (s *signedTopic[D]) RateLimited() uint64 { return s.rate.limited.Load() }
+
+// Republished is how many times the document was re-published to newcomers.
+func (s *signedTopic[D]) Republished() uint64 { return s.republishes.Load() }
+
+func (s *signedTopic[D]) verifiedPeer(p peer.ID) bool {
+	a := s.admitted.Load()
+	return a == nil || a.Verified(p)
+}
+
+// logRejected logs the first rejection of each sender at WARN (of at
+// most maxWarned senders) and the rest at DEBUG.
+func (s *signedTopic[D]) logRejected(from peer.ID, err error) {
+	s.warnMu.Lock()
+	_, seen := s.warned[from]
+	if !seen && len(s.warned) < maxWarned {
+		if s.warned == nil {
+			s.warned = map[peer.ID]struct{}{}
+		}
+		s.warned[from] = struct{}{}
+	} else {
+		seen = true
+	}
+	s.warnMu.Unlock()
+	if seen {
+		s.log.Debug(s.rejected, "from", from, "err", err, "rejectedTotal", s.rejects.Load())
+		return
+	}
+	s.log.Warn(s.rejected, "from", from, "err", err, "note", "further rejections from this peer are counted, logged at DEBUG")
 }
 
 // validate rejects documents that do not verify (the sender is penalized)
@@ -111,7 +178,8 @@ func (s *signedTopic[D]) validate(_ context.Context, from peer.ID, msg *pubsub.M
 	local := s.node != nil && from == s.node.Host.ID() // Submit, or the re-publication to a newcomer
 	doc, err := s.verify(msg.Data)
 	if err != nil {
-		s.log.Warn(s.rejected, "from", msg.GetFrom(), "err", err)
+		s.rejects.Add(1)
+		s.logRejected(msg.GetFrom(), err)
 		return pubsub.ValidationReject
 	}
 	if !local && !s.newer(doc, s.current()) {
@@ -162,8 +230,9 @@ func (s *signedTopic[D]) apply(doc *D) bool {
 	return true
 }
 
-// republishOnJoin sends the document in force to newcomers.
-func (s *signedTopic[D]) republishOnJoin(ctx context.Context, evts *pubsub.TopicEventHandler) {
+// readJoins passes the peers joining the topic to republishOnJoin; when
+// it lags, joins are dropped (re-publication is rate-limited anyway).
+func (s *signedTopic[D]) readJoins(ctx context.Context, evts *pubsub.TopicEventHandler, joins chan<- peer.ID) {
 	defer s.wg.Done()
 	defer evts.Cancel()
 	for {
@@ -174,7 +243,50 @@ func (s *signedTopic[D]) republishOnJoin(ctx context.Context, evts *pubsub.Topic
 		if ev.Type != pubsub.PeerJoin {
 			continue
 		}
+		select {
+		case joins <- ev.Peer:
+		default:
+		}
+	}
+}
+
+// republishOnJoin sends the document in force when a verified peer joined
+// the topic (or a peer that joined was verified since), at most once per
+// RepublishEvery.
+func (s *signedTopic[D]) republishOnJoin(ctx context.Context, joins <-chan peer.ID) {
+	defer s.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	pending := map[peer.ID]time.Time{}
+	var last time.Time
+	due := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-joins:
+			if s.verifiedPeer(p) {
+				due = true
+			} else if len(pending) < maxPendingJoins {
+				pending[p] = time.Now()
+			}
+		case now := <-tick.C:
+			for p, t := range pending {
+				switch {
+				case s.verifiedPeer(p):
+					due = true
+					delete(pending, p)
+				case now.Sub(t) > pendingJoinTTL:
+					delete(pending, p)
+				}
+			}
+		}
+		if !due || time.Since(last) < RepublishEvery {
+			continue
+		}
+		due, last = false, time.Now()
 		if doc := s.current(); doc != nil && (s.publishable == nil || s.publishable(doc)) {
+			s.republishes.Add(1)
 			if err := s.publish(ctx, doc); err != nil && ctx.Err() == nil {
 				s.log.Debug("republish "+s.noun, "err", err)
 			}

@@ -33,6 +33,44 @@ type ACL struct {
 	mu      sync.Mutex
 	cache   map[peer.ID]verified
 	refused map[string]uint64 // reason → reservations and circuits refused
+	// refusedUntil is the negative cache: a peer refused for want of a
+	// valid certificate is refused again without a new certificate fetch
+	// (a stream of up to 5 s) or log line until then; at most
+	// maxRefusedCache peers.
+	refusedUntil map[peer.ID]time.Time
+}
+
+// RefuseTTL is how long the relay remembers a peer it refused for want of
+// a valid certificate (a member whose certificate could not be fetched at
+// first — it had not verified the relay yet — is admitted after it).
+const RefuseTTL = 10 * time.Second
+
+const maxRefusedCache = 4096
+
+// remember puts p in the negative cache for RefuseTTL.
+func (a *ACL) remember(p peer.ID, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.refusedUntil) >= maxRefusedCache {
+		for k, until := range a.refusedUntil { // expired ones, else an eighth
+			if !now.Before(until) || len(a.refusedUntil) > maxRefusedCache-maxRefusedCache/8 {
+				delete(a.refusedUntil, k)
+			}
+		}
+	}
+	a.refusedUntil[p] = now.Add(RefuseTTL)
+}
+
+// refusedRecently reports whether p is in the negative cache.
+func (a *ACL) refusedRecently(p peer.ID, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	until, ok := a.refusedUntil[p]
+	if ok && !now.Before(until) {
+		delete(a.refusedUntil, p)
+		return false
+	}
+	return ok
 }
 
 // Reasons the ACL refuses a reservation or a circuit (Refused's keys).
@@ -42,6 +80,7 @@ const (
 	RefusedBadCert      = "bad-certificate"    // forged, expired or for another peer
 	RefusedRevoked      = "revoked"            // in the CLADNet's revocation list
 	RefusedCrossCladnet = "cross-cladnet"      // a circuit between members of two CLADNets
+	RefusedRecently     = "refused-recently"   // refused within RefuseTTL: not asked again
 )
 
 func (a *ACL) refuse(reason string) {
@@ -93,7 +132,7 @@ func NewACL(h host.Host, ownerKeys []string, log *slog.Logger) (*ACL, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &ACL{h: h, log: log, owners: map[string]*cladnet.Spec{}, cache: map[peer.ID]verified{}, refused: map[string]uint64{}}
+	a := &ACL{h: h, log: log, owners: map[string]*cladnet.Spec{}, cache: map[peer.ID]verified{}, refused: map[string]uint64{}, refusedUntil: map[peer.ID]time.Time{}}
 	for _, k := range ownerKeys {
 		id, _, err := ParseOwnerKey(k)
 		if err != nil {
@@ -117,26 +156,34 @@ func (a *ACL) member(p peer.ID) (string, bool) {
 		}
 		return v.cladnetID, true
 	}
+	if a.refusedRecently(p, now) {
+		a.refuse(RefusedRecently)
+		return "", false
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := FetchCert(ctx, a.h, p)
 	if err != nil {
 		a.refuse(RefusedNoCert)
-		a.log.Info("relay refused: no certificate", "peer", p, "err", err)
+		a.remember(p, now)
+		a.log.Info("relay refused: no certificate", "peer", p, "err", err, "refusedFor", RefuseTTL)
 		return "", false
 	}
 	spec, known := a.owners[c.CladnetID]
 	if !known {
 		a.refuse(RefusedCladnet)
-		a.log.Info("relay refused: CLADNet not allowed here", "peer", p, "cladnet", c.CladnetID)
+		a.remember(p, now)
+		a.log.Info("relay refused: CLADNet not allowed here", "peer", p, "cladnet", c.CladnetID, "refusedFor", RefuseTTL)
 		return "", false
 	}
 	if err := c.Verify(spec, p, now); err != nil {
 		a.refuse(RefusedBadCert)
-		a.log.Info("relay refused: bad certificate", "peer", p, "err", err)
+		a.remember(p, now)
+		a.log.Info("relay refused: bad certificate", "peer", p, "err", err, "refusedFor", RefuseTTL)
 		return "", false
 	}
 	if a.revoked(p, c) {
+		a.remember(p, now)
 		return "", false
 	}
 	a.mu.Lock()

@@ -24,13 +24,22 @@ const CertProtocol = "/cbnode/cert/1.0.0"
 
 const maxCertSize = 8 << 10
 
-// ServeCert answers certificate requests with cert.
-func ServeCert(h host.Host, cert *cladnet.Certificate) {
+// ServeCert answers every certificate request with cert.
+func ServeCert(h host.Host, cert *cladnet.Certificate) { ServeCertTo(h, cert, nil) }
+
+// ServeCertTo answers certificate requests with cert if allow (nil: all)
+// admits the asker; others get the stream reset and learn nothing (a
+// certificate names the CLADNet, the host and its groups).
+func ServeCertTo(h host.Host, cert *cladnet.Certificate, allow func(peer.ID) bool) {
 	b, err := json.Marshal(cert)
 	if err != nil {
 		return
 	}
 	h.SetStreamHandler(CertProtocol, func(s network.Stream) {
+		if allow != nil && !allow(s.Conn().RemotePeer()) {
+			_ = s.Reset()
+			return
+		}
 		defer s.Close()
 		_ = s.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		_, _ = s.Write(b)

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/cloud-barista/cbnode/cost"
+	"github.com/cloud-barista/cbnode/overlay/filter"
 )
 
 func rulesCommand() *cli.Command {
@@ -120,7 +122,44 @@ func networkingRuleCommand() *cli.Command {
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%g\t%s\n", r.HostName, r.PeerIP, sel, r.PeerScope, r.Class, r.PricePerGB, r.Reason)
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			printFilter(nr.Filter)
+			return nil
 		},
 	}
+}
+
+// printFilter shows the inbound packet filter and its counters.
+func printFilter(f *filter.Stats) {
+	if f == nil {
+		return
+	}
+	fmt.Println()
+	if f.AllowAll {
+		fmt.Printf("packet filter: allow all within the CLADNet (%d packets in)\n", f.Passed)
+		return
+	}
+	fmt.Printf("packet filter: default %s; %d packets denied; %d answered our own connections (%d flows tracked, %d evicted)\n",
+		f.Default, f.Denied, f.Established, f.Flows, f.FlowsEvicted)
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "RULE\tACTION\tFROM\tPROTO\tPORTS/TYPES\tPACKETS")
+	for _, r := range f.Rules {
+		from := "any member"
+		if len(r.From) > 0 {
+			from = strings.Join(r.From, ",")
+		}
+		parts := append([]string(nil), r.Ports...)
+		for _, t := range r.ICMPTypes {
+			parts = append(parts, fmt.Sprintf("type %d", t))
+		}
+		what := strings.Join(parts, ",")
+		if what == "" {
+			what = "all"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\n", r.Name, r.Action, from, r.Proto, what, r.Packets)
+	}
+	fmt.Fprintf(w, "(default)\t%s\t\t\t\t%d\n", f.Default, f.DefaultPackets)
+	_ = w.Flush()
 }

@@ -64,6 +64,7 @@ IPAM only. --check validates everything and exits without joining.
 			&cli.StringFlag{Name: "tun-name", Usage: "TUN device name", Value: "cbnet0", EnvVars: []string{"CBNODE_TUN_NAME"}},
 			&cli.IntFlag{Name: "mtu", Usage: fmt.Sprintf("TUN device MTU (0: %d with TUN offloads, %d without)", daemon.DefaultMTU, daemon.DefaultMTUNoOffload), Value: 0, DefaultText: "auto", EnvVars: []string{"CBNODE_MTU"}},
 			&cli.BoolFlag{Name: "tun-offload", Usage: "use the TUN's segmentation offloads (IFF_VNET_HDR: 64 KiB TCP super-packets per read and frame) where the kernel has them; false: one packet per read, the plain TUN", Value: true, EnvVars: []string{"CBNODE_TUN_OFFLOAD"}},
+			&cli.StringSliceFlag{Name: "subnet-router", Usage: "accept overlay packets addressed to this CIDR besides the node's own address (repeatable; the node forwards them on itself, members do not route subnets to it automatically); every other destination is dropped", EnvVars: []string{"CBNODE_SUBNET_ROUTER"}},
 			&cli.BoolFlag{Name: "no-tun", Usage: "run without the data plane (no root needed)", EnvVars: []string{"CBNODE_NO_TUN"}},
 			&cli.BoolFlag{Name: "relay", Usage: "offer a relay for fellow members even where this node cannot tell it is publicly reachable (by default a member relays once AutoNAT, or a peer seeing it at its own interface address, says it is public)", EnvVars: []string{"CBNODE_RELAY"}},
 			&cli.BoolFlag{Name: "no-relay", Usage: "never relay for fellow members (opt out of the default)", EnvVars: []string{"CBNODE_NO_RELAY"}},
@@ -279,6 +280,14 @@ func joinConfig(c *cli.Context) (daemon.Config, error) {
 			return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--api %q: %w (give host:port such as 127.0.0.1:7470, or '' to disable the API)", a, err))
 		}
 	}
+	var subnets []netip.Prefix
+	for _, s := range splitList(c.StringSlice("subnet-router")) {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || !p.Addr().Is4() {
+			return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--subnet-router %q: give an IPv4 CIDR such as 192.168.10.0/24", s))
+		}
+		subnets = append(subnets, p.Masked())
+	}
 	dnsMode, err := names.ParseMode(c.String("dns"))
 	if err != nil {
 		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--dns: %w", err))
@@ -294,6 +303,7 @@ func joinConfig(c *cli.Context) (daemon.Config, error) {
 		Relay: c.Bool("relay"), NoRelay: c.Bool("no-relay"),
 		TUN: !c.Bool("no-tun"), TUNName: c.String("tun-name"), MTU: c.Int("mtu"),
 		TUNNoOffload: !c.Bool("tun-offload"),
+		SubnetRoutes: subnets,
 		DNS:          names.Options{Mode: dnsMode, HostsFile: c.String("hosts-file")},
 		Logger:       log,
 	}, nil

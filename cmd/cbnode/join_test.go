@@ -91,6 +91,7 @@ func TestJoinConfigTakesEveryFlag(t *testing.T) {
 		"mtu":               {"1420", func(c daemon.Config) any { return c.MTU }, 1420},
 		"no-tun":            {"", func(c daemon.Config) any { return c.TUN }, false},
 		"tun-offload":       {"=false", func(c daemon.Config) any { return c.TUNNoOffload }, true},
+		"subnet-router":     {"192.168.10.7/24", func(c daemon.Config) any { return c.SubnetRoutes }, []netip.Prefix{netip.MustParsePrefix("192.168.10.0/24")}},
 		"relay":             {"", func(c daemon.Config) any { return c.Relay }, true},
 		"no-relay":          {"", func(c daemon.Config) any { return c.NoRelay }, true},
 		"dns":               {"server", func(c daemon.Config) any { return c.DNS.Mode }, "server"},

@@ -39,6 +39,8 @@ type Options struct {
 	// (through an operator's API) and gives each member its token file.
 	// The members still join by the name "lab".
 	External bool
+	// Groups puts certificate groups into members' tokens, by node name.
+	Groups map[string][]string
 }
 
 // Cluster is a running lab.
@@ -182,8 +184,11 @@ func (c *Cluster) AddHost(name string, sw *netlab.Switch, idx int) (*Node, error
 // a member; start it with Start.
 func (c *Cluster) AddMember(ctx context.Context, n *Node) error {
 	n.TokenFile = filepath.Join(c.Dir, n.Name+".token")
-	if out, err := exec.CommandContext(ctx, c.Bin, "cladnet", "issue", "lab", "--dir", c.CladnetDir(), "--host", n.Name,
-		"--bootstrap", c.BootAddr, "--out", n.TokenFile).CombinedOutput(); err != nil {
+	args := []string{"cladnet", "issue", "lab", "--dir", c.CladnetDir(), "--host", n.Name, "--bootstrap", c.BootAddr, "--out", n.TokenFile}
+	for _, g := range c.opts.Groups[n.Name] {
+		args = append(args, "--group", g)
+	}
+	if out, err := exec.CommandContext(ctx, c.Bin, args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("cladnet issue: %w: %s", err, out)
 	}
 	c.Nodes = append(c.Nodes, n)

@@ -29,9 +29,11 @@
 // Receive side: Engine.HandleStream runs one loop per inbound stream
 // (bufio.Reader of 64 KiB, io.ReadFull into pooled buffers), validates
 // every frame (length, IPv4 header, inner source address against the
-// sending peer's overlay addresses — for super-packets too) and collects
-// good packets into a batch, written with one Device.Write when it is
-// full or when the next frame has not fully arrived.
+// sending peer's overlay addresses — for super-packets too —, destination
+// is this node's address or a subnet in Options.SubnetRoutes, then the
+// optional packet filter in Options.Filter) and collects good packets into
+// a batch, written with one Device.Write when it is full or when the next
+// frame has not fully arrived.
 //
 // Liveness: keepalives are passive (a writer answers received data it has
 // nothing to send back to with a Keepalive frame; idle pairs stay silent),
@@ -82,6 +84,7 @@
 //	internal/ipv4test  the IPv4 packet builder behind forwardtest's, also used by the internal tests
 //	mesh_test.go       newMesh: running engines wired by a forwardtest.Net (package forward_test)
 //	engine_test.go     end-to-end engine behaviour on a mesh (package forward_test)
+//	security_test.go   attacks by a member: foreign destinations, the filter hook (package forward_test)
 //	bench_test.go      end-to-end and send-path benchmarks (package forward_test)
 //	export_test.go     the few internals the forward_test tests need
 //	frame_test.go      header, IPv4 checks, receive fuzzing, probes, zero-alloc send path (internal)

@@ -45,6 +45,8 @@ type Engine struct {
 	maxPayload int // largest accepted data payload: min(MTU+LengthSlack, 65535)
 	batch      int // packets per Device.Read / Write
 	pool       pools
+	filter     Filter    // nil: accept every packet that passed the checks
+	subnets    []prefix4 // destinations accepted besides the local address
 
 	routes atomic.Pointer[routeTable]
 	drops  dropCounters // drops not attributable to a routed peer
@@ -89,6 +91,8 @@ func New(dev Device, d Dialer, opts Options) *Engine {
 		log:        opts.Logger,
 		maxPayload: maxPayload,
 		batch:      min(max(dev.BatchSize(), 1), maxBatch),
+		filter:     opts.Filter,
+		subnets:    prefixes4(opts.SubnetRoutes),
 		epoch:      time.Now(),
 		ctx:        ctx,
 		cancel:     cancel,
@@ -182,6 +186,9 @@ func (e *Engine) forward(pkt *packet, n int) bool {
 	if e.adminDown.Load() {
 		ps.c.drops.add(DropAdminDown)
 		return false
+	}
+	if e.filter != nil {
+		e.filter.Outbound(ip) // a super-packet's header stands for its segments
 	}
 	var vh virtioHdr
 	if e.offload {
@@ -402,8 +409,12 @@ func (e *Engine) admit(rt *routeTable, ps *peerState, ip []byte) bool {
 		e.drops.add(DropUnknownPeer)
 	case !rt.owns(ps, srcKey(ip)):
 		ps.c.drops.add(DropSpoofed)
+	case !e.acceptsDst(rt, dstKey(ip)):
+		ps.c.drops.add(DropNotLocal)
 	case e.adminDown.Load():
 		ps.c.drops.add(DropAdminDown)
+	case e.filter != nil && !e.filter.Inbound(ps.id, ip):
+		ps.c.drops.add(DropFiltered)
 	default:
 		return true
 	}
@@ -478,6 +489,20 @@ func (e *Engine) segment(ip []byte, gsoType uint8, gsoSize int, segs []*packet) 
 		sp.end = Headroom + sizes[i]
 	}
 	return segs
+}
+
+// acceptsDst reports whether a received packet for dst is ours to take:
+// our own overlay address or a subnet we route.
+func (e *Engine) acceptsDst(rt *routeTable, dst ip4) bool {
+	if rt.isLocal(dst) {
+		return true
+	}
+	for _, p := range e.subnets {
+		if p.contains(dst) {
+			return true
+		}
+	}
+	return false
 }
 
 // SetAdminDown takes the data plane down (true) or up: while down, every

@@ -108,6 +108,16 @@ type Dialer interface {
 	OpenStream(ctx context.Context, p peer.ID) (Stream, PathInfo, error)
 }
 
+// Filter is the inbound packet filter (overlay/filter implements it). The
+// engine calls Outbound with every data packet it is about to send (for
+// connection tracking) and Inbound with every data packet received that
+// passed its own checks; a false return drops the packet ("filtered").
+// Both are called concurrently and must not retain pkt.
+type Filter interface {
+	Outbound(pkt []byte)
+	Inbound(from peer.ID, pkt []byte) bool
+}
+
 // PathResetter may be implemented by a Dialer. The engine calls ResetPath
 // when it declares the path to p dead (nothing received for DeadAfter), so
 // the node layer can drop the connection underneath — libp2p keeps a dead

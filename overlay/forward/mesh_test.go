@@ -79,6 +79,12 @@ func newMesh(t testing.TB, n int, opts forward.Options) ([]*node, *forwardtest.N
 // if given, prepares each node's dialer before its engine starts.
 func newMeshWith(t testing.TB, devs []*forwardtest.Device, opts forward.Options, setup ...func(i int, d *forwardtest.Dialer)) ([]*node, *forwardtest.Net) {
 	t.Helper()
+	return newMeshOpts(t, devs, func(int) forward.Options { return opts }, setup...)
+}
+
+// newMeshOpts is newMeshWith with per-node options (node i gets optsFor(i)).
+func newMeshOpts(t testing.TB, devs []*forwardtest.Device, optsFor func(i int) forward.Options, setup ...func(i int, d *forwardtest.Dialer)) ([]*node, *forwardtest.Net) {
+	t.Helper()
 	n := len(devs)
 	baseline := runtime.NumGoroutine()
 	fn := forwardtest.NewNet()
@@ -95,7 +101,7 @@ func newMeshWith(t testing.TB, devs []*forwardtest.Device, opts forward.Options,
 		for _, f := range setup {
 			f(i, nd.dialer)
 		}
-		nd.e = forward.New(nd.dev, nd.dialer, opts)
+		nd.e = forward.New(nd.dev, nd.dialer, optsFor(i))
 		nd.e.SetLocal(nd.ip)
 		fn.Add(id, nd.e)
 		nodes[i] = nd

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -54,6 +55,13 @@ type Options struct {
 	// (path set) or goes down (path nil), and why: the path history. It
 	// runs on the peer's writer goroutine and must not block.
 	OnPath func(p peer.ID, path *PathInfo, reason string)
+	// Filter, if set, decides inbound data packets (see Filter).
+	Filter Filter
+	// SubnetRoutes are destinations besides the node's own overlay address
+	// that it accepts from peers (a subnet router). Every other destination
+	// is dropped on receive ("not_local"): a member cannot push packets for
+	// a third address into this node's stack.
+	SubnetRoutes []netip.Prefix
 	// Logger receives debug/info events (stream up/down, protocol errors).
 	// Nil discards them.
 	Logger *slog.Logger

@@ -37,6 +37,29 @@ func ip4From(a netip.Addr) (ip4, bool) {
 func srcKey(pkt []byte) ip4 { return ip4(binary.BigEndian.Uint32(pkt[12:16])) }
 func dstKey(pkt []byte) ip4 { return ip4(binary.BigEndian.Uint32(pkt[16:20])) }
 
+// prefix4 is an IPv4 prefix as a masked key.
+type prefix4 struct{ net, mask ip4 }
+
+func (p prefix4) contains(a ip4) bool { return a&p.mask == p.net }
+
+// prefixes4 converts the IPv4 prefixes of ps (others are ignored).
+func prefixes4(ps []netip.Prefix) []prefix4 {
+	var out []prefix4
+	for _, p := range ps {
+		p = p.Masked()
+		if !p.Addr().Is4() {
+			continue
+		}
+		key, _ := ip4From(p.Addr())
+		mask := ip4(0)
+		if p.Bits() > 0 {
+			mask = ^ip4(0) << (32 - p.Bits())
+		}
+		out = append(out, prefix4{net: key & mask, mask: mask})
+	}
+	return out
+}
+
 func emptyRouteTable() *routeTable {
 	return &routeTable{
 		byIP:  map[ip4]*peerState{},

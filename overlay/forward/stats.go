@@ -23,6 +23,8 @@ const (
 	DropDeviceError                   // "device_error": Device.Write failed
 	DropUnknownPeer                   // "unknown_peer": frame from a peer not in the routing snapshot
 	DropAdminDown                     // "admin_down": the data plane is down (SetAdminDown)
+	DropNotLocal                      // "not_local": destination is neither our address nor a subnet we route
+	DropFiltered                      // "filtered": refused by the packet filter (Options.Filter)
 	numDropReasons
 )
 
@@ -46,6 +48,10 @@ func (r DropReason) String() string {
 		return "unknown_peer"
 	case DropAdminDown:
 		return "admin_down"
+	case DropNotLocal:
+		return "not_local"
+	case DropFiltered:
+		return "filtered"
 	default:
 		return "unknown"
 	}
