@@ -134,6 +134,7 @@ type watched struct {
 	ruleAt  time.Time
 	ruleErr string
 	paths   map[string]string // peer ID → "direct"/"relayed", for path events
+	seq     uint64            // sequence number of its last announcement seen
 }
 
 type watch struct {
@@ -262,7 +263,15 @@ func (w *watch) snapshot(now time.Time) {
 		st := statusOf(m.Ann, plane)
 		prev, ok := w.seen[id]
 		p := s.toPeer(m)
+		var seq uint64
+		if m.Ann != nil {
+			seq = m.Ann.Seq
+		}
 		switch {
+		case ok && (prev.status == StatusLost || prev.status == StatusLeft) && seq <= prev.seq:
+			// An old record of a gone member (a peer still handing it
+			// on, or a restarted operator's first table): not a return.
+			continue
 		case !ok || prev.status == StatusLost || prev.status == StatusLeft:
 			msg := "joined"
 			if ok {
@@ -272,7 +281,7 @@ func (w *watch) snapshot(now time.Time) {
 				msg += " with " + p.IP
 			}
 			w.add(Event{At: now, Kind: "join", Host: p.HostName, Peer: id, Message: msg})
-			w.seen[id] = &watched{peer: p, status: st}
+			w.seen[id] = &watched{peer: p, status: st, seq: seq}
 			if ok {
 				w.seen[id].rule, w.seen[id].ruleAt, w.seen[id].paths = prev.rule, prev.ruleAt, prev.paths
 			}
@@ -280,7 +289,7 @@ func (w *watch) snapshot(now time.Time) {
 			if prev.status != st {
 				w.add(Event{At: now, Kind: "state", Host: p.HostName, Peer: id, Message: prev.status + " → " + st + " (" + m.Ann.State + ")"})
 			}
-			prev.peer, prev.status, prev.goneAt = p, st, time.Time{}
+			prev.peer, prev.status, prev.goneAt, prev.seq = p, st, time.Time{}, seq
 		}
 	}
 	hb, missed := w.o.cfg.Heartbeat, w.o.cfg.MissedHeartbeats

@@ -28,6 +28,9 @@ type savedMember struct {
 	GoneAt time.Time           `json:"goneAt"`
 	Rule   *api.NetworkingRule `json:"rule,omitempty"`
 	RuleAt time.Time           `json:"ruleAt,omitzero"`
+	// Seq is the sequence number of its last announcement seen: only a
+	// newer one brings it back.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 type savedWatch struct {
@@ -55,7 +58,7 @@ func (w *watch) load(dir string) {
 		if g.Peer.HostID == "" || (g.Status != StatusLost && g.Status != StatusLeft && g.Status != StatusRevoked) {
 			continue
 		}
-		w.seen[g.Peer.HostID] = &watched{peer: g.Peer, status: g.Status, goneAt: g.GoneAt, rule: g.Rule, ruleAt: g.RuleAt}
+		w.seen[g.Peer.HostID] = &watched{peer: g.Peer, status: g.Status, goneAt: g.GoneAt, rule: g.Rule, ruleAt: g.RuleAt, seq: g.Seq}
 	}
 	w.events = sv.Events
 	if len(w.events) > maxEvents {
@@ -78,7 +81,7 @@ func (w *watch) save(now time.Time, force bool) {
 	sv := savedWatch{Gone: []savedMember{}, Events: append([]Event{}, w.events...), History: append([]CostSample{}, w.hist...)}
 	for _, m := range w.seen {
 		if !m.goneAt.IsZero() {
-			sv.Gone = append(sv.Gone, savedMember{Peer: m.peer, Status: m.status, GoneAt: m.goneAt, Rule: m.rule, RuleAt: m.ruleAt})
+			sv.Gone = append(sv.Gone, savedMember{Peer: m.peer, Status: m.status, GoneAt: m.goneAt, Rule: m.rule, RuleAt: m.ruleAt, Seq: m.seq})
 		}
 	}
 	w.dirty, w.saved = false, now
