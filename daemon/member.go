@@ -244,7 +244,7 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 	m.recompute()
 	m.alloc, err = ipam.NewAllocator(ipam.AllocatorConfig{
 		Spec: spec, Cert: cert, Key: cfg.Key, DHT: m.node.DHT,
-		StateDir: stateDir, Requested: cfg.RequestedIP, Lease: cfg.Lease,
+		StateDir: stateDir, Requested: cfg.RequestedIP, Lease: cfg.Lease, TakenGrace: 10 * time.Second,
 		Members: m.mem, Revoked: m.revokedCert, DHTValidator: claimVal, Logger: log,
 	})
 	if err != nil {

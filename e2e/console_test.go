@@ -39,22 +39,15 @@ const artifacts = "artifacts"
 // way; screenshots at 1400 and 420 px go to e2e/artifacts/.
 func TestConsoleBrowser(t *testing.T) {
 	chromium := browser.Require(t)
-	c := newRouterLab(t, cluster.Options{Prefix: "cbui", External: true, LogLevel: "info"})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	c, wan, opHost := operatorLab(ctx, t, "cbui")
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	wan, err := c.Lab.Switch("wan", wanNet)
-	must(err)
-	boot, err := c.AddHost("boot", wan, 1)
-	must(err)
-	must(c.StartBootstrap(ctx, boot))
-	opHost, err := c.AddHost("op", wan, 2)
-	must(err)
 	opProc, err := opHost.Host.Start(c.Bin, "operator", "--dir", filepath.Join(c.Dir, "operator"), "--bootstrap", c.BootAddr,
 		"--log-level", "info")
 	must(err)

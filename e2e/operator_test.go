@@ -214,6 +214,30 @@ func waitPings(pairs []pair, addr map[*cluster.Node]netip.Addr, want bool, t0 ti
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 
+// operatorLab is the operator tests' lab: a router lab with a WAN switch,
+// a bootstrap node started on it, and a host for the operator (not
+// started).
+func operatorLab(ctx context.Context, t *testing.T, prefix string) (*cluster.Cluster, *netlab.Switch, *cluster.Node) {
+	t.Helper()
+	c := newRouterLab(t, cluster.Options{Prefix: prefix, External: true, LogLevel: "info"})
+	wan, err := c.Lab.Switch("wan", wanNet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, err := c.AddHost("boot", wan, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartBootstrap(ctx, boot); err != nil {
+		t.Fatal(err)
+	}
+	opHost, err := c.AddHost("op", wan, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, wan, opHost
+}
+
 // TestOperatorEndToEnd drives a CLADNet through the operator's API only:
 // a bootstrap node, the operator on its own host and three members, n3
 // behind a NAT router (MASQUERADE). Create, issue tokens, join, list peers,
@@ -221,24 +245,18 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 // member, kill the operator (the data plane goes on) and restart it from
 // its DIR (same CLADNet, same members).
 func TestOperatorEndToEnd(t *testing.T) {
-	c := newRouterLab(t, cluster.Options{Prefix: "cbop", External: true, LogLevel: "info"})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	c, wan, opHost := operatorLab(ctx, t, "cbop")
+	boot := c.Boot
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	wan, err := c.Lab.Switch("wan", wanNet)
-	must(err)
-	boot, err := c.AddHost("boot", wan, 1)
-	must(err)
-	must(c.StartBootstrap(ctx, boot))
 
 	// The operator: its own host, its DIR, the swarm through the bootstrap.
-	opHost, err := c.AddHost("op", wan, 2)
-	must(err)
 	opDir := filepath.Join(c.Dir, "operator")
 	var opProc *netlab.Proc
 	startOperator := func() {

@@ -109,22 +109,15 @@ func TestRenewalKeepsMemberConnected(t *testing.T) {
 		lifetime = 2 * time.Minute
 		runFor   = 10 * time.Minute
 	)
-	c := newRouterLab(t, cluster.Options{Prefix: "cbrn", External: true, LogLevel: "info"})
 	ctx, cancel := context.WithTimeout(context.Background(), runFor+3*time.Minute)
 	defer cancel()
+	c, wan, opHost := operatorLab(ctx, t, "cbrn")
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	wan, err := c.Lab.Switch("wan", wanNet)
-	must(err)
-	boot, err := c.AddHost("boot", wan, 1)
-	must(err)
-	must(c.StartBootstrap(ctx, boot))
-	opHost, err := c.AddHost("op", wan, 2)
-	must(err)
 	opProc, err := opHost.Host.Start(c.Bin, "operator", "--dir", filepath.Join(c.Dir, "operator"), "--bootstrap", c.BootAddr, "--log-level", "info")
 	must(err)
 	t.Cleanup(func() {

@@ -86,6 +86,11 @@ type AllocatorConfig struct {
 	// RetryInterval is the pause before searching again when the range is
 	// full or the DHT failed (default DefaultRetryInterval).
 	RetryInterval time.Duration
+	// TakenGrace: a Requested address found held is searched again for
+	// this long after the start before it is given up (0: at once) — a
+	// newcomer may read a revoked member's claim before the revocation
+	// list reaches it.
+	TakenGrace time.Duration
 	// RenewInterval is how often the lease is renewed (default Lease/4,
 	// at most 12 h: a node suspended just before a renewal still has 3/4 of
 	// its lease left).

@@ -36,6 +36,7 @@ func (a *Allocator) acquire(ctx context.Context) error {
 	// DHT trouble right after start (an empty routing table while the node
 	// still bootstraps) is retried quickly; a full range waits RetryInterval.
 	errWait := min(250*time.Millisecond, a.cfg.RetryInterval)
+	start := time.Now()
 	for {
 		res := a.scan(ctx)
 		if ctx.Err() != nil {
@@ -45,6 +46,11 @@ func (a *Allocator) acquire(ctx context.Context) error {
 		switch {
 		case res.won:
 			return nil
+		case res.taken != nil && time.Since(start) < a.cfg.TakenGrace:
+			state = StateAcquiring + ": " + res.taken.Error() + "; checking again"
+			if state != lastState {
+				a.log.Info("requested overlay address is held; checking again (a revocation list may still be on its way)", "err", res.taken, "for", a.cfg.TakenGrace)
+			}
 		case res.taken != nil:
 			a.setState(StateTaken + ": " + res.taken.Error())
 			a.log.Error("requested overlay address is taken", "err", res.taken)
