@@ -57,14 +57,7 @@ func TestConsoleBrowser(t *testing.T) {
 		}
 	})
 	op := newOpClient(t, opHost.Host)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if code, _, err := op.do("GET", "/health", nil, nil); err == nil && code == http.StatusOK {
-			break
-		}
-		if opProc.Exited() || time.Now().After(deadline) {
-			t.Fatalf("operator not healthy: %s", opProc.Output())
-		}
-	}
+	waitOperator(t, op, opProc)
 	var nodes []*cluster.Node
 	for i, cloud := range [][]string{
 		{"--provider", "aws", "--region", "us-east-1", "--zone", "us-east-1a", "--vpc", "vpc-a"},

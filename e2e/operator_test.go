@@ -273,17 +273,7 @@ func TestOperatorEndToEnd(t *testing.T) {
 	op := newOpClient(t, opHost.Host)
 	waitHealthy := func() {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			code, b, err := op.do("GET", "/health", nil, nil)
-			if err == nil && code == http.StatusOK {
-				return
-			}
-			if opProc.Exited() || time.Now().After(deadline) {
-				t.Fatalf("operator not healthy (status %d, %v, %s): %s", code, err, b, opProc.Output())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitOperator(t, op, opProc)
 	}
 	startOperator()
 	waitHealthy()
