@@ -338,12 +338,7 @@ func (m *Membership) announcedInstance(id peer.ID) string {
 // witnessLoop probes members whose instance changed.
 func (m *Membership) witnessLoop(ctx context.Context) {
 	defer m.wg.Done()
-	type due struct {
-		at       time.Time
-		tries    int
-		conflict bool // two instances answered at some point
-	}
-	pending := map[peer.ID]*due{}
+	pending := map[peer.ID]*witnessState{}
 	tick := time.NewTicker(witnessRetry / 2)
 	defer tick.Stop()
 	for {
@@ -352,7 +347,7 @@ func (m *Membership) witnessLoop(ctx context.Context) {
 			return
 		case id := <-m.witnessCh:
 			if _, ok := pending[id]; !ok {
-				pending[id] = &due{}
+				pending[id] = &witnessState{}
 			}
 			pending[id].at = time.Time{}
 		case <-tick.C:
@@ -362,8 +357,8 @@ func (m *Membership) witnessLoop(ctx context.Context) {
 			if now.Before(d.at) || ctx.Err() != nil {
 				continue
 			}
-			res := m.witness(ctx, id)
-			if res != witnessConflict && d.conflict {
+			res := m.witness(ctx, id, d)
+			if res != witnessConflict && d.conflict() {
 				// One instance is left. Our row for it may hold the other's
 				// announcement (a higher sequence number), and their
 				// gossip may have suffered: pull its table, which carries
@@ -376,7 +371,7 @@ func (m *Membership) witnessLoop(ctx context.Context) {
 			}
 			switch res {
 			case witnessConflict:
-				d.at, d.tries, d.conflict = time.Now().Add(conflictRecheck), 0, true
+				d.at, d.tries = time.Now().Add(conflictRecheck), 0
 			case witnessWaiting:
 				d.tries++
 				if d.tries >= witnessTries {
@@ -391,6 +386,18 @@ func (m *Membership) witnessLoop(ctx context.Context) {
 	}
 }
 
+// witnessState is what a witness remembers of one member it probes.
+type witnessState struct {
+	at    time.Time
+	tries int
+	// seen holds every instance that answered since two did (by instance),
+	// told those that were handed the others' answers.
+	seen map[string]seenInstance
+	told map[string]bool
+}
+
+func (d *witnessState) conflict() bool { return len(d.seen) > 1 }
+
 type witnessResult int
 
 const (
@@ -400,8 +407,11 @@ const (
 )
 
 // witness asks every connection to id which instance it reaches and, when
-// they are different ones, tells each the others.
-func (m *Membership) witness(ctx context.Context, id peer.ID) witnessResult {
+// they are different ones, tells each the others: the one that started first
+// (it keeps running) before the others, which stop on being told. An
+// instance that could not be told is told on a later round, even when it is
+// the only one left by then, while the others' answers are recent.
+func (m *Membership) witness(ctx context.Context, id peer.ID, d *witnessState) witnessResult {
 	if !m.IsMember(id) {
 		return witnessDone
 	}
@@ -424,43 +434,60 @@ func (m *Membership) witness(ctx context.Context, id peer.ID) witnessResult {
 		found = append(found, reached{c, seenInstance{Proof: *p, Addr: c.RemoteMultiaddr().String()}})
 		distinct[p.Instance] = true
 	}
-	if len(distinct) < 2 {
+	if len(distinct) > 1 || d.conflict() {
+		if d.seen == nil {
+			d.seen, d.told = map[string]seenInstance{}, map[string]bool{}
+		}
+		for _, r := range found {
+			d.seen[r.seen.Proof.Instance] = r.seen
+		}
+	}
+	if len(distinct) > 1 {
+		m.log.Warn("two live nodes use one member's identity (a cloned VM or a token used twice?); telling them", "peer", id, "instances", len(distinct))
+	}
+	if !d.conflict() {
 		if want := m.announcedInstance(id); want != "" && !distinct[want] {
 			return witnessWaiting
 		}
 		return witnessDone
 	}
-	var all []seenInstance
-	for inst := range distinct {
-		for _, r := range found {
-			if r.seen.Proof.Instance == inst {
-				all = append(all, r.seen)
-				break
-			}
-		}
-	}
-	if len(all) > maxProofs {
-		all = all[:maxProofs]
-	}
-	m.log.Warn("two live nodes use one member's identity (a cloned VM or a token used twice?); telling them", "peer", id, "instances", len(all))
-	told := map[string]bool{}
-	for _, r := range found {
-		if told[r.seen.Proof.Instance] {
-			continue
-		}
+	sort.SliceStable(found, func(i, j int) bool {
+		return found[i].seen.Proof.Started.Before(found[j].seen.Proof.Started)
+	})
+	now := time.Now()
+	othersOf := func(inst string) []seenInstance {
 		var others []seenInstance
-		for _, s := range all {
-			if s.Proof.Instance != r.seen.Proof.Instance {
+		for other, s := range d.seen {
+			if other != inst && now.Sub(s.Proof.Time) < proofMaxAge/2 && len(others) < maxProofs {
 				others = append(others, s)
 			}
+		}
+		return others
+	}
+	for _, r := range found {
+		inst := r.seen.Proof.Instance
+		if d.told[inst] {
+			continue
+		}
+		others := othersOf(inst)
+		if len(others) == 0 {
+			continue
 		}
 		if _, err := m.askInstance(ctx, r.conn, others); err != nil {
 			m.log.Debug("instance report failed", "peer", id, "addr", r.conn.RemoteMultiaddr(), "err", err)
 			continue
 		}
-		told[r.seen.Proof.Instance] = true
+		d.told[inst] = true
 	}
-	return witnessConflict
+	if len(distinct) > 1 {
+		return witnessConflict
+	}
+	for inst := range distinct {
+		if !d.told[inst] && len(othersOf(inst)) > 0 {
+			return witnessConflict // not told yet: try again
+		}
+	}
+	return witnessDone
 }
 
 // askInstance runs one instance exchange on connection c.
