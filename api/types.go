@@ -43,6 +43,10 @@ type Status struct {
 	// IdentityConflict, when set, says another node runs with this node's
 	// peer ID (a cloned VM or a token used twice).
 	IdentityConflict string `json:"identityConflict,omitempty"`
+	// Tunnels is "full-mesh" (a connection to every member: the CLADNet
+	// has at most --full-mesh-max members) or "lazy" (tunnels opened by
+	// the first packet and closed when idle).
+	Tunnels string `json:"tunnels,omitempty"`
 }
 
 // StateRevoked is the state the operator's peer list shows for a node whose
@@ -78,6 +82,11 @@ type Peer struct {
 	// (through which relay) or down, when and why, and the healing
 	// events around it.
 	PathHistory []pathlog.Change `json:"pathHistory,omitempty"`
+	// Conns are the underlay connections this node holds to the peer
+	// (their remote multiaddrs; relayed ones contain /p2p-circuit). With
+	// lazy tunnels a member without traffic, gossip or DHT ties to this
+	// node has none.
+	Conns []string `json:"conns,omitempty"`
 	// RTTms is libp2p's moving average of the round trip to the peer
 	// (its pings and identify exchanges), 0 if unknown.
 	RTTms float64 `json:"rttMs,omitempty"`

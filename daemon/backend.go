@@ -76,6 +76,10 @@ func (m *Member) Status() api.Status {
 		}
 	}
 	st.IdentityConflict = identityConflictStatus(m.mem.IdentityConflicts())
+	st.Tunnels = "lazy"
+	if m.mem.FullMesh() {
+		st.Tunnels = "full-mesh"
+	}
 	return st
 }
 
@@ -133,6 +137,9 @@ func (m *Member) toPeer(mem overlay.Member) api.Peer {
 		p.HolePunch = &hp
 	}
 	p.PathHistory = m.history.Get(mem.ID)
+	for _, c := range m.node.Host.Network().ConnsToPeer(mem.ID) {
+		p.Conns = append(p.Conns, c.RemoteMultiaddr().String())
+	}
 	if m.engine != nil {
 		if st, ok := m.engine.Stats(mem.ID); ok {
 			p.Link = &st

@@ -85,6 +85,20 @@ type Config struct {
 	Relay   bool
 	NoRelay bool
 
+	// FullMeshMax: while the CLADNet has at most this many members, the
+	// node keeps a connection to every member; beyond, tunnels are lazy —
+	// opened by the first packet, closed after TunnelIdle without packets.
+	// 0: overlay.DefaultFullMeshMax (32); negative: always lazy.
+	FullMeshMax int
+	// TunnelIdle closes a lazy tunnel after this long without packets
+	// (0: forward.DefaultIdleTimeout, 5 min; negative: never).
+	TunnelIdle time.Duration
+	// ProbeInterval and SuspicionTimeout tune the failure detector: one
+	// member probed per interval, a suspected member confirmed dead after
+	// the timeout unless it refutes (0: overlay/swim's defaults, 1 s and 3 s).
+	ProbeInterval    time.Duration
+	SuspicionTimeout time.Duration
+
 	// TUN enables the data plane device (needs root / CAP_NET_ADMIN with
 	// the default OpenDevice).
 	TUN     bool

@@ -149,6 +149,7 @@ func (m *Member) updateRoutes() {
 	if m.engine == nil {
 		return
 	}
+	m.engine.SetLazy(!m.mem.FullMesh())
 	m.engine.SetRoutes(m.mem.MemberIPs())
 	m.updateFilter()
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/cloud-barista/cbnode/overlay/names"
 	"github.com/cloud-barista/cbnode/overlay/pathlog"
 	"github.com/cloud-barista/cbnode/overlay/paths"
+	"github.com/cloud-barista/cbnode/overlay/swim"
 	"github.com/cloud-barista/cbnode/relay"
 	"github.com/cloud-barista/cbnode/renew"
 )
@@ -212,6 +213,8 @@ func Start(ctx context.Context, cfg Config) (_ *Member, err error) {
 		Spec: spec, Cert: cert, Key: cfg.Key, Node: m.node,
 		Heartbeat: cfg.Heartbeat, MissedHeartbeats: cfg.MissedHeartbeats,
 		Cloud: startCloud(stateDir, cfg.Cloud, log), Relay: cfg.Relay && !cfg.NoRelay, Logger: log,
+		FullMeshMax:        cfg.FullMeshMax,
+		Liveness:           livenessConfig(cfg),
 		Revoked:            m.revokedCert,
 		OnIdentityConflict: m.identityConflict,
 		OnPeerJoin:         m.introduce,
@@ -348,7 +351,8 @@ func (m *Member) startDataPlane() error {
 	m.link = &overlay.Link{Host: m.node.Host, IsMember: m.mem.IsMember, ConnScore: m.paths.Score, Probe: m.node.ProbeConn}
 	m.filter = filter.New(filter.Options{})
 	m.updateFilter()
-	m.engine = forward.New(dev, m.link, forward.Options{Logger: m.log, OnPath: m.recordPath, Filter: m.filter, SubnetRoutes: m.cfg.SubnetRoutes})
+	m.engine = forward.New(dev, m.link, forward.Options{Logger: m.log, OnPath: m.recordPath, Filter: m.filter, SubnetRoutes: m.cfg.SubnetRoutes,
+		Lazy: !m.mem.FullMesh(), IdleTimeout: m.cfg.TunnelIdle})
 	m.paths.Stream = func(p peer.ID) (forward.PathInfo, bool) {
 		st, ok := m.engine.Stats(p)
 		return st.Path, ok && st.StreamUp
@@ -357,6 +361,17 @@ func (m *Member) startDataPlane() error {
 	m.link.Serve(m.engine)
 	m.link.WatchConns(m.engine)
 	return nil
+}
+
+// livenessConfig is the failure detector's tuning from the config; a
+// probe interval shorter than swim's default probe timeout takes half of
+// it as its timeout.
+func livenessConfig(cfg Config) swim.Config {
+	c := swim.Config{ProbeInterval: cfg.ProbeInterval, SuspicionTimeout: cfg.SuspicionTimeout}
+	if cfg.ProbeInterval > 0 && cfg.ProbeInterval <= swim.DefaultProbeTimeout {
+		c.ProbeTimeout = cfg.ProbeInterval / 2
+	}
+	return c
 }
 
 // goFunc runs f under the member's context and wait group.

@@ -10,11 +10,39 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // rendezvousLimit bounds the provider records one rendezvous lookup asks
 // for.
 const rendezvousLimit = 16
+
+// lazyGossipConns is how many members a node with lazy tunnels connects to
+// from the rendezvous (gossipsub's mesh degree D is 6; the others' dials,
+// table pulls and packets add more).
+const lazyGossipConns = 8
+
+// memberConns counts the members this node has a connection to.
+func (m *Membership) memberConns() int {
+	n := 0
+	for _, p := range m.cfg.Node.Host.Network().Peers() {
+		if p != m.self && m.IsMember(p) {
+			n++
+		}
+	}
+	return n
+}
+
+// withoutCircuits drops relayed (circuit) addresses.
+func withoutCircuits(addrs []ma.Multiaddr) []ma.Multiaddr {
+	out := addrs[:0:0]
+	for _, a := range addrs {
+		if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err != nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
 
 // discoverLoop advertises this node under the CLADNet's rendezvous key in the
 // DHT and connects to the others found there: often until the first fellow
@@ -52,8 +80,26 @@ func (m *Membership) discoverLoop(ctx context.Context) {
 		fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		peers, err := d.FindPeers(fctx, ns, discovery.Limit(rendezvousLimit))
 		if err == nil {
+			lazy := !m.FullMesh()
+			have := 0
+			if lazy {
+				have = m.memberConns()
+			}
 			for p := range peers {
-				if p.ID == m.self || len(p.Addrs) == 0 || m.cfg.Node.Host.Network().Connectedness(p.ID) == network.Connected {
+				if p.ID == m.self || m.cfg.Node.Host.Network().Connectedness(p.ID) == network.Connected {
+					continue
+				}
+				if lazy {
+					// Lazy tunnels: enough members for the gossip mesh,
+					// over direct connections (gossip and the DHT do not
+					// use relayed ones).
+					if have >= lazyGossipConns {
+						continue
+					}
+					p.Addrs = withoutCircuits(p.Addrs)
+					have++
+				}
+				if len(p.Addrs) == 0 {
 					continue
 				}
 				go func(p peer.AddrInfo) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,8 +33,13 @@ type Link struct {
 	// if it is dead) without blocking: forward.ConnChecker.
 	Probe func(c network.Conn)
 
-	notifee network.Notifiee
-	refused atomic.Uint64
+	notifee    network.Notifiee
+	refused    atomic.Uint64
+	idleClosed atomic.Uint64
+
+	mu       sync.Mutex
+	stopped  bool
+	rechecks map[peer.ID]*time.Timer // IdleClosed's second looks
 }
 
 // Refused counts inbound packet streams refused because their peer is not
@@ -64,8 +70,85 @@ func (l *Link) OpenStream(ctx context.Context, p peer.ID) (forward.Stream, forwa
 	if err != nil {
 		return nil, forward.PathInfo{}, fmt.Errorf("open packet stream to %s: %w", p, err)
 	}
+	l.Host.ConnManager().Protect(p, packetTag)
 	return s, PathOf(s.Conn()), nil
 }
+
+// packetTag protects the connections to peers this node has a packet
+// stream to from the connection manager's trimming.
+const packetTag = "cbnode-packet"
+
+// IdleClosed implements forward.IdleCloser: a lazy tunnel to p carried
+// nothing for the idle timeout. The connection to p is closed unless
+// something else holds it: a packet stream from p still open (p closes its
+// own when it finds the tunnel idle, then this node's side is the last),
+// a protection by another part of the node (the gossip mesh, the DHT's
+// nearest buckets, a member kept in a small CLADNet's full mesh), or a
+// DHT routing table entry.
+func (l *Link) IdleClosed(p peer.ID) {
+	if l.closeIdle(p) != idleBusy {
+		return
+	}
+	// p's stream to us is still open: both ends found the tunnel idle at
+	// about the same time, and p's close is on its way. Look again.
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped || l.rechecks[p] != nil {
+		return
+	}
+	if l.rechecks == nil {
+		l.rechecks = map[peer.ID]*time.Timer{}
+	}
+	l.rechecks[p] = time.AfterFunc(idleRecheck, func() {
+		l.mu.Lock()
+		delete(l.rechecks, p)
+		stopped := l.stopped
+		l.mu.Unlock()
+		if !stopped {
+			l.closeIdle(p)
+		}
+	})
+}
+
+// idleRecheck is how long IdleClosed waits to look again at a connection
+// whose peer's packet stream was still open.
+const idleRecheck = 2 * time.Second
+
+type idleResult int
+
+const (
+	idleClosed idleResult = iota
+	idleKept              // something else holds the connection
+	idleBusy              // a packet stream is open on it
+)
+
+func (l *Link) closeIdle(p peer.ID) idleResult {
+	conns := l.Host.Network().ConnsToPeer(p)
+	for _, c := range conns {
+		for _, s := range c.GetStreams() {
+			if pr := s.Protocol(); pr == forward.ProtocolID || pr == forward.LegacyProtocolID {
+				return idleBusy // from p, or a new one of ours
+			}
+		}
+	}
+	cm := l.Host.ConnManager()
+	cm.Unprotect(p, packetTag)
+	if len(conns) == 0 || cm.IsProtected(p, "") {
+		return idleKept
+	}
+	if ti := cm.GetTagInfo(p); ti != nil {
+		if _, ok := ti.Tags["kbucket"]; ok {
+			return idleKept
+		}
+	}
+	_ = l.Host.Network().ClosePeer(p)
+	l.idleClosed.Add(1)
+	return idleClosed
+}
+
+// IdleConnsClosed counts the connections closed because their lazy tunnel
+// went idle and nothing else needed them.
+func (l *Link) IdleConnsClosed() uint64 { return l.idleClosed.Load() }
 
 func (l *Link) bestConn(p peer.ID) network.Conn {
 	if l.ConnScore == nil {
@@ -148,6 +231,13 @@ func (l *Link) Serve(e *forward.Engine) {
 
 // Stop removes the handler and the connection watcher.
 func (l *Link) Stop() {
+	l.mu.Lock()
+	l.stopped = true
+	for p, t := range l.rechecks {
+		t.Stop()
+		delete(l.rechecks, p)
+	}
+	l.mu.Unlock()
 	l.Host.RemoveStreamHandler(forward.ProtocolID)
 	l.Host.RemoveStreamHandler(forward.LegacyProtocolID)
 	if l.notifee != nil {

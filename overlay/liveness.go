@@ -241,12 +241,19 @@ func (l *liveness) serve(s network.Stream) {
 
 // swim.Table over the members table.
 
+// NumMembers takes the snapshot the detector picks probe targets from:
+// every member in a full mesh; with lazy tunnels, the members this node is
+// connected to (its gossip mesh, DHT neighbours and packet peers), so
+// probes and digests open no connections — a member is probed by the
+// members it is connected to, and a death found there spreads on the topic.
 func (l *liveness) NumMembers() int {
 	t := l.m.tab
+	nw := l.m.cfg.Node.Host.Network()
+	lazy := !l.m.FullMesh()
 	t.mu.RLock()
 	ids := make([]string, 0, len(t.members))
 	for id, mem := range t.members {
-		if !mem.Self {
+		if !mem.Self && (!lazy || len(nw.ConnsToPeer(id)) > 0) {
 			ids = append(ids, id.String())
 		}
 	}

@@ -196,6 +196,13 @@ func (t *table) get(id peer.ID) (Member, bool) {
 }
 
 // list returns a copy of the table sorted by host name, then peer ID.
+// size is the number of members in the table (this node included).
+func (t *table) size() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.members)
+}
+
 func (t *table) list() []Member {
 	t.mu.RLock()
 	out := make([]Member, 0, len(t.members))

@@ -29,6 +29,9 @@ import (
 const (
 	DefaultHeartbeat        = 30 * time.Second
 	DefaultMissedHeartbeats = 3
+	// DefaultFullMeshMax is the largest CLADNet in which every node keeps
+	// a connection to every member.
+	DefaultFullMeshMax = 32
 )
 
 // MembershipConfig configures a node's membership in one CLADNet.
@@ -70,6 +73,13 @@ type MembershipConfig struct {
 	// announcement carries it; without it, receivers refuse an
 	// announcement that names an overlay IP (RejectClaim).
 	ClaimRecord func() []byte
+	// FullMeshMax: while the members table holds at most this many members
+	// (this node included), the node keeps a connection to every member —
+	// it dials each on its announcement and protects the connection from
+	// the connection manager —, so the first packet to any member goes
+	// out at once. Beyond it, connections follow the traffic (lazy
+	// tunnels: see FullMesh). Zero: DefaultFullMeshMax; negative: never.
+	FullMeshMax int
 	// OnPeerJoin, if set, is called (from the membership's event loop)
 	// for every peer that subscribes to the members topic (the daemon
 	// introduces itself to it: see Introducer).
@@ -110,7 +120,8 @@ type Membership struct {
 	conflicts  map[string]IdentityConflict // by the other's instance
 	connNotify *network.NotifyBundle
 
-	detector   *liveness // failure detector and anti-entropy
+	detector   *liveness   // failure detector and anti-entropy
+	fullMesh   atomic.Bool // see FullMesh
 	certs      certCache
 	claimVal   *ipam.Validator // verifies the claims announcements carry
 	dates      claimDates      // when this node first saw each member's claim
@@ -151,6 +162,9 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 	if cfg.MissedHeartbeats <= 0 {
 		cfg.MissedHeartbeats = DefaultMissedHeartbeats
 	}
+	if cfg.FullMeshMax == 0 {
+		cfg.FullMeshMax = DefaultFullMeshMax
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -174,6 +188,7 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 		conflicts:       map[string]IdentityConflict{},
 		claimVal:        ipam.NewValidator(cfg.Spec), // revocation is checked on its own (RejectRevoked)
 	}
+	m.fullMesh.Store(cfg.FullMeshMax >= 1)
 	gt, err := joinTopic(cfg.Node.PubSub, TopicName(cfg.Spec.ID), m.validate)
 	if err != nil {
 		return nil, fmt.Errorf("membership: %w", err)
@@ -389,18 +404,59 @@ func (m *Membership) apply(ctx context.Context, a *Announcement) {
 			if m.detector != nil {
 				m.detector.noteLeave(id, a)
 			}
-			m.cfg.Node.Host.ConnManager().Unprotect(id, "cbnode-member")
+			m.cfg.Node.Host.ConnManager().Unprotect(id, memberTag)
+			m.checkFullMesh(ctx)
 			m.log.Info("member left", "host", a.HostName, "peer", id)
 		} else {
-			m.cfg.Node.Host.ConnManager().Protect(id, "cbnode-member")
 			m.learnAddrs(id, a)
 			if had && prev.Ann != nil && movedOrRestarted(prev.Ann, a) {
 				m.moved(id, prev.Ann, a)
 			}
-			m.connect(ctx, id, a.Addrs)
+			if m.checkFullMesh(ctx) {
+				m.cfg.Node.Host.ConnManager().Protect(id, memberTag)
+				m.connect(ctx, id, a.Addrs)
+			}
 		}
 	}
 	m.notify()
+}
+
+// memberTag protects the connections of a small CLADNet's full mesh.
+const memberTag = "cbnode-member"
+
+// FullMesh reports whether this node keeps a connection to every member
+// (the table holds at most MembershipConfig.FullMeshMax members); when it
+// does not, tunnels are lazy: the data plane opens a connection with the
+// first packet and closes it when idle, and the failure detector probes
+// the members it is connected to.
+func (m *Membership) FullMesh() bool { return m.fullMesh.Load() }
+
+// checkFullMesh updates FullMesh from the table's size and returns it. On
+// leaving full-mesh mode the members' connections lose their protection
+// (they are closed when idle); on entering it every member is dialled.
+func (m *Membership) checkFullMesh(ctx context.Context) bool {
+	full := m.cfg.FullMeshMax >= 0 && m.tab.size() <= m.cfg.FullMeshMax
+	if m.fullMesh.Swap(full) == full {
+		return full
+	}
+	cm := m.cfg.Node.Host.ConnManager()
+	for _, mem := range m.tab.list() {
+		if mem.Self || mem.Ann == nil || mem.Ann.Kind == KindLeave {
+			continue
+		}
+		if full {
+			cm.Protect(mem.ID, memberTag)
+			m.connect(ctx, mem.ID, mem.Ann.Addrs)
+		} else {
+			cm.Unprotect(mem.ID, memberTag)
+		}
+	}
+	if full {
+		m.log.Info("full mesh: keeping a connection to every member", "members", m.tab.size(), "max", m.cfg.FullMeshMax)
+	} else {
+		m.log.Info("lazy tunnels: connections follow the traffic", "members", m.tab.size(), "fullMeshMax", m.cfg.FullMeshMax)
+	}
+	return full
 }
 
 // connect dials a member at the addresses it announced, unless connected.
@@ -564,7 +620,8 @@ func (m *Membership) expireLoop(ctx context.Context) {
 		// this drops those whose certificate expired.
 		gone := m.tab.expire(time.Time{}, time.Now(), nil)
 		for _, id := range gone {
-			m.cfg.Node.Host.ConnManager().Unprotect(id, "cbnode-member")
+			m.cfg.Node.Host.ConnManager().Unprotect(id, memberTag)
+			m.checkFullMesh(ctx)
 			m.log.Info("member dropped after missed heartbeats", "peer", id)
 		}
 		if len(gone) > 0 {

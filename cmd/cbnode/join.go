@@ -23,7 +23,9 @@ import (
 	"github.com/cloud-barista/cbnode/daemon"
 	"github.com/cloud-barista/cbnode/node"
 	"github.com/cloud-barista/cbnode/overlay"
+	"github.com/cloud-barista/cbnode/overlay/forward"
 	"github.com/cloud-barista/cbnode/overlay/names"
+	"github.com/cloud-barista/cbnode/overlay/swim"
 	"github.com/cloud-barista/cbnode/overlay/tun"
 	"github.com/cloud-barista/cbnode/relay"
 )
@@ -68,6 +70,10 @@ IPAM only. --check validates everything and exits without joining.
 			&cli.BoolFlag{Name: "no-tun", Usage: "run without the data plane (no root needed)", EnvVars: []string{"CBNODE_NO_TUN"}},
 			&cli.BoolFlag{Name: "relay", Usage: "offer a relay for fellow members even where this node cannot tell it is publicly reachable (by default a member relays once AutoNAT, or a peer seeing it at its own interface address, says it is public)", EnvVars: []string{"CBNODE_RELAY"}},
 			&cli.BoolFlag{Name: "no-relay", Usage: "never relay for fellow members (opt out of the default)", EnvVars: []string{"CBNODE_NO_RELAY"}},
+			&cli.IntFlag{Name: "full-mesh-max", Usage: "keep a connection to every member while the CLADNet has at most this many members; beyond, tunnels are lazy: opened by the first packet, closed after --tunnel-idle without packets (0: always lazy)", Value: overlay.DefaultFullMeshMax, EnvVars: []string{"CBNODE_FULL_MESH_MAX"}},
+			&cli.DurationFlag{Name: "tunnel-idle", Usage: "close a lazy tunnel (and its connection, if nothing else uses it) after this long without packets (0: never)", Value: forward.DefaultIdleTimeout, EnvVars: []string{"CBNODE_TUNNEL_IDLE"}},
+			&cli.DurationFlag{Name: "probe-interval", Usage: "failure detector: probe one member per interval (a crashed member is found in about interval + suspicion timeout)", Value: swim.DefaultProbeInterval, EnvVars: []string{"CBNODE_PROBE_INTERVAL"}},
+			&cli.DurationFlag{Name: "suspicion-timeout", Usage: "failure detector: how long a member that failed its probes has to answer before it is declared dead", Value: swim.DefaultSuspicionTimeout, EnvVars: []string{"CBNODE_SUSPICION_TIMEOUT"}},
 			&cli.StringFlag{Name: "dns", Usage: "members' names (vm2, vm2.<cladnet>.cbnode): auto (systemd-resolved if it runs, else the hosts file), resolved, hosts, server (the DNS server on the overlay address only) or off", Value: names.ModeAuto, EnvVars: []string{"CBNODE_DNS"}},
 			&cli.StringFlag{Name: "hosts-file", Usage: "the hosts file whose cbnode block --dns hosts manages", Value: names.DefaultHostsFile, EnvVars: []string{"CBNODE_HOSTS_FILE"}},
 			&cli.BoolFlag{Name: "check", Usage: "check the token, the flags and the permission to create the TUN device, then exit (0: ready)"},
@@ -292,6 +298,25 @@ func joinConfig(c *cli.Context) (daemon.Config, error) {
 	if err != nil {
 		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--dns: %w", err))
 	}
+	fullMesh := c.Int("full-mesh-max")
+	if fullMesh < 0 {
+		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--full-mesh-max %d: give 0 (always lazy tunnels) or a member count such as %d", fullMesh, overlay.DefaultFullMeshMax))
+	} else if fullMesh == 0 {
+		fullMesh = -1 // the daemon's "never"
+	}
+	idle := c.Duration("tunnel-idle")
+	if idle < 0 {
+		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--tunnel-idle %s: give a duration such as 5m, or 0 to keep idle tunnels open", idle))
+	} else if idle == 0 {
+		idle = -1
+	}
+	probe, suspicion := c.Duration("probe-interval"), c.Duration("suspicion-timeout")
+	if probe < 10*time.Millisecond || probe > time.Minute {
+		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--probe-interval %s: give a duration from 10ms to 1m (default %s)", probe, swim.DefaultProbeInterval))
+	}
+	if suspicion < probe || suspicion > 10*time.Minute {
+		return daemon.Config{}, withCode(exitUsage, fmt.Errorf("--suspicion-timeout %s: give a duration from --probe-interval (%s) to 10m (default %s)", suspicion, probe, swim.DefaultSuspicionTimeout))
+	}
 	tokenWarnings(c, log)
 	return daemon.Config{
 		Token: tok, Key: key, StateDir: stateDir,
@@ -301,6 +326,7 @@ func joinConfig(c *cli.Context) (daemon.Config, error) {
 		Cloud:       ci,
 		RequestedIP: reqIP, Lease: c.Duration("lease"),
 		Relay: c.Bool("relay"), NoRelay: c.Bool("no-relay"),
+		FullMeshMax: fullMesh, TunnelIdle: idle, ProbeInterval: probe, SuspicionTimeout: suspicion,
 		TUN: !c.Bool("no-tun"), TUNName: c.String("tun-name"), MTU: c.Int("mtu"),
 		TUNNoOffload: !c.Bool("tun-offload"),
 		SubnetRoutes: subnets,

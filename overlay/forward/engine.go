@@ -54,6 +54,9 @@ type Engine struct {
 	// adminDown drops every data packet both ways (the CLADNet's DOWN
 	// command); streams, keepalives and probes carry on, so UP is immediate.
 	adminDown atomic.Bool
+	// lazy: writers dial only when they have something to send, and close
+	// their stream after Options.IdleTimeout without traffic (SetLazy).
+	lazy atomic.Bool
 
 	epoch  time.Time // monotonic time base for nanotime
 	ctx    context.Context
@@ -104,6 +107,7 @@ func New(dev Device, d Dialer, opts Options) *Engine {
 		e.pool.big = newPacketPool(Headroom + maxFrameLen)
 	}
 	e.pings.init()
+	e.lazy.Store(opts.Lazy)
 	e.routes.Store(emptyRouteTable())
 	return e
 }
@@ -298,6 +302,7 @@ func (e *Engine) receive(p peer.ID, s Stream, conn string) error {
 			}
 			if typ != FrameKeepalive {
 				ps.c.lastRecvData.Store(now)
+				ps.poke()
 			}
 		}
 		if limit := e.maxPayload; n > limit && typ != FrameGSO {
@@ -504,6 +509,27 @@ func (e *Engine) acceptsDst(rt *routeTable, dst ip4) bool {
 	}
 	return false
 }
+
+// SetLazy switches lazy tunnels on or off. Lazy: a peer's writer opens
+// its stream only when it has something to send — a packet, a probe, or an
+// answer to data received — and queues packets (bounded) until the stream
+// is up; a stream that carried nothing either way for Options.IdleTimeout
+// is closed ("idle") and the Dialer, if it is an IdleCloser, told. Not lazy
+// (the default): every routed peer's writer keeps a stream open.
+func (e *Engine) SetLazy(lazy bool) {
+	if e.lazy.Swap(lazy) == lazy || lazy {
+		return
+	}
+	for _, ps := range e.routes.Load().peers {
+		select {
+		case ps.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Lazy reports whether lazy tunnels are on.
+func (e *Engine) Lazy() bool { return e.lazy.Load() }
 
 // SetAdminDown takes the data plane down (true) or up: while down, every
 // data packet read from the device or received from a peer is dropped and

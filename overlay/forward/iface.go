@@ -127,3 +127,12 @@ type Filter interface {
 type PathResetter interface {
 	ResetPath(p peer.ID)
 }
+
+// IdleCloser may be implemented by a Dialer. In lazy mode (Engine.SetLazy)
+// the engine calls IdleClosed after it closed p's outbound stream because
+// it carried nothing for Options.IdleTimeout, so the node layer can close
+// the connection underneath when nothing else needs it. It runs on p's
+// writer goroutine: keep it short.
+type IdleCloser interface {
+	IdleClosed(p peer.ID)
+}

@@ -17,6 +17,9 @@ const (
 	DefaultMinBackoff        = 100 * time.Millisecond
 	DefaultMaxBackoff        = 5 * time.Second
 	DefaultDialTimeout       = 10 * time.Second
+	// DefaultIdleTimeout closes a lazy tunnel after 5 minutes without
+	// packets (Tailscale trims idle WireGuard peers after as long).
+	DefaultIdleTimeout = 5 * time.Minute
 	// DefaultMTU is used when Device.MTU reports a non-positive value.
 	DefaultMTU = 1420
 	// readBufferSize is the bufio.Reader size of each inbound stream.
@@ -51,6 +54,13 @@ type Options struct {
 	MaxBackoff time.Duration
 	// DialTimeout bounds one Dialer.OpenStream call (default 10 s).
 	DialTimeout time.Duration
+	// Lazy is the initial lazy-tunnel mode (see Engine.SetLazy).
+	Lazy bool
+	// IdleTimeout: with lazy tunnels on (Engine.SetLazy), a peer's stream
+	// that carried no data, probe or answer either way for this long is
+	// closed; the next packet opens it again (default 5 min; negative:
+	// never).
+	IdleTimeout time.Duration
 	// OnPath, if set, is told every time a peer's outbound stream comes up
 	// (path set) or goes down (path nil), and why: the path history. It
 	// runs on the peer's writer goroutine and must not block.
@@ -95,6 +105,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = DefaultIdleTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -15,11 +15,15 @@ import (
 // long as the peer is present in the routing snapshot, across any number
 // of SetRoutes swaps.
 type peerState struct {
-	id      peer.ID
-	e       *Engine
-	queue   chan *packet  // bounded send queue of encoded frames
-	queued  atomic.Int64  // bytes of the frames in queue (bounded by QueueBytes)
-	rehome  chan struct{} // cap 1: coalesced Rehome requests
+	id     peer.ID
+	e      *Engine
+	queue  chan *packet  // bounded send queue of encoded frames
+	queued atomic.Int64  // bytes of the frames in queue (bounded by QueueBytes)
+	rehome chan struct{} // cap 1: coalesced Rehome requests
+	// wake (cap 1) tells a parked writer (lazy, no stream) that data came
+	// in on an inbound stream: it opens its stream to answer (keepalives).
+	wake    chan struct{}
+	parked  atomic.Bool
 	ctx     context.Context
 	cancel  context.CancelFunc
 	created int64 // engine nanotime at creation
@@ -33,6 +37,7 @@ func (e *Engine) newPeer(id peer.ID) *peerState {
 		e:       e,
 		queue:   make(chan *packet, e.opts.QueueLen),
 		rehome:  make(chan struct{}, 1),
+		wake:    make(chan struct{}, 1),
 		ctx:     ctx,
 		cancel:  cancel,
 		created: e.nanotime(),
@@ -59,6 +64,16 @@ func (ps *peerState) enqueue(pkt *packet) bool {
 		ps.c.drops.add(DropQueueFull)
 		ps.e.pool.put(pkt)
 		return false
+	}
+}
+
+// poke wakes the writer if it is parked.
+func (ps *peerState) poke() {
+	if ps.parked.Load() {
+		select {
+		case ps.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -129,7 +144,13 @@ type writer struct {
 	lost      bool            // the previous stream failed: the next open is a reconnect
 	needSleep bool            // back off before the next dial
 	backoff   time.Duration
-	timer     *time.Timer
+	// held is the packet that woke a parked writer: it goes out first once
+	// the stream is up. answer says a parked writer was woken by data
+	// received: it sends a keepalive as soon as its stream is up.
+	held    *packet
+	answer  bool
+	idledAt int64 // nanotime the stream was last closed as idle
+	timer   *time.Timer
 
 	buf                                    []byte    // coalescing buffer, cap = BatchBytes
 	direct                                 []byte    // a frame flush writes instead of buf (see add)
@@ -168,6 +189,9 @@ func (ps *peerState) run() {
 					return
 				}
 				continue
+			}
+			if w.e.lazy.Load() && w.held == nil && !w.answer && !w.park(ctx) {
+				return
 			}
 			if w.needSleep && !w.sleep(ctx) {
 				return
@@ -378,10 +402,35 @@ func (w *writer) housekeeping(tickEvery time.Duration) {
 			return
 		}
 	}
+	if w.e.lazy.Load() && w.opts.IdleTimeout > 0 && len(w.buf) == 0 &&
+		now-max(w.lastSend, c.lastRecvData.Load(), w.openedAt) >= int64(w.opts.IdleTimeout) && len(w.ps.queue) == 0 {
+		w.idle()
+		return
+	}
 	if c.lastRecvData.Load() > w.lastSend && now-w.lastSend >= int64(w.opts.KeepaliveInterval-tickEvery/2) {
 		w.buf = appendKeepalive(w.buf)
 		w.batchKA++
 		w.flush()
+	}
+}
+
+// idle closes the stream of a lazy tunnel that carried nothing for
+// IdleTimeout and tells the node layer (IdleCloser), which may close the
+// connection underneath; the writer parks until the next packet.
+func (w *writer) idle() {
+	w.e.log.Debug("tunnel idle, closing its stream", "peer", w.ps.id, "idle", w.opts.IdleTimeout)
+	if w.opts.OnPath != nil {
+		w.opts.OnPath(w.ps.id, nil, "idle for "+w.opts.IdleTimeout.String())
+	}
+	w.unwatch()
+	_ = w.s.Close()
+	w.s, w.dl, w.unwatch = nil, nil, nil
+	w.ps.c.path.Store(nil)
+	w.ps.c.waitingSince.Store(0)
+	w.ps.c.idleCloses.Add(1)
+	w.idledAt = w.e.nanotime()
+	if ic, ok := w.e.dialer.(IdleCloser); ok {
+		ic.IdleClosed(w.ps.id)
 	}
 }
 
@@ -420,6 +469,15 @@ func (w *writer) connect(ctx context.Context) {
 			w.e.log.Debug("dial failed", "peer", w.ps.id, "backoff", w.backoff, "err", err)
 		}
 		w.needSleep = true
+		if w.held != nil {
+			// A lazy tunnel that could not be opened: the packet that
+			// asked for it is dropped (packets queued since stay, and
+			// ask again after the backoff).
+			w.ps.c.drops.add(DropDialFailed)
+			w.e.pool.put(w.held)
+			w.held = nil
+		}
+		w.answer = false
 		return
 	}
 	why := "opened"
@@ -433,6 +491,47 @@ func (w *writer) connect(ctx context.Context) {
 	}
 	w.needSleep = false
 	w.flush() // a batch kept from a failed write, if any
+	if w.held != nil {
+		pkt := w.held
+		w.held = nil
+		w.add(pkt)
+		w.fillAndFlush()
+	}
+	if w.answer {
+		w.answer = false
+		w.buf = appendKeepalive(w.buf)
+		w.batchKA++
+		w.flush()
+	}
+}
+
+// park is where a lazy writer without a stream waits until it has
+// something to send: a packet (kept in held), data received from the peer
+// that wants an answer, or the engine leaving lazy mode. It returns false
+// when ctx is done.
+func (w *writer) park(ctx context.Context) bool {
+	ps := w.ps
+	ps.parked.Store(true)
+	defer ps.parked.Store(false)
+	for {
+		if !w.e.lazy.Load() {
+			return true
+		}
+		if lr := ps.c.lastRecvData.Load(); lr > w.lastSend && lr > w.idledAt {
+			w.answer = true
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case pkt := <-ps.queue:
+			ps.dequeued(pkt)
+			w.held = pkt // after a failed dial, still after the backoff
+			return true
+		case <-ps.wake:
+		case <-ps.rehome: // nothing to move
+		}
+	}
 }
 
 // attach makes s the active stream; why goes to the path history.

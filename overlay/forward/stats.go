@@ -25,6 +25,7 @@ const (
 	DropAdminDown                     // "admin_down": the data plane is down (SetAdminDown)
 	DropNotLocal                      // "not_local": destination is neither our address nor a subnet we route
 	DropFiltered                      // "filtered": refused by the packet filter (Options.Filter)
+	DropDialFailed                    // "dial_failed": the packet that opened a lazy tunnel, whose dial failed
 	numDropReasons
 )
 
@@ -52,6 +53,8 @@ func (r DropReason) String() string {
 		return "not_local"
 	case DropFiltered:
 		return "filtered"
+	case DropDialFailed:
+		return "dial_failed"
 	default:
 		return "unknown"
 	}
@@ -96,6 +99,7 @@ type peerCounters struct {
 	reconnects     atomic.Uint64
 	dialFailures   atomic.Uint64
 	rehomes        atomic.Uint64
+	idleCloses     atomic.Uint64
 	path           atomic.Pointer[PathInfo] // nil while no outbound stream
 	// waitingSince is the engine nanotime of the oldest data or probe
 	// write not yet answered by any frame from the peer; 0 = none.
@@ -134,8 +138,9 @@ type PeerStats struct {
 	Reconnects     uint64            `json:"reconnects"`
 	DialFailures   uint64            `json:"dialFailures"`
 	Rehomes        uint64            `json:"rehomes"`
-	QueueLen       int               `json:"queueLen"` // frames currently queued
-	Path           PathInfo          `json:"path"`     // active outbound stream's path
+	IdleCloses     uint64            `json:"idleCloses,omitempty"` // lazy tunnel streams closed after IdleTimeout without traffic
+	QueueLen       int               `json:"queueLen"`             // frames currently queued
+	Path           PathInfo          `json:"path"`                 // active outbound stream's path
 	StreamUp       bool              `json:"streamUp"`
 	LastRecv       time.Time         `json:"lastRecv,omitzero"`
 	PathDead       bool              `json:"pathDead"`
@@ -219,6 +224,7 @@ func (ps *peerState) stats(now time.Time) PeerStats {
 		Reconnects:     c.reconnects.Load(),
 		DialFailures:   c.dialFailures.Load(),
 		Rehomes:        c.rehomes.Load(),
+		IdleCloses:     c.idleCloses.Load(),
 		QueueLen:       len(ps.queue),
 		PathDead:       ps.pathDead(now),
 	}

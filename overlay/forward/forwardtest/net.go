@@ -78,6 +78,7 @@ type Dialer struct {
 	gated   atomic.Bool
 	proto   atomic.Value // protocol.ID streams report (SetProtocol)
 	opened  atomic.Int64
+	idle    atomic.Int64
 	gate    chan struct{}
 	release sync.Once
 	entered chan struct{}
@@ -121,6 +122,12 @@ func (d *Dialer) OpenStream(ctx context.Context, p peer.ID) (forward.Stream, for
 	}()
 	return s, path, nil
 }
+
+// IdleClosed implements forward.IdleCloser: it counts the calls.
+func (d *Dialer) IdleClosed(peer.ID) { d.idle.Add(1) }
+
+// IdleClosedCalls is how often the engine reported an idle tunnel.
+func (d *Dialer) IdleClosedCalls() int64 { return d.idle.Load() }
 
 // SetProtocol makes streams opened from now on report id as their
 // negotiated protocol (default forward.ProtocolID), e.g.
