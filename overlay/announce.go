@@ -2,16 +2,16 @@
 //
 //	announce.go    signed member announcements and heartbeats, validation
 //	members.go     the members table
-//	membership.go  gossip membership: publishing, receiving, expiry
+//	membership.go  gossip membership: publishing, receiving, expiry; full mesh or lazy tunnels (FullMesh)
 //	liveness.go    SWIM failure detection and anti-entropy over direct streams (swim/), signed death notices
-//	discovery.go   DHT rendezvous, newcomer handling
+//	discovery.go   DHT rendezvous (with lazy tunnels: ≤ 8 members, direct only), newcomer handling
 //	sync.go        members-table pull for newcomers
 //	signedtopic.go an owner-signed, versioned document on its own gossip topic: validation, persistence, re-publication
 //	rules.go       the signed cost rules, gossiped (a signedtopic.go user)
 //	revocation.go  the signed revocation list, gossiped (a signedtopic.go user); enforcement
 //	control.go     the signed control document (data plane up/down, test requests), gossiped (a signedtopic.go user); the test-result protocol
 //	topic.go       joining a validated gossip topic
-//	link.go        libp2p streams for the forwarding core
+//	link.go        libp2p streams for the forwarding core; closing idle lazy tunnels' connections
 //	punch.go       hole-punch retries
 //	moved.go       healing: members that moved or restarted, own address changes, bootstrap back
 //	instance.go    one identity twice: instance IDs, witnesses, conflicts

@@ -51,6 +51,9 @@ func statusCommand() *cli.Command {
 			}
 			fmt.Fprintf(w, "State\t%s\n", st.State)
 			fmt.Fprintf(w, "Members\t%d\n", st.Members)
+			if st.Tunnels != "" {
+				fmt.Fprintf(w, "Tunnels\t%s\n", st.Tunnels)
+			}
 			fmt.Fprintf(w, "Uptime\t%s (version %s)\n", st.Uptime, st.Version)
 			fmt.Fprintf(w, "Certificate\tvalid until %s\n", st.CertUntil.Format(time.RFC3339))
 			if st.IdentityConflict != "" {

@@ -43,6 +43,15 @@
 // a peer to a better connection without losing queued packets. Ping
 // measures round trips with Probe/ProbeReply frames.
 //
+// Lazy tunnels (SetLazy, Options.Lazy; the node layer turns them on in
+// CLADNets too large for a full mesh): a writer opens its stream only when
+// it has something to send — a packet (the ones behind it wait in its
+// queue), a probe, or an answer to data that arrived on the peer's stream —
+// and closes it after Options.IdleTimeout without data either way, telling
+// the Dialer (IdleCloser) so the connection underneath can go too. The
+// packet that asked for a stream that cannot be opened is dropped
+// ("dial_failed").
+//
 // Admin down (a CLADNet's DOWN command): SetAdminDown(true) drops every
 // data packet both ways, counted per peer as "admin_down", while streams,
 // keepalives and probes carry on, so SetAdminDown(false) restores traffic
@@ -66,13 +75,13 @@
 // Layout (one concept per file, modelled on wireguard-go's device package):
 //
 //	doc.go     this overview
-//	iface.go   Device (batch-shaped), Offloader, Headroom, Stream, Dialer, PathInfo, ProtocolID
+//	iface.go   Device (batch-shaped), Offloader, Headroom, Stream, Dialer, PathInfo, ProtocolID, IdleCloser
 //	frame.go   wire format of the frame headers (4 bytes; 8 for FrameGSO) and IPv4 sanity checks
 //	gso.go     virtio-net header, checksum completion, software segmentation of super-packets
 //	pool.go    pooled packet buffers (MTU-sized and 64 KiB)
 //	route.go   immutable routing snapshot swapped atomically
 //	engine.go  Engine: batched TUN reader (send path) and stream receive loops with batched device writes
-//	peer.go    per-peer queue and writer goroutine (batching, keepalive, reconnect, rehome)
+//	peer.go    per-peer queue and writer goroutine (batching, keepalive, reconnect, rehome, lazy park and idle close)
 //	ping.go    Probe/ProbeReply round-trip measurement
 //	stats.go   atomic counters and JSON-friendly snapshots
 //	options.go tunables and defaults
@@ -84,6 +93,7 @@
 //	internal/ipv4test  the IPv4 packet builder behind forwardtest's, also used by the internal tests
 //	mesh_test.go       newMesh: running engines wired by a forwardtest.Net (package forward_test)
 //	engine_test.go     end-to-end engine behaviour on a mesh (package forward_test)
+//	lazy_test.go       lazy tunnels: no stream before a packet, queueing, idle close, the receiver's answer, failed dials
 //	security_test.go   attacks by a member: foreign destinations, the filter hook (package forward_test)
 //	bench_test.go      end-to-end and send-path benchmarks (package forward_test)
 //	export_test.go     the few internals the forward_test tests need
