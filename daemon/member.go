@@ -348,7 +348,8 @@ func (m *Member) startDataPlane() error {
 	}
 	m.dev = dev
 	m.log.Info("data plane device", "name", m.cfg.TUNName, "mtu", m.cfg.MTU, "offload", offload, "batch", dev.BatchSize())
-	m.link = &overlay.Link{Host: m.node.Host, IsMember: m.mem.IsMember, ConnScore: m.paths.Score, Probe: m.node.ProbeConn}
+	m.link = &overlay.Link{Host: m.node.Host, IsMember: m.mem.IsMember, ConnScore: m.paths.Score, Probe: m.node.ProbeConn,
+		OnIdleClose: m.mem.IdleClosed}
 	m.filter = filter.New(filter.Options{})
 	m.updateFilter()
 	m.engine = forward.New(dev, m.link, forward.Options{Logger: m.log, OnPath: m.recordPath, Filter: m.filter, SubnetRoutes: m.cfg.SubnetRoutes,

@@ -105,6 +105,10 @@ type member struct {
 	cert  *cladnet.Certificate
 	want  netip.Addr // join --ip
 	dns   names.Options
+	// fullMesh is join --full-mesh-max (0: the default; -1: always lazy),
+	// tunnelIdle join --tunnel-idle.
+	fullMesh   int
+	tunnelIdle time.Duration
 }
 
 func (l *lab) member(name string) *member {
@@ -160,6 +164,7 @@ func (mb *member) tryStart() error {
 		APIAddr:   "127.0.0.1:0",
 		Heartbeat: 500 * time.Millisecond, MissedHeartbeats: 4,
 		Cloud: cloud, Lease: time.Hour, Relay: mb.relay, RequestedIP: mb.want, DNS: mb.dns,
+		FullMeshMax: mb.fullMesh, TunnelIdle: mb.tunnelIdle,
 		TUN: true, OpenDevice: func(name string, mtu int) (daemon.Device, error) {
 			d := forwardtest.NewDevice(name, mtu)
 			opened <- d

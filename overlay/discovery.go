@@ -17,6 +17,9 @@ import (
 // for.
 const rendezvousLimit = 16
 
+// rendezvousDialTimeout bounds one dial to a peer found at the rendezvous.
+const rendezvousDialTimeout = 15 * time.Second
+
 // lazyGossipConns is how many members a node with lazy tunnels connects to
 // from the rendezvous (gossipsub's mesh degree D is 6; the others' dials,
 // table pulls and packets add more).
@@ -102,8 +105,14 @@ func (m *Membership) discoverLoop(ctx context.Context) {
 				if len(p.Addrs) == 0 {
 					continue
 				}
+				// Each dial has its own time: the lookup's context ends
+				// with this round, and a loaded machine dials slowly.
+				m.wg.Add(1)
 				go func(p peer.AddrInfo) {
-					if err := m.cfg.Node.Host.Connect(fctx, p); err != nil {
+					defer m.wg.Done()
+					cctx, ccancel := context.WithTimeout(ctx, rendezvousDialTimeout)
+					defer ccancel()
+					if err := m.cfg.Node.Host.Connect(cctx, p); err != nil && ctx.Err() == nil {
 						m.log.Debug("connect to rendezvous peer failed", "peer", p.ID, "err", err)
 					}
 				}(p)
@@ -116,11 +125,12 @@ func (m *Membership) discoverLoop(ctx context.Context) {
 		case <-time.After(wait):
 		}
 		cancel()
-		// Once a fellow member is found, gossip, table pulls and
-		// anti-entropy do the rest: the rendezvous is a safety net, looked
+		// Once connected to enough fellow members (as many as a lazy node
+		// keeps for its gossip mesh, or all of them), gossip, table pulls
+		// and anti-entropy do the rest: the rendezvous is a safety net, looked
 		// up calmly (each lookup returns up to rendezvousLimit provider
 		// records: it cost O(N) bytes per member, every few seconds).
-		if len(m.tab.list()) > 1 && wait < 5*time.Minute {
+		if n := m.tab.size(); n > 1 && m.memberConns() >= min(lazyGossipConns, n-1) && wait < 5*time.Minute {
 			wait = min(max(2*wait, time.Minute), 5*time.Minute)
 		}
 	}

@@ -32,6 +32,9 @@ type Link struct {
 	// Probe, if set, checks connection c (pings the peer on it, closes it
 	// if it is dead) without blocking: forward.ConnChecker.
 	Probe func(c network.Conn)
+	// OnIdleClose, if set, is told before the Link closes the connections
+	// to a peer whose lazy tunnel went idle (Membership.IdleClosed).
+	OnIdleClose func(peer.ID)
 
 	notifee    network.Notifiee
 	refused    atomic.Uint64
@@ -140,6 +143,9 @@ func (l *Link) closeIdle(p peer.ID) idleResult {
 		if _, ok := ti.Tags["kbucket"]; ok {
 			return idleKept
 		}
+	}
+	if l.OnIdleClose != nil {
+		l.OnIdleClose(p)
 	}
 	_ = l.Host.Network().ClosePeer(p)
 	l.idleClosed.Add(1)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -140,6 +141,57 @@ type liveness struct {
 	mu     sync.Mutex
 	ids    []string // snapshot for NumMembers/MemberAt
 	deaths map[peer.ID]departedMember
+	// lost holds, with lazy tunnels, the members whose last connection
+	// ended other than by an idle close, and when: they stay probe
+	// targets for lostProbeFor (a crashed member's connections end at
+	// once — the kernel closes them — and it must still be probed).
+	lost map[peer.ID]time.Time
+	// idleClosed are the members whose connections this node is closing
+	// as idle (IdleClosed): their disconnect is no loss.
+	idleClosed map[peer.ID]time.Time
+}
+
+// lostProbeFor is how long a member whose connection ended stays a probe
+// target with lazy tunnels.
+const lostProbeFor = 30 * time.Second
+
+// disconnected is the network notifiee: with lazy tunnels, a member's last
+// connection ending (unless idle-closed) keeps it a probe target a while.
+// It runs on the swarm's goroutine: it must not block.
+func (m *Membership) disconnected(n network.Network, c network.Conn) {
+	id := c.RemotePeer()
+	l := m.detector
+	if l == nil || id == m.self || len(n.ConnsToPeer(id)) > 0 || !m.IsMember(id) {
+		return
+	}
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if at, ok := l.idleClosed[id]; ok && now.Sub(at) < 10*time.Second {
+		delete(l.idleClosed, id)
+		return
+	}
+	if len(l.lost) >= maxSyncMembers {
+		clear(l.lost)
+	}
+	l.lost[id] = now
+}
+
+// IdleClosed tells the membership that this node is closing its
+// connections to p because its lazy tunnel went idle (overlay.Link's
+// OnIdleClose): that is no sign of p's failure.
+func (m *Membership) IdleClosed(p peer.ID) {
+	l := m.detector
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.idleClosed) >= maxSyncMembers {
+		clear(l.idleClosed)
+	}
+	l.idleClosed[p] = time.Now()
+	delete(l.lost, p)
 }
 
 type departedMember struct {
@@ -151,7 +203,7 @@ type departedMember struct {
 // newLiveness sets up the detector (before the membership's goroutines
 // start, which use it); start starts it.
 func (m *Membership) newLiveness() {
-	l := &liveness{m: m, deaths: map[peer.ID]departedMember{}}
+	l := &liveness{m: m, deaths: map[peer.ID]departedMember{}, lost: map[peer.ID]time.Time{}, idleClosed: map[peer.ID]time.Time{}}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	cfg := m.cfg.Liveness
 	cfg.Self = m.self.String()
@@ -243,17 +295,31 @@ func (l *liveness) serve(s network.Stream) {
 
 // NumMembers takes the snapshot the detector picks probe targets from:
 // every member in a full mesh; with lazy tunnels, the members this node is
-// connected to (its gossip mesh, DHT neighbours and packet peers), so
-// probes and digests open no connections — a member is probed by the
-// members it is connected to, and a death found there spreads on the topic.
+// connected to (its gossip mesh, DHT neighbours and packet peers) and those
+// whose connection ended in the last lostProbeFor (not by an idle close),
+// so probes and digests open no connections but to a member that may have
+// crashed — a member is probed by the members connected to it, and a death
+// found there spreads on the topic.
 func (l *liveness) NumMembers() int {
 	t := l.m.tab
 	nw := l.m.cfg.Node.Host.Network()
 	lazy := !l.m.FullMesh()
+	now := time.Now()
+	l.mu.Lock()
+	for id, at := range l.lost {
+		if now.Sub(at) >= lostProbeFor {
+			delete(l.lost, id)
+		}
+	}
+	lost := maps.Clone(l.lost)
+	l.mu.Unlock()
 	t.mu.RLock()
 	ids := make([]string, 0, len(t.members))
 	for id, mem := range t.members {
-		if !mem.Self && (!lazy || len(nw.ConnsToPeer(id)) > 0) {
+		if mem.Self {
+			continue
+		}
+		if _, recent := lost[id]; !lazy || recent || len(nw.ConnsToPeer(id)) > 0 {
 			ids = append(ids, id.String())
 		}
 	}

@@ -66,6 +66,50 @@ func TestDeathNoticeRefuted(t *testing.T) {
 	t.Logf("crash seen by both after %s", time.Since(crashed).Round(10*time.Millisecond))
 }
 
+// TestLazyCrashDetected: with lazy tunnels members probe only the members
+// they are connected to — but a crashed member's connections end at once,
+// so it stays a probe target for a while and is still found dead; an idle
+// close is no loss (the member is not probed for it).
+func TestLazyCrashDetected(t *testing.T) {
+	boot := startBootstrap(t)
+	o := newOwner(t, "lab")
+	lazy := func(c *MembershipConfig) { c.FullMeshMax = -1 }
+	as := []*testMember{startMemberTuned(t, o, o, "a", boot, lazy), startMemberTuned(t, o, o, "b", boot, lazy), startMemberTuned(t, o, o, "c", boot, lazy)}
+	a, b, c := as[0], as[1], as[2]
+	waitFor(t, 15*time.Second, "every member to see all three", func() bool {
+		for _, m := range as {
+			if len(m.mem.Members()) != 3 || m.mem.FullMesh() {
+				return false
+			}
+		}
+		return true
+	})
+	cid := c.node.Host.ID()
+	waitFor(t, 15*time.Second, "a and b connected to c", func() bool {
+		return len(a.node.Host.Network().ConnsToPeer(cid)) > 0 && len(b.node.Host.Network().ConnsToPeer(cid)) > 0
+	})
+	crashed := time.Now()
+	c.mem.Close()
+	_ = c.node.Close()
+	c.mem = nil
+	waitFor(t, 15*time.Second, "a and b to lose the crashed c", func() bool {
+		return !a.mem.IsMember(cid) && !b.mem.IsMember(cid)
+	})
+	t.Logf("crash seen by both after %s", time.Since(crashed).Round(10*time.Millisecond))
+
+	// An idle close: b is no probe target once a closed its connections.
+	bid := b.node.Host.ID()
+	a.mem.IdleClosed(bid)
+	_ = a.node.Host.Network().ClosePeer(bid)
+	waitFor(t, 5*time.Second, "a disconnected from b", func() bool {
+		return len(a.node.Host.Network().ConnsToPeer(bid)) == 0
+	})
+	a.mem.detector.NumMembers()
+	if got := a.mem.detector.MemberAt(0); got == bid.String() {
+		t.Fatalf("a still probes b after an idle close: %v", a.mem.detector.ids)
+	}
+}
+
 func TestParseDeath(t *testing.T) {
 	boot := startBootstrap(t)
 	o := newOwner(t, "lab")

@@ -206,10 +206,10 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 	cfg.Node.Host.SetStreamHandler(syncProtocol(cfg.Spec.ID), m.serveSync)
 	cfg.Node.Host.SetStreamHandler(instanceProtocol(cfg.Spec.ID), m.serveInstance)
 	m.watchUnderlay()
-	m.connNotify = &network.NotifyBundle{ConnectedF: m.connected}
-	cfg.Node.Host.Network().Notify(m.connNotify)
 	ctx, m.cancel = context.WithCancel(ctx)
-	m.newLiveness()
+	m.newLiveness() // before the notifiee, which uses it
+	m.connNotify = &network.NotifyBundle{ConnectedF: m.connected, DisconnectedF: m.disconnected}
+	cfg.Node.Host.Network().Notify(m.connNotify)
 	m.wg.Add(7)
 	go m.enforceLoop(ctx)
 	go m.witnessLoop(ctx)

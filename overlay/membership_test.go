@@ -41,6 +41,13 @@ func startBootstrap(t *testing.T) []peer.AddrInfo {
 // forge a certificate (signed by a foreign key but claiming o's CLADNet).
 func startMember(t *testing.T, o, signer *cladnet.Owner, host string, boot []peer.AddrInfo) *testMember {
 	t.Helper()
+	return startMemberTuned(t, o, signer, host, boot, nil)
+}
+
+// startMemberTuned is startMember with tune, if set, changing the
+// membership's config before it starts.
+func startMemberTuned(t *testing.T, o, signer *cladnet.Owner, host string, boot []peer.AddrInfo, tune func(*MembershipConfig)) *testMember {
+	t.Helper()
 	k, _, _ := crypto.GenerateEd25519Key(nil)
 	id, _ := peer.IDFromPrivateKey(k)
 	cert, err := cladnet.SignCertificate(signer.Key, o.Spec, id, host, nil, time.Now(), time.Hour)
@@ -58,6 +65,9 @@ func startMember(t *testing.T, o, signer *cladnet.Owner, host string, boot []pee
 		return tm
 	}
 	cfg := MembershipConfig{Spec: o.Spec, Cert: cert, Key: k, Node: n, Heartbeat: testHeartbeat, MissedHeartbeats: testMissed}
+	if tune != nil {
+		tune(&cfg)
+	}
 	tm.mem, err = StartMembership(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -34,6 +34,8 @@ func main() {
 	realNs := flag.String("real", "", "comma-separated sizes to run as real 'cbnode join' processes in network namespaces (needs root and -bin), e.g. 10,25,50")
 	bin := flag.String("bin", "bin/cbnode", "cbnode binary for -real")
 	realIdle := flag.Duration("real-idle", time.Minute, "idle window of a -real run")
+	realLogs := flag.String("real-logs", "", "directory to write every node's log to when a -real run fails to converge")
+	realArgs := flag.String("real-args", "", "extra 'cbnode join' flags for -real runs, space-separated (e.g. \"--full-mesh-max 100\")")
 	flag.Parse()
 	sizes := parseSizes("-n", *ns)
 	var reals []realResult
@@ -46,7 +48,7 @@ func main() {
 		} else {
 			for _, n := range parseSizes("-real", *realNs) {
 				log.Printf("real N=%d: starting %d 'cbnode join' processes in namespaces…", n, n)
-				rr := runReal(*bin, n, *realIdle)
+				rr := runReal(*bin, n, *realIdle, strings.Fields(*realArgs), *realLogs)
 				log.Printf("real N=%d: %+v", n, rr)
 				reals = append(reals, rr)
 				sr, err := sim.Measure(sim.MeasureConfig{N: n, Seed: *seed, Net: sim.NetConfig{Loss: *loss}})
@@ -195,7 +197,9 @@ func report(rs []sim.Result, seed uint64, loss float64, svg, ns string) string {
 	p("  2,400 checks (every 100 ms). With 85 %% of writes lost, or without the members view, still none.\n")
 	p("- **The rest of libp2p**: DHT routing-table refresh and provider records, identify, connection keep-alives, gossipsub's own\n")
 	p("  heartbeat (GRAFT/PRUNE; IHAVE is empty at idle because nothing is published). The real-process numbers are in bench/controlplane.md.\n")
-	p("- **Connections**: probing a member needs a connection; the daemon still connects to every member (no lazy tunnels yet).\n")
+	p("- **Connections**: the simulator's members probe any member (every link exists). The daemon does so in a full mesh (at most\n")
+	p("  `--full-mesh-max` = 32 members); beyond, its tunnels are lazy and it probes only the members it is connected to (its gossip\n")
+	p("  mesh, DHT neighbours and packet peers), so a crashed member is found by the members connected to it — not simulated.\n")
 	return b.String()
 }
 

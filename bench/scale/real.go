@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -33,11 +35,15 @@ type realResult struct {
 // runReal starts n real members (and a bootstrap node, each in its own
 // namespace on one lab switch), waits for convergence, measures idle bytes
 // on the underlay interfaces, then kills one member and times its loss.
-func runReal(bin string, n int, idle time.Duration) realResult {
+func runReal(bin string, n int, idle time.Duration, args []string, logs string) realResult {
 	r := realResult{N: n}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	c, err := cluster.New(ctx, bin, cluster.Options{Prefix: "cbsc", Nodes: n, LogLevel: "info", Heartbeat: 30 * time.Second})
+	level := "info"
+	if logs != "" {
+		level = "debug"
+	}
+	c, err := cluster.New(ctx, bin, cluster.Options{Prefix: "cbsc", Nodes: n, LogLevel: level, Heartbeat: 30 * time.Second, JoinArgs: args})
 	if err != nil {
 		r.Err = err.Error()
 		return r
@@ -54,6 +60,9 @@ func runReal(bin string, n int, idle time.Duration) realResult {
 	r.Convergence = time.Since(start)
 	if err != nil {
 		r.Err = err.Error()
+		if logs != "" {
+			saveLogs(c, logs)
+		}
 		return r
 	}
 	r.Converged = true
@@ -158,4 +167,21 @@ func lostAt(logs []byte, host string, since time.Time) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// saveLogs writes every node's output to dir/<name>.log.
+func saveLogs(c *cluster.Cluster, dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		log.Printf("logs: %v", err)
+		return
+	}
+	for _, nd := range append([]*cluster.Node{c.Boot}, c.Nodes...) {
+		if nd == nil || nd.Proc == nil {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, nd.Name+".log"), nd.Proc.Output(), 0o644); err != nil {
+			log.Printf("logs: %v", err)
+		}
+	}
+	log.Printf("node logs written to %s", dir)
 }
