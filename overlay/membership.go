@@ -415,6 +415,12 @@ func (m *Membership) apply(ctx context.Context, a *Announcement) {
 			if m.checkFullMesh(ctx) {
 				m.cfg.Node.Host.ConnManager().Protect(id, memberTag)
 				m.connect(ctx, id, a.Addrs)
+			} else if !had && rand.IntN(m.tab.size()) < lazyGossipConns {
+				// Lazy tunnels: a newcomer is dialled by about
+				// lazyGossipConns members (each with probability
+				// lazyGossipConns/N), so it is in the gossip even when
+				// its own rendezvous dials fail.
+				m.connect(ctx, id, a.Addrs)
 			}
 		}
 	}

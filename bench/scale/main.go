@@ -35,6 +35,7 @@ func main() {
 	bin := flag.String("bin", "bin/cbnode", "cbnode binary for -real")
 	realIdle := flag.Duration("real-idle", time.Minute, "idle window of a -real run")
 	realLogs := flag.String("real-logs", "", "directory to write every node's log to when a -real run fails to converge")
+	realLevel := flag.String("real-log-level", "info", "log level of the -real runs' nodes (their logs: -real-logs)")
 	realArgs := flag.String("real-args", "", "extra 'cbnode join' flags for -real runs, space-separated (e.g. \"--full-mesh-max 100\")")
 	flag.Parse()
 	sizes := parseSizes("-n", *ns)
@@ -48,7 +49,7 @@ func main() {
 		} else {
 			for _, n := range parseSizes("-real", *realNs) {
 				log.Printf("real N=%d: starting %d 'cbnode join' processes in namespaces…", n, n)
-				rr := runReal(*bin, n, *realIdle, strings.Fields(*realArgs), *realLogs)
+				rr := runReal(*bin, n, *realIdle, strings.Fields(*realArgs), *realLogs, *realLevel)
 				log.Printf("real N=%d: %+v", n, rr)
 				reals = append(reals, rr)
 				sr, err := sim.Measure(sim.MeasureConfig{N: n, Seed: *seed, Net: sim.NetConfig{Loss: *loss}})

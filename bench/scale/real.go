@@ -35,14 +35,10 @@ type realResult struct {
 // runReal starts n real members (and a bootstrap node, each in its own
 // namespace on one lab switch), waits for convergence, measures idle bytes
 // on the underlay interfaces, then kills one member and times its loss.
-func runReal(bin string, n int, idle time.Duration, args []string, logs string) realResult {
+func runReal(bin string, n int, idle time.Duration, args []string, logs, level string) realResult {
 	r := realResult{N: n}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	level := "info"
-	if logs != "" {
-		level = "debug"
-	}
 	c, err := cluster.New(ctx, bin, cluster.Options{Prefix: "cbsc", Nodes: n, LogLevel: level, Heartbeat: 30 * time.Second, JoinArgs: args})
 	if err != nil {
 		r.Err = err.Error()
