@@ -141,7 +141,7 @@ type liveness struct {
 	mu     sync.Mutex
 	ids    []string // snapshot for NumMembers/MemberAt
 	deaths map[peer.ID]departedMember
-	// lost holds, with lazy tunnels, the members whose last connection
+	// lost holds the members whose last connection
 	// ended other than by an idle close, and when: they stay probe
 	// targets for lostProbeFor (a crashed member's connections end at
 	// once — the kernel closes them — and it must still be probed).
@@ -155,7 +155,7 @@ type liveness struct {
 // target with lazy tunnels.
 const lostProbeFor = 30 * time.Second
 
-// disconnected is the network notifiee: with lazy tunnels, a member's last
+// disconnected is the network notifiee: a member's last
 // connection ending (unless idle-closed) keeps it a probe target a while.
 // It runs on the swarm's goroutine: it must not block.
 func (m *Membership) disconnected(n network.Network, c network.Conn) {
@@ -293,17 +293,19 @@ func (l *liveness) serve(s network.Stream) {
 
 // swim.Table over the members table.
 
-// NumMembers takes the snapshot the detector picks probe targets from:
-// every member in a full mesh; with lazy tunnels, the members this node is
-// connected to (its gossip mesh, DHT neighbours and packet peers) and those
-// whose connection ended in the last lostProbeFor (not by an idle close),
-// so probes and digests open no connections but to a member that may have
-// crashed — a member is probed by the members connected to it, and a death
-// found there spreads on the topic.
+// NumMembers takes the snapshot the detector picks probe targets from: the
+// members this node is connected to (in a full mesh, every member once
+// dialled; with lazy tunnels its gossip mesh, DHT neighbours and packet
+// peers) and those whose connection ended in the last lostProbeFor (not
+// by an idle close). A probe therefore never waits for a dial — on a
+// loaded machine a dial can outlast the probe timeout, and a node still
+// dialling its fellow members declared them dead — except to a member
+// that may just have crashed (its connections end at once: the kernel
+// closes them). A member is probed by the members connected to it, and a
+// death found there spreads on the topic.
 func (l *liveness) NumMembers() int {
 	t := l.m.tab
 	nw := l.m.cfg.Node.Host.Network()
-	lazy := !l.m.FullMesh()
 	now := time.Now()
 	l.mu.Lock()
 	for id, at := range l.lost {
@@ -319,7 +321,7 @@ func (l *liveness) NumMembers() int {
 		if mem.Self {
 			continue
 		}
-		if _, recent := lost[id]; !lazy || recent || len(nw.ConnsToPeer(id)) > 0 {
+		if _, recent := lost[id]; recent || len(nw.ConnsToPeer(id)) > 0 {
 			ids = append(ids, id.String())
 		}
 	}
