@@ -88,7 +88,10 @@ func (m *Membership) parseDeath(data []byte, now time.Time) (*DeathNotice, peer.
 	if d.Time.After(now.Add(time.Minute)) || d.Time.Before(now.Add(-departedFor)) {
 		return nil, "", reject(RejectField, "death notice dated %s", d.Time.Format(time.RFC3339))
 	}
-	if by != m.self && !m.known(by) {
+	// A notice of this node's own death counts whoever signed it: it is
+	// answered by a newer announcement (rate-limited), nothing worse — and
+	// a node cut off when it was declared dead may know its detector not.
+	if by != m.self && dead != m.self && !m.known(by) {
 		return nil, "", reject(RejectSender, "death notice by %s, not a member here", by)
 	}
 	pub, err := by.ExtractPublicKey()
@@ -274,7 +277,7 @@ func (l *liveness) serve(s network.Stream) {
 	known := l.m.known(from)
 	limit := int64(maxSwimMessage)
 	if !known {
-		limit = 1 << 10 // a ping
+		limit = 2*MaxAnnouncementSize + 1<<10 // a ping, a digest, its own announcement
 	}
 	var msg swim.Message
 	if err := json.NewDecoder(io.LimitReader(s, limit)).Decode(&msg); err != nil {
@@ -282,13 +285,55 @@ func (l *liveness) serve(s network.Stream) {
 		return
 	}
 	if msg.Kind != swim.KindPing && !known {
-		_ = s.Reset()
-		return
+		switch {
+		case msg.Kind == swim.KindDigest && msg.Valid():
+			// A digest from a peer this node does not know: a member whose
+			// announcements never reached it (it was cut off when it
+			// joined), or one it holds dead (cut off when it was declared
+			// dead: it never saw the notice). No table data for it — it
+			// may be an outsider —, only "who are you?" (its own record)
+			// and, for a dead one, its death notice, so it refutes.
+			r := &swim.Message{Kind: swim.KindPush, Want: []string{from.String()}}
+			if raw := l.deathOf(from); raw != nil {
+				r.Records = [][]byte{raw}
+			}
+			_ = json.NewEncoder(s).Encode(r)
+			return
+		case msg.Kind == swim.KindPush && len(msg.Want) == 0 && len(msg.Records) == 1 && recordOf(msg.Records[0]) == from.String():
+			// Its answer: its own announcement, verified like one on the
+			// topic (below, by Apply).
+		default:
+			_ = s.Reset()
+			return
+		}
 	}
 	l.m.tab.touch(from, time.Now())
 	if r := l.det.Handle(from.String(), &msg); r != nil {
 		_ = json.NewEncoder(s).Encode(r)
 	}
+}
+
+// recordOf is the peer a pushed record is an announcement of ("" if it is
+// none).
+func recordOf(rec []byte) string {
+	var a struct {
+		Kind   string `json:"kind"`
+		PeerID string `json:"peerId"`
+	}
+	if len(rec) > MaxAnnouncementSize || json.Unmarshal(rec, &a) != nil || a.Kind == KindDeath {
+		return ""
+	}
+	return a.PeerID
+}
+
+// deathOf is the death notice this node holds for p (not a leave), if any.
+func (l *liveness) deathOf(p peer.ID) []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if d, ok := l.deaths[p]; ok && !d.left {
+		return d.raw
+	}
+	return nil
 }
 
 // swim.Table over the members table.

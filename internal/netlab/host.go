@@ -33,10 +33,12 @@ type Host struct {
 func (l *Lab) Host(name string) (*Host, error) {
 	l.mu.Lock()
 	n, err := l.newNodeLocked(name)
+	nodes := len(l.nodes)
 	l.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
+	_ = roomForNeighbours(nodes) // best effort (neigh.go)
 	h := &Host{n: n, attached: map[string]netip.Prefix{}}
 	// Keep secondary addresses when the primary one is deleted (DelAddr
 	// simulates a VM's underlay address change).

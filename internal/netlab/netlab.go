@@ -5,7 +5,9 @@
 // inside a namespace of its own), veth links between them and NAT routers.
 //
 // Nothing is created in, or changed in, the namespace the calling process
-// runs in: every switch lives in a dedicated namespace, every veth pair is
+// runs in — but for the kernel's neighbour-table limits, which only exist
+// there and which large labs raise while they live (neigh.go): every
+// switch lives in a dedicated namespace, every veth pair is
 // created between two lab namespaces, and commands run with
 // "ip netns exec". Labs have no route out of the machine.
 //
@@ -271,6 +273,9 @@ func (l *Lab) Close() error {
 	}
 	if err := os.Remove(l.ownerFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("netlab: %w", err))
+	}
+	if err := restoreNeighbours(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

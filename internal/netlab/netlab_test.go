@@ -591,3 +591,45 @@ func TestRootNamespaceUntouched(t *testing.T) {
 		t.Fatalf("root ip_forward changed: %q -> %q", fwdBefore, fwdAfter)
 	}
 }
+
+// TestNeighbourRoom: a lab of many hosts raises the kernel's (machine-wide)
+// neighbour-table limits to room for 4 × nodes² entries — 50 hosts on one
+// switch overflowed the default 1024 — and the last lab closed restores
+// what it found.
+func TestNeighbourRoom(t *testing.T) {
+	RequireRoot(t)
+	before, err := readNeigh()
+	if err != nil {
+		t.Skipf("no neighbour table limits here: %v", err)
+	}
+	lab, err := New(testPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	const hosts = 20
+	for i := range hosts {
+		must[*Host](t)(lab.Host(fmt.Sprintf("h%d", i)))
+	}
+	during, err := readNeigh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 4 * hosts * hosts; during[2] < want || during[1] > during[2] || during[0] > during[1] {
+		t.Fatalf("limits with %d hosts: %v, want gc_thresh3 ≥ %d (and 1 ≤ 2 ≤ 3)", hosts, during, want)
+	}
+	if err := lab.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := readNeigh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owners, _ := filepath.Glob(filepath.Join(ownerDir, "*.owner")); len(owners) > 0 {
+		t.Logf("other labs run (%d): the limits stay raised until the last closes: %v", len(owners), after)
+		return
+	}
+	if before[2] < 4*hosts*hosts && after != before {
+		t.Fatalf("limits after the last lab closed: %v, want %v back", after, before)
+	}
+}
