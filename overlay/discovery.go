@@ -118,23 +118,66 @@ func (m *Membership) discoverLoop(ctx context.Context) {
 				}(p)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			cancel()
-			return
-		case <-time.After(wait):
-		}
 		cancel()
-		// Once connected to enough fellow members (as many as a lazy node
-		// keeps for its gossip mesh, or all of them), gossip, table pulls
-		// and anti-entropy do the rest: the rendezvous is a safety net, looked
-		// up calmly (each lookup returns up to rendezvousLimit provider
-		// records: it cost O(N) bytes per member, every few seconds).
-		if n := m.tab.size(); n > 1 && m.memberConns() >= min(lazyGossipConns, n-1) && wait < 5*time.Minute {
-			wait = min(max(2*wait, time.Minute), 5*time.Minute)
+		// Until connected to enough fellow members (as many as a lazy
+		// node keeps for its gossip mesh, or all of them) the lookup is
+		// repeated, backing off from 300 ms to 30 s. Then gossip, table
+		// pulls and anti-entropy do the rest, and the rendezvous is only a
+		// safety net: looked up again when the member connections fall
+		// short, else every 30 min — a lookup returns up to
+		// rendezvousLimit provider records from servers that hold one per
+		// member, so its cost grows with N.
+		if !m.waitRendezvous(ctx, wait) {
+			return
+		}
+		if m.enoughMembers() {
+			wait = 300 * time.Millisecond
+			if !m.calmRendezvous(ctx) {
+				return
+			}
+		} else {
+			wait = min(2*wait, 30*time.Second)
 		}
 	}
 }
+
+// enoughMembers reports whether this node is connected to as many fellow
+// members as it needs from the rendezvous (and has found one at all).
+func (m *Membership) enoughMembers() bool {
+	n := m.tab.size()
+	return n > 1 && m.memberConns() >= min(lazyGossipConns, n-1)
+}
+
+// waitRendezvous sleeps d; false when ctx is done.
+func (m *Membership) waitRendezvous(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// calmRendezvous waits while this node has enough member connections,
+// at most rendezvousSafety; false when ctx is done.
+func (m *Membership) calmRendezvous(ctx context.Context) bool {
+	until := time.Now().Add(rendezvousSafety)
+	for time.Now().Before(until) {
+		if !m.waitRendezvous(ctx, time.Minute) {
+			return false
+		}
+		if !m.enoughMembers() {
+			return true
+		}
+	}
+	return true
+}
+
+// rendezvousSafety is how often a node with enough member connections
+// still looks the rendezvous up.
+const rendezvousSafety = 30 * time.Minute
 
 // eventLoop reacts to peers joining the topic and to our own address
 // changes. While this node is new (its first two heartbeats, at least 10 s)
