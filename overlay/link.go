@@ -134,15 +134,9 @@ func (l *Link) closeIdle(p peer.ID) idleResult {
 			}
 		}
 	}
-	cm := l.Host.ConnManager()
-	cm.Unprotect(p, packetTag)
-	if len(conns) == 0 || cm.IsProtected(p, "") {
+	l.Host.ConnManager().Unprotect(p, packetTag)
+	if len(conns) == 0 || connHeld(l.Host, p) {
 		return idleKept
-	}
-	if ti := cm.GetTagInfo(p); ti != nil {
-		if _, ok := ti.Tags["kbucket"]; ok {
-			return idleKept
-		}
 	}
 	if l.OnIdleClose != nil {
 		l.OnIdleClose(p)

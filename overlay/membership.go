@@ -210,7 +210,8 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 	m.newLiveness() // before the notifiee, which uses it
 	m.connNotify = &network.NotifyBundle{ConnectedF: m.connected, DisconnectedF: m.disconnected}
 	cfg.Node.Host.Network().Notify(m.connNotify)
-	m.wg.Add(7)
+	m.wg.Add(8)
+	go m.trimLoop(ctx)
 	go m.enforceLoop(ctx)
 	go m.witnessLoop(ctx)
 	go m.receive(ctx)
