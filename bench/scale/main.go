@@ -34,6 +34,7 @@ func main() {
 	realNs := flag.String("real", "", "comma-separated sizes to run as real 'cbnode join' processes in network namespaces (needs root and -bin), e.g. 10,25,50")
 	bin := flag.String("bin", "bin/cbnode", "cbnode binary for -real")
 	realIdle := flag.Duration("real-idle", time.Minute, "idle window of a -real run")
+	realSettle := flag.Duration("real-settle", 90*time.Second, "wait between convergence and the idle window of a -real run (lazy tunnels trim the join's surplus connections after 1 min)")
 	realLogs := flag.String("real-logs", "", "directory to write every node's log to when a -real run fails to converge")
 	realLevel := flag.String("real-log-level", "info", "log level of the -real runs' nodes (their logs: -real-logs)")
 	realArgs := flag.String("real-args", "", "extra 'cbnode join' flags for -real runs, space-separated (e.g. \"--full-mesh-max 100\")")
@@ -49,7 +50,7 @@ func main() {
 		} else {
 			for _, n := range parseSizes("-real", *realNs) {
 				log.Printf("real N=%d: starting %d 'cbnode join' processes in namespaces…", n, n)
-				rr := runReal(*bin, n, *realIdle, strings.Fields(*realArgs), *realLogs, *realLevel)
+				rr := runReal(*bin, n, *realIdle, *realSettle, strings.Fields(*realArgs), *realLogs, *realLevel)
 				log.Printf("real N=%d: %+v", n, rr)
 				reals = append(reals, rr)
 				sr, err := sim.Measure(sim.MeasureConfig{N: n, Seed: *seed, Net: sim.NetConfig{Loss: *loss}})
@@ -75,7 +76,7 @@ func main() {
 	if err := os.WriteFile(svg, []byte(plot(results)), 0o644); err != nil {
 		log.Fatal(err)
 	}
-	rep := report(results, *seed, *loss, filepath.Base(svg), *ns) + realReport(reals, realSims, realNote, *realNs, *realIdle)
+	rep := report(results, *seed, *loss, filepath.Base(svg), *ns) + realReport(reals, realSims, realNote, *realNs, *realIdle, *realSettle)
 	if err := os.WriteFile(*out, []byte(rep), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func parseSizes(flagName, list string) []int {
 	return sizes
 }
 
-func realReport(rs []realResult, sims []sim.Result, note, ns string, idle time.Duration) string {
+func realReport(rs []realResult, sims []sim.Result, note, ns string, idle, settle time.Duration) string {
 	var b strings.Builder
 	p := func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }
 	p("\n## Real processes in namespaces, side by side with the simulator\n\n")
@@ -110,7 +111,7 @@ func realReport(rs []realResult, sims []sim.Result, note, ns string, idle time.D
 	p("network namespace on one lab switch (internal/cluster), all on this machine's 2 shared cores. Converged: every member's\n")
 	p("`cbnode peers` lists all N with an address, in state tunneling (polled; the time includes starting the processes). Idle: rx + tx\n")
 	p("bytes of every member's underlay interface (all of libp2p: probes, digests, DHT, identify, gossipsub, QUIC/TCP and IP headers)\n")
-	p("over %v, from 10 s after convergence, per member per second. Crash: SIGKILL of one member until the last other member logged\n", idle)
+	p("over %v, from %v after convergence, per member per second. Crash: SIGKILL of one member until the last other member logged\n", idle, settle)
 	p("its loss. The simulator's numbers are for the same N (its bytes are the membership protocol's only, see Setup).\n\n")
 	p("| N | real: converged | real: idle B/s per member (underlay) | real: bootstrap B/s | real: crash seen by all | sim: converged | sim: idle B/s per member |\n")
 	p("|---|---|---|---|---|---|---|\n")

@@ -35,7 +35,7 @@ type realResult struct {
 // runReal starts n real members (and a bootstrap node, each in its own
 // namespace on one lab switch), waits for convergence, measures idle bytes
 // on the underlay interfaces, then kills one member and times its loss.
-func runReal(bin string, n int, idle time.Duration, args []string, logs, level string) realResult {
+func runReal(bin string, n int, idle, settle time.Duration, args []string, logs, level string) realResult {
 	r := realResult{N: n}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -62,8 +62,8 @@ func runReal(bin string, n int, idle time.Duration, args []string, logs, level s
 		return r
 	}
 	r.Converged = true
-	log.Printf("real N=%d: converged in %v; settling 10 s, then %v idle", n, r.Convergence.Round(100*time.Millisecond), idle)
-	time.Sleep(10 * time.Second)
+	log.Printf("real N=%d: converged in %v; settling %v, then %v idle", n, r.Convergence.Round(100*time.Millisecond), settle, idle)
+	time.Sleep(settle)
 	dev := c.LAN.Name()
 	before, bootBefore, err := counters(ctx, c, dev)
 	if err != nil {
