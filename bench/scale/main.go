@@ -172,6 +172,8 @@ func report(rs []sim.Result, seed uint64, loss float64, svg, ns string) string {
 	p("| digest reply + push/pull | only when tables differ | the differing buckets' entries, the differing records | O(changes) |\n")
 	p("| topic announcement | only on a change (join, address, state, cloud facts, refutation) | ~1.5 KB | O(changes × N) network-wide, O(changes) per member |\n")
 	p("| topic death notice | once per confirmed death (by each detector that confirmed it) | ~330 B | O(deaths) |\n")
+	p("| DHT rendezvous lookup (daemon, not simulated) | until connected to ≥ 8 members (or all), then only when fewer, at most every 30 min | ≤ 16 provider records | O(1); was every 1–5 min, O(N) at the DHT servers |\n")
+	p("| connection keep-alives (daemon, not simulated) | 30 s per connection (yamux) | ~100 B each way | O(connections): ≤ 31 in a full mesh (≤ 32 members), else ~16 + the gossip mesh + active tunnels |\n")
 	p("| heartbeat, periodic full announcement | **removed** | | was O(N) per member: every heartbeat of every member reached every member |\n\n")
 	p("## Setup\n\n")
 	p("- **Code under test**: every member runs `overlay/swim.Detector` — the failure detector and anti-entropy the daemon runs (`overlay/liveness.go`) —\n")
@@ -199,9 +201,9 @@ func report(rs []sim.Result, seed uint64, loss float64, svg, ns string) string {
 	p("  2,400 checks (every 100 ms). With 85 %% of writes lost, or without the members view, still none.\n")
 	p("- **The rest of libp2p**: DHT routing-table refresh and provider records, identify, connection keep-alives, gossipsub's own\n")
 	p("  heartbeat (GRAFT/PRUNE; IHAVE is empty at idle because nothing is published). The real-process numbers are in bench/controlplane.md.\n")
-	p("- **Connections**: the simulator's members probe any member (every link exists). The daemon does so in a full mesh (at most\n")
-	p("  `--full-mesh-max` = 32 members); beyond, its tunnels are lazy and it probes only the members it is connected to (its gossip\n")
-	p("  mesh, DHT neighbours and packet peers), so a crashed member is found by the members connected to it — not simulated.\n")
+	p("- **Connections**: the simulator's members probe any member (every link exists). The daemon probes the members it is connected\n")
+	p("  to — every member in a full mesh (at most `--full-mesh-max` = 32 members), beyond it its gossip mesh, DHT neighbours and packet\n")
+	p("  peers — and for 30 s those whose connection ended, so a crashed member is found by the members connected to it: not simulated.\n")
 	return b.String()
 }
 
