@@ -671,6 +671,10 @@ func (w *writer) shutdown() {
 		_ = w.s.Close()
 		w.s = nil
 	}
+	if w.held != nil {
+		w.e.pool.put(w.held)
+		w.held = nil
+	}
 	w.ps.c.path.Store(nil)
 	for {
 		select {
