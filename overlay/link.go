@@ -126,16 +126,11 @@ const (
 )
 
 func (l *Link) closeIdle(p peer.ID) idleResult {
-	conns := l.Host.Network().ConnsToPeer(p)
-	for _, c := range conns {
-		for _, s := range c.GetStreams() {
-			if pr := s.Protocol(); pr == forward.ProtocolID || pr == forward.LegacyProtocolID {
-				return idleBusy // from p, or a new one of ours
-			}
-		}
+	if packetStreamOpen(l.Host, p) {
+		return idleBusy // from p, or a new one of ours
 	}
 	l.Host.ConnManager().Unprotect(p, packetTag)
-	if len(conns) == 0 || connHeld(l.Host, p) {
+	if len(l.Host.Network().ConnsToPeer(p)) == 0 || connHeld(l.Host, p) {
 		return idleKept
 	}
 	if l.OnIdleClose != nil {

@@ -29,12 +29,8 @@ const (
 // gossip mesh, the DHT's nearest buckets, a full mesh's member, an active
 // packet tunnel, a relay) or a DHT routing-table entry.
 func connHeld(h host.Host, p peer.ID) bool {
-	for _, c := range h.Network().ConnsToPeer(p) {
-		for _, s := range c.GetStreams() {
-			if pr := s.Protocol(); pr == forward.ProtocolID || pr == forward.LegacyProtocolID {
-				return true
-			}
-		}
+	if packetStreamOpen(h, p) {
+		return true
 	}
 	cm := h.ConnManager()
 	if cm.IsProtected(p, "") {
@@ -43,6 +39,19 @@ func connHeld(h host.Host, p peer.ID) bool {
 	if ti := cm.GetTagInfo(p); ti != nil {
 		if _, ok := ti.Tags["kbucket"]; ok {
 			return true
+		}
+	}
+	return false
+}
+
+// packetStreamOpen reports whether a packet stream (either way) is open
+// on a connection to p.
+func packetStreamOpen(h host.Host, p peer.ID) bool {
+	for _, c := range h.Network().ConnsToPeer(p) {
+		for _, s := range c.GetStreams() {
+			if pr := s.Protocol(); pr == forward.ProtocolID || pr == forward.LegacyProtocolID {
+				return true
+			}
 		}
 	}
 	return false
