@@ -121,7 +121,9 @@ func TestLazyTunnels(t *testing.T) {
 
 	lastPacket := time.Now()
 	var closedAfter time.Duration
-	waitFor(t, idle+30*time.Second, "both tunnels and the connection closed as idle", func() error {
+	// The connection goes when nothing holds it any more (both tunnels
+	// idle, libp2p's own users done): measured 11.5–32.9 s here.
+	waitFor(t, idle+60*time.Second, "both tunnels and the connection closed as idle", func() error {
 		for _, d := range [][2]*cluster.Node{{sym1, sym2}, {sym2, sym1}} {
 			up, _, closes, conns, err := tunnel(d[0], d[1])
 			if err != nil {
