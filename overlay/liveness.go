@@ -232,6 +232,17 @@ func (l *liveness) stop() {
 	l.wg.Wait()
 }
 
+// wireMessage is a swim message on the wire.
+type wireMessage struct {
+	swim.Message
+	// Bye says the sender dialled this node for this message alone — it
+	// probes a member whose connection just ended — and closes the
+	// connection after the answer: no sign of the sender's failure, as an
+	// idle close is none (else each side's close would have the other
+	// dial it again).
+	Bye bool `json:"bye,omitempty"`
+}
+
 // Send implements swim.Transport: one stream per message, the answer (if
 // any) read back from it.
 func (l *liveness) Send(to string, msg *swim.Message) {
@@ -239,19 +250,29 @@ func (l *liveness) Send(to string, msg *swim.Message) {
 	if err != nil || l.ctx.Err() != nil {
 		return
 	}
+	h := l.m.cfg.Node.Host
+	transient := len(h.Network().ConnsToPeer(p)) == 0 && l.isLost(p)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
 		ctx, cancel := context.WithTimeout(l.ctx, swimTimeout)
 		defer cancel()
-		s, err := l.m.cfg.Node.Host.NewStream(network.WithAllowLimitedConn(ctx, "cbnode-swim"), p, swimProtocol(l.m.cfg.Spec.ID))
+		s, err := h.NewStream(network.WithAllowLimitedConn(ctx, "cbnode-swim"), p, swimProtocol(l.m.cfg.Spec.ID))
 		if err != nil {
 			l.m.log.Debug("swim: no stream", "peer", p, "kind", msg.Kind, "err", err)
 			return
 		}
+		if transient {
+			defer func() {
+				if !connHeld(h, p) {
+					l.m.IdleClosed(p)
+					_ = h.Network().ClosePeer(p)
+				}
+			}()
+		}
 		defer s.Close()
 		_ = s.SetDeadline(time.Now().Add(swimTimeout))
-		if err := json.NewEncoder(s).Encode(msg); err != nil {
+		if err := json.NewEncoder(s).Encode(wireMessage{Message: *msg, Bye: transient}); err != nil {
 			_ = s.Reset()
 			return
 		}
@@ -260,11 +281,26 @@ func (l *liveness) Send(to string, msg *swim.Message) {
 		if err := json.NewDecoder(io.LimitReader(s, maxSwimMessage)).Decode(&r); err != nil {
 			return // no answer (io.EOF) or a broken one
 		}
+		l.forgetLost(p) // it answers
 		l.m.tab.touch(p, time.Now())
 		if next := l.det.Handle(to, &r); next != nil {
 			l.Send(to, next)
 		}
 	}()
+}
+
+// isLost reports whether p's connection ended lately (see lost).
+func (l *liveness) isLost(p peer.ID) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at, ok := l.lost[p]
+	return ok && time.Since(at) < lostProbeFor
+}
+
+func (l *liveness) forgetLost(p peer.ID) {
+	l.mu.Lock()
+	delete(l.lost, p)
+	l.mu.Unlock()
 }
 
 // serve answers a swim stream. Anyone connected may ping (a newcomer
@@ -279,10 +315,14 @@ func (l *liveness) serve(s network.Stream) {
 	if !known {
 		limit = 2*MaxAnnouncementSize + 1<<10 // a ping, a digest, its own announcement
 	}
-	var msg swim.Message
-	if err := json.NewDecoder(io.LimitReader(s, limit)).Decode(&msg); err != nil {
+	var w wireMessage
+	if err := json.NewDecoder(io.LimitReader(s, limit)).Decode(&w); err != nil {
 		_ = s.Reset()
 		return
+	}
+	msg := w.Message
+	if w.Bye {
+		l.m.IdleClosed(from) // the connection it closes after this is no loss
 	}
 	if msg.Kind != swim.KindPing && !known {
 		switch {
