@@ -482,9 +482,13 @@ func (m *Membership) witness(ctx context.Context, id peer.ID, d *witnessState) w
 	if len(distinct) > 1 {
 		return witnessConflict
 	}
-	for inst := range distinct {
+	// An instance not told yet — its probe failed this round, its
+	// connection may be down for a moment — is tried again while the
+	// others' answers are recent (the one that stays would otherwise never
+	// learn why its twin stopped).
+	for inst := range d.seen {
 		if !d.told[inst] && len(othersOf(inst)) > 0 {
-			return witnessConflict // not told yet: try again
+			return witnessConflict
 		}
 	}
 	return witnessDone
