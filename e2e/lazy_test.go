@@ -48,19 +48,8 @@ func TestLazyTunnels(t *testing.T) {
 	pub, err := c.AddHost("pub", wan, 11)
 	must(err)
 	must(c.AddMember(ctx, pub))
-	behind := func(name string, wanIdx int, lanNet netip.Prefix) *cluster.Node {
-		lan, err := c.Lab.Switch("l"+name, lanNet)
-		must(err)
-		r, err := c.Lab.Router("r"+name, wan, wan.Addr(wanIdx), lan, lan.Addr(1), netlab.Symmetric)
-		must(err)
-		n, err := c.AddHost(name, lan, 10)
-		must(err)
-		must(n.Host.SetDefaultRoute(r.LANAddr().Addr()))
-		must(c.AddMember(ctx, n))
-		return n
-	}
-	sym1 := behind("sym1", 21, netip.MustParsePrefix("10.1.3.0/24"))
-	sym2 := behind("sym2", 22, netip.MustParsePrefix("10.1.4.0/24"))
+	sym1 := memberBehindNAT(ctx, t, c, wan, "sym1", netlab.Symmetric, 21, netip.MustParsePrefix("10.1.3.0/24"))
+	sym2 := memberBehindNAT(ctx, t, c, wan, "sym2", netlab.Symmetric, 22, netip.MustParsePrefix("10.1.4.0/24"))
 	must(c.StartAll())
 	converge(t, c)
 	ip2, err := sym2.IP(ctx)

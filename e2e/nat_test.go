@@ -65,11 +65,7 @@ func newNATLabLog(t *testing.T, level string) *natLab {
 		return n
 	}
 	behind := func(name string, kind netlab.NATKind, wanIdx int, lanNet netip.Prefix) *cluster.Node {
-		lan, err := c.Lab.Switch("l"+name, lanNet)
-		must(err)
-		r, err := c.Lab.Router("r"+name, wan, wan.Addr(wanIdx), lan, lan.Addr(1), kind)
-		must(err)
-		return member(name, lan, 10, r.LANAddr().Addr())
+		return memberBehindNAT(ctx, t, c, wan, name, kind, wanIdx, lanNet)
 	}
 	l.pub1 = member("pub1", wan, 11, netip.Addr{})
 	l.pub2 = member("pub2", wan, 12, netip.Addr{})
@@ -80,6 +76,27 @@ func newNATLabLog(t *testing.T, level string) *natLab {
 	l.started = time.Now()
 	must(c.StartAll())
 	return l
+}
+
+// memberBehindNAT adds member name on a LAN of its own (lanNet, host .10)
+// behind a NAT router of kind at wan.Addr(wanIdx).
+func memberBehindNAT(ctx context.Context, t *testing.T, c *cluster.Cluster, wan *netlab.Switch, name string, kind netlab.NATKind, wanIdx int, lanNet netip.Prefix) *cluster.Node {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	lan, err := c.Lab.Switch("l"+name, lanNet)
+	must(err)
+	r, err := c.Lab.Router("r"+name, wan, wan.Addr(wanIdx), lan, lan.Addr(1), kind)
+	must(err)
+	n, err := c.AddHost(name, lan, 10)
+	must(err)
+	must(n.Host.SetDefaultRoute(r.LANAddr().Addr()))
+	must(c.AddMember(ctx, n))
+	return n
 }
 
 // waitIPs waits until every member has an overlay address.
