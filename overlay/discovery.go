@@ -112,6 +112,10 @@ func (m *Membership) discoverLoop(ctx context.Context) {
 					defer m.wg.Done()
 					cctx, ccancel := context.WithTimeout(ctx, rendezvousDialTimeout)
 					defer ccancel()
+					if lazy {
+						// Not at circuits the peerstore holds either.
+						cctx = network.WithForceDirectDial(cctx, "cbnode-gossip")
+					}
 					if err := m.cfg.Node.Host.Connect(cctx, p); err != nil && ctx.Err() == nil {
 						m.log.Debug("connect to rendezvous peer failed", "peer", p.ID, "err", err)
 					}

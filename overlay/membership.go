@@ -420,8 +420,10 @@ func (m *Membership) apply(ctx context.Context, a *Announcement) {
 				// Lazy tunnels: a newcomer is dialled by about
 				// lazyGossipConns members (each with probability
 				// lazyGossipConns/N), so it is in the gossip even when
-				// its own rendezvous dials fail.
-				m.connect(ctx, id, a.Addrs)
+				// its own rendezvous dials fail. Directly only: gossip
+				// and the DHT do not use relayed connections, and a
+				// relayed one would only linger.
+				m.connect(network.WithForceDirectDial(ctx, "cbnode-gossip"), id, a.Addrs)
 			}
 		}
 	}
@@ -467,6 +469,8 @@ func (m *Membership) checkFullMesh(ctx context.Context) bool {
 }
 
 // connect dials a member at the addresses it announced, unless connected.
+// With network.WithForceDirectDial in ctx it dials only the direct
+// addresses (it announced and the peerstore holds), not the circuits.
 func (m *Membership) connect(ctx context.Context, id peer.ID, addrs []string) {
 	h := m.cfg.Node.Host
 	if h.Network().Connectedness(id) == network.Connected {
@@ -478,7 +482,9 @@ func (m *Membership) connect(ctx context.Context, id peer.ID, addrs []string) {
 	if skipped > 0 {
 		m.countReject(RejectTooManyAddrs)
 	}
+	m.wg.Add(1)
 	go func() {
+		defer m.wg.Done()
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if err := h.Connect(cctx, info); err != nil && ctx.Err() == nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cloud-barista/cbnode/overlay/forward"
@@ -18,10 +19,25 @@ import (
 // nothing holds (connHeld): no packet stream, not protected by the gossip
 // mesh, the DHT, a relay or a packet tunnel, not in the DHT's table, and
 // older than trimGrace.
+//
+// A relayed connection to a member is a tunnel's and nothing else's: the
+// relays are members' and unlimited, so the DHT and gossip would use any
+// relayed connection one of their dials made (a DHT lookup dials the peers
+// it hears of at every address the peerstore holds, circuits included),
+// and tag or protect it, and it would stay up — relay bandwidth and
+// keep-alives for a path no packet takes, and a "lazy" pair that is never
+// without a connection. Every relayedCheck, a node closes its connections
+// to a member that are all relayed, none newer than relayedGrace, when no
+// packet stream is open on them and no packet tunnel holds them, whatever
+// else uses them: gossip and the DHT reach that member, or its neighbours,
+// over direct connections.
 const (
 	trimInterval = 30 * time.Second
 	trimAbove    = 2 * lazyGossipConns
 	trimGrace    = time.Minute
+
+	relayedCheck = 5 * time.Second
+	relayedGrace = 10 * time.Second
 )
 
 // connHeld reports whether something on this node uses its connections to
@@ -59,18 +75,61 @@ func packetStreamOpen(h host.Host, p peer.ID) bool {
 
 func (m *Membership) trimLoop(ctx context.Context) {
 	defer m.wg.Done()
-	tick := time.NewTicker(trimInterval)
+	tick := time.NewTicker(relayedCheck)
 	defer tick.Stop()
+	var lastTrim time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-		}
-		if !m.FullMesh() {
-			m.trimConns(time.Now())
+		case now := <-tick.C:
+			if m.FullMesh() {
+				continue
+			}
+			m.closeSpareRelayed(now)
+			if now.Sub(lastTrim) >= trimInterval {
+				lastTrim = now
+				m.trimConns(now)
+			}
 		}
 	}
+}
+
+// closeSpareRelayed closes the relayed member connections no tunnel uses
+// (see above) and returns how many peers it disconnected.
+func (m *Membership) closeSpareRelayed(now time.Time) int {
+	h := m.cfg.Node.Host
+	n := 0
+	for _, p := range h.Network().Peers() {
+		if p == m.self || !m.IsMember(p) {
+			continue
+		}
+		if !spareRelayed(h.Network().ConnsToPeer(p), now) || packetStreamOpen(h, p) || h.ConnManager().IsProtected(p, packetTag) {
+			continue
+		}
+		m.IdleClosed(p) // no sign of p's failure
+		_ = h.Network().ClosePeer(p)
+		n++
+	}
+	if n > 0 {
+		m.log.Debug("lazy tunnels: closed relayed member connections no tunnel uses", "closed", n)
+	}
+	return n
+}
+
+// spareRelayed reports whether conns are all relayed and none is newer than
+// relayedGrace (a tunnel's stream follows its dial at once; the grace
+// leaves room for a slow machine).
+func spareRelayed(conns []network.Conn, now time.Time) bool {
+	if !onlyRelayed(conns) {
+		return false
+	}
+	for _, c := range conns {
+		if now.Sub(c.Stat().Opened) < relayedGrace {
+			return false
+		}
+	}
+	return true
 }
 
 // trimConns closes surplus member connections nothing holds (see above)
