@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -87,14 +88,15 @@ func newRouterLab(t *testing.T, o cluster.Options) *cluster.Cluster {
 	return c
 }
 
-// cleanupLab removes the lab when the test ends, first printing each
-// node's log if the test failed.
+// cleanupLab removes the lab when the test ends, first printing the tail
+// of each node's own log lines (libp2p's debug lines left out) if the test
+// failed.
 func cleanupLab(t *testing.T, c *cluster.Cluster) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range append([]*cluster.Node{c.Boot}, c.Nodes...) {
 				if n != nil && n.Proc != nil {
-					t.Logf("--- %s log (tail):\n%s", n.Name, tail(n.Proc.Output(), 6000))
+					t.Logf("--- %s log (tail, without libp2p's debug lines):\n%s", n.Name, tail(ownLines(n.Proc.Output()), 3000))
 				}
 			}
 		}
@@ -102,6 +104,19 @@ func cleanupLab(t *testing.T, c *cluster.Cluster) {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
+}
+
+// ownLines drops the debug lines of libp2p's loggers (logger=…) from a
+// node's log: they drown cbnode's own lines in a failed test's output.
+func ownLines(b []byte) []byte {
+	var out []byte
+	for _, l := range bytes.SplitAfter(b, []byte("\n")) {
+		if bytes.Contains(l, []byte(" level=DEBUG ")) && bytes.Contains(l, []byte(" logger=")) {
+			continue
+		}
+		out = append(out, l...)
+	}
+	return out
 }
 
 func tail(b []byte, n int) []byte {
