@@ -87,7 +87,7 @@ func TestLazyTunnels(t *testing.T) {
 	// lookups dial the peers they hear of, through the relay too) is not a
 	// tunnel; wait for sym1 and sym2 to hold none to each other.
 	settleStart := time.Now()
-	waitFor(t, 30*time.Second, "no tunnel and no connection between sym1 and sym2 before any packet", func() error {
+	waitFor(t, time.Minute, "no tunnel and no connection between sym1 and sym2 before any packet", func() error {
 		for _, d := range [][2]*cluster.Node{{sym1, sym2}, {sym2, sym1}} {
 			up, _, _, conns, err := tunnel(d[0], d[1])
 			if err != nil {
