@@ -92,7 +92,7 @@ func TestNamesOnTheOverlay(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"n2", "n2.lab.cbnode", "n2.cbnode", "N2.Lab.CBNode"} {
-		waitFor("getent hosts "+name+" on n1", 15*time.Second, func() error {
+		waitFor("getent hosts "+name+" on n1", 30*time.Second, func() error {
 			ip, err := getent(ctx, n1, name)
 			if err == nil && ip != addr[n2] {
 				err = fmt.Errorf("%s → %s, want %s", name, ip, addr[n2])
@@ -104,7 +104,7 @@ func TestNamesOnTheOverlay(t *testing.T) {
 		t.Errorf("getent hosts n1 on n1: %s %v, want %s", ip, err, addr[n1])
 	}
 	for _, server := range []*cluster.Node{n1, n3} {
-		waitFor(fmt.Sprintf("DNS on %s's overlay address", server.Name), 15*time.Second, func() error {
+		waitFor(fmt.Sprintf("DNS on %s's overlay address", server.Name), 30*time.Second, func() error {
 			got, rc, err := lookupA(n1, addr[server], "n2.lab.cbnode.")
 			if err == nil && (len(got) != 1 || got[0] != addr[n2].String()) {
 				err = fmt.Errorf("n2.lab.cbnode. → %v (rcode %s), want %s", got, dns.RcodeToString[rc], addr[n2])
@@ -127,7 +127,7 @@ func TestNamesOnTheOverlay(t *testing.T) {
 		t.Fatal(err)
 	}
 	n2.Proc = nil
-	took := waitFor("n2 gone from n1's names", 60*time.Second, func() error {
+	took := waitFor("n2 gone from n1's names", 90*time.Second, func() error {
 		if ip, err := getent(ctx, n1, "n2"); err == nil {
 			return fmt.Errorf("getent hosts n2 still gives %s", ip)
 		}
