@@ -107,13 +107,13 @@ func TestAttackOutsiderReadsNoGossip(t *testing.T) {
 	a, b := l.member("a"), l.member("b")
 	a.start()
 	b.start()
-	eventually(t, 15*time.Second, "a and b converge", converged([]*member{a, b}))
+	eventually(t, 30*time.Second, "a and b converge", converged([]*member{a, b}))
 
 	o := newOutsider(t, l, a, b)
 	time.Sleep(time.Second) // subscriptions reach the members
 	c := l.member("c")
 	c.start()
-	eventually(t, 15*time.Second, "a, b and c converge", converged([]*member{a, b, c}))
+	eventually(t, 30*time.Second, "a, b and c converge", converged([]*member{a, b, c}))
 	pushRules(t, l, a, 2)
 	time.Sleep(3 * time.Second) // six heartbeats of each member
 

@@ -38,7 +38,7 @@ func TestTwinMemberStops(t *testing.T) {
 	t.Logf("the copy: %v", err)
 	twin.m.Stop()
 
-	eventually(t, 10*time.Second, "the original's status reports the conflict", func() error {
+	eventually(t, 30*time.Second, "the original's status reports the conflict", func() error {
 		if s := orig.m.Status().IdentityConflict; s == "" {
 			return errors.New("no identityConflict in the original's status")
 		}
