@@ -96,8 +96,8 @@ func (m *Membership) trimLoop(ctx context.Context) {
 }
 
 // closeSpareRelayed closes the relayed member connections no tunnel uses
-// (see above) and returns how many peers it disconnected.
-func (m *Membership) closeSpareRelayed(now time.Time) int {
+// (see above).
+func (m *Membership) closeSpareRelayed(now time.Time) {
 	h := m.cfg.Node.Host
 	n := 0
 	for _, p := range h.Network().Peers() {
@@ -114,7 +114,6 @@ func (m *Membership) closeSpareRelayed(now time.Time) int {
 	if n > 0 {
 		m.log.Debug("lazy tunnels: closed relayed member connections no tunnel uses", "closed", n)
 	}
-	return n
 }
 
 // spareRelayed reports whether conns are all relayed and none is newer than
