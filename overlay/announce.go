@@ -12,7 +12,7 @@
 //	control.go     the signed control document (data plane up/down, test requests), gossiped (a signedtopic.go user); the test-result protocol
 //	topic.go       joining a validated gossip topic
 //	link.go        libp2p streams for the forwarding core; closing idle lazy tunnels' connections
-//	trim.go        lazy tunnels: closing surplus member connections nothing holds
+//	trim.go        lazy tunnels: closing surplus member connections nothing holds, and relayed ones no tunnel uses
 //	punch.go       hole-punch retries
 //	moved.go       healing: members that moved or restarted, own address changes, bootstrap back
 //	instance.go    one identity twice: instance IDs, witnesses, conflicts
