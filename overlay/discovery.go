@@ -94,8 +94,7 @@ func (m *Membership) discoverLoop(ctx context.Context) {
 				}
 				if lazy {
 					// Lazy tunnels: enough members for the gossip mesh,
-					// over direct connections (gossip and the DHT do not
-					// use relayed ones).
+					// over direct connections (see directOnly).
 					if have >= lazyGossipConns {
 						continue
 					}
@@ -113,8 +112,7 @@ func (m *Membership) discoverLoop(ctx context.Context) {
 					cctx, ccancel := context.WithTimeout(ctx, rendezvousDialTimeout)
 					defer ccancel()
 					if lazy {
-						// Not at circuits the peerstore holds either.
-						cctx = network.WithForceDirectDial(cctx, "cbnode-gossip")
+						cctx = directOnly(cctx)
 					}
 					if err := m.cfg.Node.Host.Connect(cctx, p); err != nil && ctx.Err() == nil {
 						m.log.Debug("connect to rendezvous peer failed", "peer", p.ID, "err", err)

@@ -420,10 +420,8 @@ func (m *Membership) apply(ctx context.Context, a *Announcement) {
 				// Lazy tunnels: a newcomer is dialled by about
 				// lazyGossipConns members (each with probability
 				// lazyGossipConns/N), so it is in the gossip even when
-				// its own rendezvous dials fail. Directly only: gossip
-				// and the DHT do not use relayed connections, and a
-				// relayed one would only linger.
-				m.connect(network.WithForceDirectDial(ctx, "cbnode-gossip"), id, a.Addrs)
+				// its own rendezvous dials fail.
+				m.connect(directOnly(ctx), id, a.Addrs)
 			}
 		}
 	}
@@ -468,9 +466,8 @@ func (m *Membership) checkFullMesh(ctx context.Context) bool {
 	return full
 }
 
-// connect dials a member at the addresses it announced, unless connected.
-// With network.WithForceDirectDial in ctx it dials only the direct
-// addresses (it announced and the peerstore holds), not the circuits.
+// connect dials a member at the addresses it announced, unless connected
+// (with directOnly's ctx, at the direct ones only).
 func (m *Membership) connect(ctx context.Context, id peer.ID, addrs []string) {
 	h := m.cfg.Node.Host
 	if h.Network().Connectedness(id) == network.Connected {

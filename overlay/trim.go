@@ -40,6 +40,14 @@ const (
 	relayedGrace = 10 * time.Second
 )
 
+// directOnly makes the dials under ctx skip circuit addresses, those given
+// and those the peerstore holds: the lazy dials meant for gossip (a
+// newcomer's, the rendezvous') need direct connections, and a relayed one
+// would be closed again as spare (closeSpareRelayed).
+func directOnly(ctx context.Context) context.Context {
+	return network.WithForceDirectDial(ctx, "cbnode-gossip")
+}
+
 // connHeld reports whether something on this node uses its connections to
 // p: a packet stream (either way), a connection-manager protection (the
 // gossip mesh, the DHT's nearest buckets, a full mesh's member, an active
