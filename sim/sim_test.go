@@ -222,3 +222,39 @@ func TestSlowMemberHarmless(t *testing.T) {
 	}
 	t.Logf("slow member: health up to %d, %d suspicions answered by healthy members, deaths confirmed by all %d", worst, byOthers, c.Confirmed-c0.Confirmed)
 }
+
+// TestCutOffMemberConfirmsNothing: a member cut off from every other (its
+// link down, its VM suspended) hears nobody; it must not take that for the
+// deaths of the members it probed — it holds its suspicions, and once its
+// probes are answered again they run anew and clear. The others drop it
+// meanwhile (it is unreachable) and take it back when it refutes.
+func TestCutOffMemberConfirmsNothing(t *testing.T) {
+	for i, cut := range []time.Duration{5 * time.Second, 8 * time.Second, 30 * time.Second} {
+		seed := uint64(9 + i)
+		s := coldStart(t, Config{N: 50, Seed: seed})
+		v := 21 + i
+		s.Partition(func(j int) int {
+			if j == v {
+				return 1
+			}
+			return 0
+		})
+		s.Run(cut)
+		st := s.Node(v).det.Stats()
+		if st.Suspicions == 0 || (cut > 5*time.Second && st.CutOff == 0) {
+			t.Fatalf("cut off %v: the member suspected %d members, held %d suspicions: the test tests nothing", cut, st.Suspicions, st.CutOff)
+		}
+		s.Partition(nil)
+		took, ok := s.RunUntil(s.Converged, 100*time.Millisecond, time.Minute)
+		if !ok {
+			t.Fatalf("cut off %v: not converged %v after the member came back (worst table %.1f %%)", cut, took, 100*s.Completeness())
+		}
+		if took > 10*time.Second {
+			t.Errorf("cut off %v: converged only %v after the member came back, want ≤ 10 s (it should hear of its death from the first member it pings)", cut, took)
+		}
+		if n := s.Node(v).confirmed; n != 0 {
+			t.Fatalf("cut off %v: the member confirmed %d deaths of members that were alive", cut, n)
+		}
+		t.Logf("cut off %v: %d suspicions, %d held; converged %v after", cut, st.Suspicions, st.CutOff, took)
+	}
+}

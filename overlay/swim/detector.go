@@ -37,6 +37,7 @@ const (
 	// CLADNet settles at DigestInterval.
 	fastAfterDiff = 2
 	maxRelays     = 64
+	maxTold       = 1024
 )
 
 // Config configures a Detector. Zero durations take the defaults.
@@ -103,12 +104,18 @@ type Stats struct {
 	Relayed        uint64 // pings sent for others
 	Nacks          uint64 // relays that could not reach a target either
 	Suspicions     uint64
-	Refuted        uint64 // suspicions cleared by an ack or a newer record
+	Refuted        uint64 // suspicions cleared by an ack, a message or a newer record
 	Confirmed      uint64 // deaths confirmed (Table.Confirm calls)
-	DigestRounds   uint64 // digests sent
-	DigestDiffs    uint64 // digest replies received (the tables differed)
-	RecordsPushed  uint64
-	RecordsWanted  uint64
+	// CutOff counts suspicions that ran out while this node was cut off
+	// (see Detector.cutOff): held, not confirmed, until it reaches a member.
+	CutOff uint64
+	// ToldDead counts records handed to members that pinged this node
+	// while it held them dead (tellDead).
+	ToldDead      uint64
+	DigestRounds  uint64 // digests sent
+	DigestDiffs   uint64 // digest replies received (the tables differed)
+	RecordsPushed uint64
+	RecordsWanted uint64
 	// Health is the local health multiplier now: 0 healthy; n stretches
 	// this node's probe interval, timeouts and suspicions (n+1)×.
 	Health int
@@ -129,6 +136,12 @@ type Detector struct {
 	health   int
 	relays   map[uint64]*relay
 	suspects map[string]*suspicion
+	// cutOff: the last probe to end got no ack, and no member asked to
+	// probe for it answered either — this node's own messages are not
+	// getting through (its link down, its VM suspended). It ends with the
+	// next ack of a probe.
+	cutOff   bool
+	told     map[string]time.Time // tellDead's last push, by member
 	tick     Timer
 	dtick    Timer
 	fastLeft int
@@ -150,13 +163,14 @@ type relay struct {
 
 type suspicion struct {
 	seq   uint64
-	timer Timer
+	term  int   // counts the terms (suspicionTerm); a timer ends its own only
+	timer Timer // nil: held while this node is cut off
 }
 
 // New returns a stopped Detector; Start starts it.
 func New(cfg Config) *Detector {
 	cfg.defaults()
-	return &Detector{cfg: cfg, probes: map[uint64]*probe{}, relays: map[uint64]*relay{}, suspects: map[string]*suspicion{}}
+	return &Detector{cfg: cfg, probes: map[uint64]*probe{}, relays: map[uint64]*relay{}, suspects: map[string]*suspicion{}, told: map[string]time.Time{}}
 }
 
 // Start begins probing and anti-entropy, at random offsets within the first
@@ -181,7 +195,9 @@ func (d *Detector) Stop() {
 		d.dtick.Stop()
 	}
 	for id, s := range d.suspects {
-		s.timer.Stop()
+		if s.timer != nil {
+			s.timer.Stop()
+		}
 		delete(d.suspects, id)
 	}
 }
@@ -254,6 +270,9 @@ func (d *Detector) probeEnd(p *probe) {
 	}
 	if p.nacks < p.relays || p.relays == 0 {
 		d.health = min(maxHealth, d.health+1)
+	}
+	if p.relays > 0 && p.nacks == 0 {
+		d.cutOff = true
 	}
 	d.suspect(p.target, p.health)
 }
@@ -341,26 +360,93 @@ func (d *Detector) suspect(id string, health int) {
 	}
 	d.stats.Suspicions++
 	s := &suspicion{seq: seq}
-	s.timer = d.cfg.Clock.AfterFunc(d.cfg.SuspicionTimeout*time.Duration(health+1), func() { d.suspicionEnd(id, s) })
 	d.suspects[id] = s
-	d.cfg.Transport.Send(id, &Message{Kind: KindSuspect, Seq: seq})
+	d.suspicionTerm(id, s, health)
 }
 
-func (d *Detector) suspicionEnd(id string, s *suspicion) {
+// suspicionTerm starts a term of suspicion s: its timeout, and the target
+// told (a live one acks).
+func (d *Detector) suspicionTerm(id string, s *suspicion, health int) {
+	s.term++
+	term := s.term
+	s.timer = d.cfg.Clock.AfterFunc(d.cfg.SuspicionTimeout*time.Duration(health+1), func() { d.suspicionEnd(id, s, term) })
+	d.cfg.Transport.Send(id, &Message{Kind: KindSuspect, Seq: s.seq})
+}
+
+// suspicionEnd confirms a death — unless this node is cut off (and has
+// members other than the target to reach): then it cannot tell the
+// target's death from its own isolation (its link down, its VM suspended),
+// which would make it declare every member it probed dead. The suspicion
+// is held; the next ack of a probe ends the isolation and gives every
+// suspicion a fresh term (reconnected).
+func (d *Detector) suspicionEnd(id string, s *suspicion, term int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stopped || d.suspects[id] != s {
+	if d.stopped || d.suspects[id] != s || s.term != term {
 		return
 	}
-	delete(d.suspects, id)
 	cur, ok := d.cfg.Table.Seq(id)
 	switch {
 	case !ok: // gone meanwhile (a leave, or another detector's notice)
 	case cur > s.seq:
 		d.stats.Refuted++
+	case d.cutOff && d.cfg.Table.NumMembers() > 1:
+		s.timer = nil
+		d.stats.CutOff++
+		return
 	default:
 		d.stats.Confirmed++
 		d.cfg.Table.Confirm(id, s.seq)
+	}
+	delete(d.suspects, id)
+}
+
+// reconnected ends this node's isolation (an ack of a probe came back):
+// every suspicion runs a fresh term, its target told again — what was
+// sent while cut off was likely lost, the target's acks with it.
+func (d *Detector) reconnected() {
+	d.cutOff = false
+	for id, s := range d.suspects {
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+		d.suspicionTerm(id, s, d.health)
+	}
+}
+
+// tellDead hands a member that pings this node the record this node holds
+// of it, if it is not live here: a live member declared dead while it was
+// cut off (the notice spread without it) learns so and refutes, without
+// waiting for an anti-entropy round. At most once per ProbeInterval per
+// member.
+func (d *Detector) tellDead(from string) {
+	if _, live := d.cfg.Table.Seq(from); live {
+		return
+	}
+	rec := d.cfg.Table.Record(from)
+	if rec == nil {
+		return
+	}
+	now := d.cfg.Clock.Now()
+	if at, ok := d.told[from]; ok && now.Sub(at) < d.cfg.ProbeInterval {
+		return
+	}
+	if len(d.told) >= maxTold {
+		clear(d.told)
+	}
+	d.told[from] = now
+	d.stats.ToldDead++
+	d.cfg.Transport.Send(from, &Message{Kind: KindPush, Records: [][]byte{rec}})
+}
+
+// clearSuspicion ends the suspicion of id, if any: it answered.
+func (d *Detector) clearSuspicion(id string) {
+	if s, ok := d.suspects[id]; ok {
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+		delete(d.suspects, id)
+		d.stats.Refuted++
 	}
 }
 
@@ -411,8 +497,12 @@ func (d *Detector) Handle(from string, m *Message) *Message {
 	if d.stopped {
 		return nil
 	}
+	// Any message from a suspected member shows it alive and reaching
+	// this node.
+	d.clearSuspicion(from)
 	switch m.Kind {
 	case KindPing:
+		d.tellDead(from)
 		return &Message{Kind: KindAck, Nonce: m.Nonce}
 	case KindAck:
 		d.ack(from, m)
@@ -505,16 +595,15 @@ func (d *Detector) ack(from string, m *Message) {
 	}
 	if p, ok := d.probes[m.Nonce]; ok && p.target == acked {
 		p.acked = true
+		if d.cutOff {
+			d.reconnected()
+		}
 	}
 	if r, ok := d.relays[m.Nonce]; ok && m.Target == "" && r.target == from {
 		delete(d.relays, m.Nonce)
 		d.cfg.Transport.Send(r.requester, &Message{Kind: KindAck, Nonce: r.nonce, Target: r.target})
 	}
-	if s, ok := d.suspects[acked]; ok {
-		s.timer.Stop()
-		delete(d.suspects, acked)
-		d.stats.Refuted++
-	}
+	d.clearSuspicion(acked)
 }
 
 // reconcile compares the peer's entries of the differing buckets with ours

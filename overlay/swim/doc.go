@@ -18,7 +18,12 @@
 // nack, and a node whose probes fail while its relays stay silent, or that
 // is itself suspected, raises its local health multiplier, which stretches
 // its probe period, timeouts and suspicions (up to 9×) until probes succeed
-// again.
+// again. A node whose probes get neither an ack nor any relay's answer is
+// cut off (its link down, its VM suspended): it confirms no death — its
+// suspicions are held — until a probe is answered again; then each runs a
+// fresh term, its target told anew. A message from a suspected member
+// clears its suspicion, and a member that pings a node holding it dead is
+// handed its death notice at once, so it refutes.
 //
 // Anti-entropy: every DigestInterval a node sends one random member the
 // digest of its table (Buckets XOR-hashes of (member, sequence number)); the
