@@ -593,9 +593,13 @@ func (m *Membership) applyDeath(raw []byte, now time.Time) (swim.Entry, bool) {
 	}
 	if dead == m.self {
 		if own, ok := m.tab.get(m.self); ok && own.Ann.Seq > d.Seq {
-			return swim.Entry{}, false // refuted already
+			// Refuted already — but whoever holds this notice may not
+			// hold the newer announcement (it was published while this
+			// node was cut off): announce again.
+			m.log.Debug("a fellow member declared this node dead at an older record; announcing again", "by", d.By)
+		} else {
+			m.log.Warn("a fellow member declared this node dead; refuting with a new announcement", "by", d.By)
 		}
-		m.log.Warn("a fellow member declared this node dead; refuting with a new announcement", "by", d.By)
 		m.Republish()
 		return swim.Entry{}, false
 	}

@@ -66,6 +66,51 @@ func TestDeathNoticeRefuted(t *testing.T) {
 	t.Logf("crash seen by both after %s", time.Since(crashed).Round(10*time.Millisecond))
 }
 
+// TestDeathToldOnPing: a member held dead by one node only (its notice
+// reached no one else — as when it spread while the member was cut off)
+// pings that node in its probe round and is handed the notice, refutes, and
+// is back — without an anti-entropy round (an hour apart here).
+func TestDeathToldOnPing(t *testing.T) {
+	boot := startBootstrap(t)
+	o := newOwner(t, "lab")
+	slow := func(c *MembershipConfig) {
+		c.Liveness.DigestInterval, c.Liveness.FastDigestInterval, c.Liveness.FastDigests = time.Hour, time.Hour, -1
+	}
+	as := []*testMember{startMemberTuned(t, o, o, "a", boot, slow), startMemberTuned(t, o, o, "b", boot, slow), startMemberTuned(t, o, o, "c", boot, slow)}
+	a, b, c := as[0], as[1], as[2]
+	waitFor(t, 15*time.Second, "every member to see all three", func() bool {
+		for _, m := range as {
+			if len(m.mem.Members()) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	bid, cid := b.node.Host.ID(), c.node.Host.ID()
+	// Until b's announcements settle (its addresses), a newer one of its
+	// own would bring it back anyway.
+	var held Member
+	waitFor(t, 15*time.Second, "b's announcements to settle at a", func() bool {
+		h, _ := a.mem.Member(bid)
+		time.Sleep(2 * time.Second)
+		held, _ = a.mem.Member(bid)
+		return h.Ann.Seq == held.Ann.Seq
+	})
+	notice := signedDeath(t, c.node.Host.Peerstore().PrivKey(cid), cid, bid, held.Ann.Seq, time.Now())
+	if _, ok := a.mem.applyDeath(notice, time.Now()); !ok || a.mem.IsMember(bid) {
+		t.Fatal("a did not drop b on c's death notice")
+	}
+	told := time.Now()
+	waitFor(t, 15*time.Second, "b, told by a when it pinged, to refute and be back at a", func() bool {
+		mem, ok := a.mem.Member(bid)
+		return ok && mem.Ann.Seq > held.Ann.Seq
+	})
+	if st := a.mem.detector.det.Stats(); st.ToldDead == 0 {
+		t.Fatalf("b came back without a handing it the notice: %+v", st)
+	}
+	t.Logf("b back at a %s after a dropped it", time.Since(told).Round(10*time.Millisecond))
+}
+
 // TestLazyCrashDetected: with lazy tunnels members probe only the members
 // they are connected to — but a crashed member's connections end at once,
 // so it stays a probe target for a while and is still found dead.
