@@ -45,6 +45,10 @@ type fault struct {
 	// noStream: the fault ends the stream's process (kill -9), so the
 	// stream is not required to survive.
 	noStream bool
+	// cutOff is the member the fault cuts off from all others (its link
+	// down, its process stopped): it must declare none of them dead —
+	// they did not fail, it could not hear them.
+	cutOff *cluster.Node
 }
 
 type faultResult struct {
@@ -170,13 +174,13 @@ func TestHealingFaultMatrix(t *testing.T) {
 			}
 			return time.Now()
 		}},
-		{name: "SIGSTOP 40 s, SIGCONT", a: l.cone2, b: l.sym2, inject: func(t *testing.T) time.Time {
+		{name: "SIGSTOP 40 s, SIGCONT", a: l.cone2, b: l.sym2, cutOff: l.sym2, inject: func(t *testing.T) time.Time {
 			l.sym2.Proc.Signal(syscall.SIGSTOP)
 			time.Sleep(40 * time.Second)
 			l.sym2.Proc.Signal(syscall.SIGCONT)
 			return time.Now()
 		}},
-		{name: "link down 5 s, up", a: l.sym1, b: l.pub1, inject: func(t *testing.T) time.Time {
+		{name: "link down 5 s, up", a: l.sym1, b: l.pub1, cutOff: l.pub1, inject: func(t *testing.T) time.Time {
 			ctx := context.Background()
 			if out, err := l.pub1.Host.Run(ctx, "ip", "link", "set", "wan", "down"); err != nil {
 				t.Fatalf("link down: %v: %s", err, out)
@@ -211,6 +215,15 @@ func TestHealingFaultMatrix(t *testing.T) {
 					direct <- string(out)
 				}()
 			}
+			var cutID string
+			var cutMark int
+			if f.cutOff != nil {
+				st, err := f.cutOff.Status(context.Background())
+				if err != nil {
+					t.Fatalf("status of %s: %v", f.cutOff.Name, err)
+				}
+				cutID, cutMark = st.PeerID, len(f.cutOff.Proc.Output())
+			}
 			since := f.inject(t)
 			var extraErr error
 			var wg sync.WaitGroup
@@ -229,6 +242,18 @@ func TestHealingFaultMatrix(t *testing.T) {
 			}
 			if extraErr != nil {
 				t.Errorf("%v", extraErr)
+			}
+			if f.cutOff != nil {
+				// Its own confirmations log "member lost ... detector=<it>".
+				var lost []string
+				for _, line := range strings.Split(string(f.cutOff.Proc.Output()[cutMark:]), "\n") {
+					if strings.Contains(line, "member lost: it answered no probes") && strings.Contains(line, "detector="+cutID) {
+						lost = append(lost, line)
+					}
+				}
+				if len(lost) > 0 {
+					t.Errorf("%s, cut off, declared %d live members dead:\n%s", f.cutOff.Name, len(lost), strings.Join(lost, "\n"))
+				}
 			}
 			if _, _, remote, err := l.path(f.a, f.b); err == nil {
 				r.path = remote
