@@ -581,6 +581,10 @@ func (l *liveness) Suspected(by string, _ uint64) {
 	l.m.log.Debug("suspected by a fellow member; answered", "by", by)
 }
 
+// staleDeathEvery bounds how often a notice of this node's death at an
+// older record makes it announce again.
+const staleDeathEvery = 10 * time.Second
+
 // applyDeath verifies a death notice and drops its member if the table
 // holds no newer record of it; a notice of this node's own death is refuted.
 // It reports the member dropped.
@@ -595,7 +599,12 @@ func (m *Membership) applyDeath(raw []byte, now time.Time) (swim.Entry, bool) {
 		if own, ok := m.tab.get(m.self); ok && own.Ann.Seq > d.Seq {
 			// Refuted already — but whoever holds this notice may not
 			// hold the newer announcement (it was published while this
-			// node was cut off): announce again.
+			// node was cut off): announce again, at most once per
+			// staleDeathEvery (the notice comes back by many ways).
+			last := m.staleDeathAt.Load()
+			if now.UnixNano()-last < int64(staleDeathEvery) || !m.staleDeathAt.CompareAndSwap(last, now.UnixNano()) {
+				return swim.Entry{}, false
+			}
 			m.log.Debug("a fellow member declared this node dead at an older record; announcing again", "by", d.By)
 		} else {
 			m.log.Warn("a fellow member declared this node dead; refuting with a new announcement", "by", d.By)

@@ -109,6 +109,24 @@ func TestDeathToldOnPing(t *testing.T) {
 		t.Fatalf("b came back without a handing it the notice: %+v", st)
 	}
 	t.Logf("b back at a %s after a dropped it", time.Since(told).Round(10*time.Millisecond))
+
+	// A notice of b's death at its older record, reaching b again (by
+	// anti-entropy, a push, the topic): b announces again — its holder
+	// may lack the newer record — but not on every copy.
+	back, _ := a.mem.Member(bid)
+	b.mem.applyDeath(notice, time.Now())
+	waitFor(t, 10*time.Second, "b to announce again on a stale notice of its death", func() bool {
+		mem, ok := a.mem.Member(bid)
+		return ok && mem.Ann.Seq > back.Ann.Seq
+	})
+	again, _ := b.mem.Member(bid)
+	for range 5 {
+		b.mem.applyDeath(notice, time.Now())
+	}
+	time.Sleep(2 * time.Second)
+	if now, _ := b.mem.Member(bid); now.Ann.Seq != again.Ann.Seq {
+		t.Fatalf("b announced again on every copy of a stale notice (seq %d → %d); want once per %s", again.Ann.Seq, now.Ann.Seq, staleDeathEvery)
+	}
 }
 
 // TestLazyCrashDetected: with lazy tunnels members probe only the members

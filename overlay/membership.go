@@ -126,6 +126,9 @@ type Membership struct {
 	claimVal   *ipam.Validator // verifies the claims announcements carry
 	dates      claimDates      // when this node first saw each member's claim
 	publishNow chan struct{}
+	// staleDeathAt: when a notice of this node's death at an older record
+	// last made it announce again (unix ns; see applyDeath).
+	staleDeathAt atomic.Int64
 	// readvertise: a bootstrap node is back; advertise under the
 	// rendezvous key now (cap 1).
 	readvertise chan struct{}

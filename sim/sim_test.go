@@ -258,3 +258,32 @@ func TestCutOffMemberConfirmsNothing(t *testing.T) {
 		t.Logf("cut off %v: %d suspicions, %d held; converged %v after", cut, st.Suspicions, st.CutOff, took)
 	}
 }
+
+// TestSoleSurvivorConfirms: when every other member crashes, the survivor's
+// probes get no answer from anyone — it is cut off, as far as it can tell —
+// but it still drops them once holdProbes more probes failed (a cut-off
+// node holds its suspicions, not forever).
+func TestSoleSurvivorConfirms(t *testing.T) {
+	for _, n := range []int{3, 4, 6} {
+		s := coldStart(t, Config{N: n, Seed: uint64(20 + n)})
+		for i := 1; i < n; i++ {
+			s.Crash(i)
+		}
+		took, ok := s.RunUntil(func() bool {
+			for i := 1; i < n; i++ {
+				if !s.GoneEverywhere(i) {
+					return false
+				}
+			}
+			return true
+		}, 100*time.Millisecond, 5*time.Minute)
+		st := s.Node(0).det.Stats()
+		if !ok {
+			t.Fatalf("N=%d: the survivor still holds crashed members after %v: %+v", n, took, st)
+		}
+		if st.CutOff == 0 {
+			t.Fatalf("N=%d: the survivor never held a suspicion: the test tests nothing (%+v)", n, st)
+		}
+		t.Logf("N=%d: the survivor dropped its %d crashed members after %v (%d suspicions held first)", n, n-1, took, st.CutOff)
+	}
+}

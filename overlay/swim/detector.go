@@ -38,6 +38,12 @@ const (
 	fastAfterDiff = 2
 	maxRelays     = 64
 	maxTold       = 1024
+	// holdProbes: a suspicion held while this node is cut off is
+	// confirmed after this many more of its probes failed the same way —
+	// a node whose every peer died (a sole survivor) is not cut off
+	// forever, while a short outage, or a VM resumed after any time
+	// asleep (its first probe is answered), confirms nothing.
+	holdProbes = 10
 )
 
 // Config configures a Detector. Zero durations take the defaults.
@@ -107,7 +113,8 @@ type Stats struct {
 	Refuted        uint64 // suspicions cleared by an ack, a message or a newer record
 	Confirmed      uint64 // deaths confirmed (Table.Confirm calls)
 	// CutOff counts suspicions that ran out while this node was cut off
-	// (see Detector.cutOff): held, not confirmed, until it reaches a member.
+	// (see Detector.cutOff): held, not confirmed, until it reaches a
+	// member again (or holdProbes more probes fail).
 	CutOff uint64
 	// ToldDead counts records handed to members that pinged this node
 	// while it held them dead (tellDead).
@@ -136,11 +143,13 @@ type Detector struct {
 	health   int
 	relays   map[uint64]*relay
 	suspects map[string]*suspicion
-	// cutOff: the last probe to end got no ack, and no member asked to
-	// probe for it answered either — this node's own messages are not
-	// getting through (its link down, its VM suspended). It ends with the
-	// next ack of a probe.
+	// cutOff: a probe ended with no ack while no member asked to probe
+	// for it answered either — this node's own messages are not getting
+	// through (its link down, its VM suspended). It ends with any answer
+	// that proves a round trip: an ack of a probe, a relay's nack.
+	// cutFails counts the probes that failed that way since.
 	cutOff   bool
+	cutFails int
 	told     map[string]time.Time // tellDead's last push, by member
 	tick     Timer
 	dtick    Timer
@@ -162,9 +171,10 @@ type relay struct {
 }
 
 type suspicion struct {
-	seq   uint64
-	term  int   // counts the terms (suspicionTerm); a timer ends its own only
-	timer Timer // nil: held while this node is cut off
+	seq    uint64
+	term   int   // counts the terms (suspicionTerm); a timer ends its own only
+	timer  Timer // nil: held while this node is cut off
+	heldAt int   // cutFails when it was held
 }
 
 // New returns a stopped Detector; Start starts it.
@@ -242,6 +252,12 @@ func (d *Detector) probeTick() {
 	d.tick = d.cfg.Clock.AfterFunc(d.cfg.ProbeInterval*scale, d.probeTick)
 	target := d.nextTarget()
 	if target == "" {
+		if d.cutOff {
+			// Nobody left to probe (their connections ended): a failed
+			// probe as far as held suspicions go.
+			d.cutFails++
+			d.confirmHeld()
+		}
 		return
 	}
 	d.nonce++
@@ -273,6 +289,10 @@ func (d *Detector) probeEnd(p *probe) {
 	}
 	if p.relays > 0 && p.nacks == 0 {
 		d.cutOff = true
+		d.cutFails++
+		d.confirmHeld()
+	} else if d.cutOff {
+		d.reconnected() // relays answered: this node is heard
 	}
 	d.suspect(p.target, p.health)
 }
@@ -362,15 +382,14 @@ func (d *Detector) suspect(id string, health int) {
 	s := &suspicion{seq: seq}
 	d.suspects[id] = s
 	d.suspicionTerm(id, s, health)
+	d.cfg.Transport.Send(id, &Message{Kind: KindSuspect, Seq: seq})
 }
 
-// suspicionTerm starts a term of suspicion s: its timeout, and the target
-// told (a live one acks).
+// suspicionTerm starts a term of suspicion s: its timeout.
 func (d *Detector) suspicionTerm(id string, s *suspicion, health int) {
 	s.term++
 	term := s.term
 	s.timer = d.cfg.Clock.AfterFunc(d.cfg.SuspicionTimeout*time.Duration(health+1), func() { d.suspicionEnd(id, s, term) })
-	d.cfg.Transport.Send(id, &Message{Kind: KindSuspect, Seq: s.seq})
 }
 
 // suspicionEnd confirms a death — unless this node is cut off (and has
@@ -391,7 +410,7 @@ func (d *Detector) suspicionEnd(id string, s *suspicion, term int) {
 	case cur > s.seq:
 		d.stats.Refuted++
 	case d.cutOff && d.cfg.Table.NumMembers() > 1:
-		s.timer = nil
+		s.timer, s.heldAt = nil, d.cutFails
 		d.stats.CutOff++
 		return
 	default:
@@ -401,16 +420,34 @@ func (d *Detector) suspicionEnd(id string, s *suspicion, term int) {
 	delete(d.suspects, id)
 }
 
-// reconnected ends this node's isolation (an ack of a probe came back):
-// every suspicion runs a fresh term, its target told again — what was
-// sent while cut off was likely lost, the target's acks with it.
+// reconnected ends this node's isolation (a round trip worked again):
+// every suspicion runs a fresh term, its target pinged — what was sent
+// while cut off was likely lost, the target's acks with it; any answer of
+// the target clears it (a ping, unlike a suspect message, does not make a
+// live target count itself slow).
 func (d *Detector) reconnected() {
-	d.cutOff = false
+	d.cutOff, d.cutFails = false, 0
 	for id, s := range d.suspects {
 		if s.timer != nil {
 			s.timer.Stop()
 		}
 		d.suspicionTerm(id, s, d.health)
+		d.cfg.Transport.Send(id, &Message{Kind: KindPing})
+	}
+}
+
+// confirmHeld confirms the suspicions held for holdProbes failed probes
+// (d.mu held).
+func (d *Detector) confirmHeld() {
+	for id, s := range d.suspects {
+		if s.timer != nil || d.cutFails-s.heldAt < holdProbes {
+			continue
+		}
+		delete(d.suspects, id)
+		if cur, ok := d.cfg.Table.Seq(id); ok && cur <= s.seq {
+			d.stats.Confirmed++
+			d.cfg.Table.Confirm(id, s.seq)
+		}
 	}
 }
 
@@ -535,6 +572,9 @@ func (d *Detector) Handle(from string, m *Message) *Message {
 		if p, ok := d.probes[m.Nonce]; ok && p.target == m.Target {
 			p.nacks++
 			d.stats.Nacks++
+			if d.cutOff {
+				d.reconnected() // a relay answered: this node is heard
+			}
 		}
 	case KindDigest:
 		if len(m.Digest) != Buckets {
@@ -593,6 +633,7 @@ func (d *Detector) ack(from string, m *Message) {
 	if m.Target != "" {
 		acked = m.Target // an indirect ack, relayed by from
 	}
+	d.clearSuspicion(acked)
 	if p, ok := d.probes[m.Nonce]; ok && p.target == acked {
 		p.acked = true
 		if d.cutOff {
@@ -603,7 +644,6 @@ func (d *Detector) ack(from string, m *Message) {
 		delete(d.relays, m.Nonce)
 		d.cfg.Transport.Send(r.requester, &Message{Kind: KindAck, Nonce: r.nonce, Target: r.target})
 	}
-	d.clearSuspicion(acked)
 }
 
 // reconcile compares the peer's entries of the differing buckets with ours

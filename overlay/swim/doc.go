@@ -18,12 +18,15 @@
 // nack, and a node whose probes fail while its relays stay silent, or that
 // is itself suspected, raises its local health multiplier, which stretches
 // its probe period, timeouts and suspicions (up to 9×) until probes succeed
-// again. A node whose probes get neither an ack nor any relay's answer is
+// again. A node whose probe gets neither an ack nor any relay's answer is
 // cut off (its link down, its VM suspended): it confirms no death — its
-// suspicions are held — until a probe is answered again; then each runs a
-// fresh term, its target told anew. A message from a suspected member
-// clears its suspicion, and a member that pings a node holding it dead is
-// handed its death notice at once, so it refutes.
+// suspicions are held — until a round trip works again (a probe's ack, a
+// relay's nack); then each runs a fresh term, its target pinged anew. Held
+// suspicions are confirmed only after 10 more probes failed that way (about
+// 1.5 min at full stretch), so a member whose every peer died still drops
+// them. A message from a suspected member clears its suspicion, and a
+// member that pings a node holding it dead is handed its death notice at
+// once, so it refutes.
 //
 // Anti-entropy: every DigestInterval a node sends one random member the
 // digest of its table (Buckets XOR-hashes of (member, sequence number)); the
