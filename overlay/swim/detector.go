@@ -396,8 +396,9 @@ func (d *Detector) suspicionTerm(id string, s *suspicion, health int) {
 // members other than the target to reach): then it cannot tell the
 // target's death from its own isolation (its link down, its VM suspended),
 // which would make it declare every member it probed dead. The suspicion
-// is held; the next ack of a probe ends the isolation and gives every
-// suspicion a fresh term (reconnected).
+// is held; the next round trip (a probe's ack, a relay's nack) ends the
+// isolation and gives every suspicion a fresh term (reconnected), and
+// holdProbes more failed probes confirm it (confirmHeld).
 func (d *Detector) suspicionEnd(id string, s *suspicion, term int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
