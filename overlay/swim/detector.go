@@ -113,7 +113,7 @@ type Stats struct {
 	Refuted        uint64 // suspicions cleared by an ack, a message or a newer record
 	Confirmed      uint64 // deaths confirmed (Table.Confirm calls)
 	// CutOff counts suspicions that ran out while this node was cut off
-	// (see Detector.cutOff): held, not confirmed, until it reaches a
+	// (see Detector.cutFails): held, not confirmed, until it reaches a
 	// member again (or holdProbes more probes fail).
 	CutOff uint64
 	// ToldDead counts records handed to members that pinged this node
@@ -143,12 +143,11 @@ type Detector struct {
 	health   int
 	relays   map[uint64]*relay
 	suspects map[string]*suspicion
-	// cutOff: a probe ended with no ack while no member asked to probe
-	// for it answered either — this node's own messages are not getting
-	// through (its link down, its VM suspended). It ends with any answer
-	// that proves a round trip: an ack of a probe, a relay's nack.
-	// cutFails counts the probes that failed that way since.
-	cutOff   bool
+	// cutFails counts the probes since the last round trip that ended
+	// with no ack while no member asked to probe for them answered either:
+	// this node is cut off while it is above 0 — its own messages are not
+	// getting through (its link down, its VM suspended). Any answer that
+	// proves a round trip (an ack of a probe, a relay's nack) resets it.
 	cutFails int
 	told     map[string]time.Time // tellDead's last push, by member
 	tick     Timer
@@ -252,7 +251,7 @@ func (d *Detector) probeTick() {
 	d.tick = d.cfg.Clock.AfterFunc(d.cfg.ProbeInterval*scale, d.probeTick)
 	target := d.nextTarget()
 	if target == "" {
-		if d.cutOff {
+		if d.cutFails > 0 {
 			// Nobody left to probe (their connections ended): a failed
 			// probe as far as held suspicions go.
 			d.cutFails++
@@ -288,10 +287,9 @@ func (d *Detector) probeEnd(p *probe) {
 		d.health = min(maxHealth, d.health+1)
 	}
 	if p.relays > 0 && p.nacks == 0 {
-		d.cutOff = true
 		d.cutFails++
 		d.confirmHeld()
-	} else if d.cutOff {
+	} else if d.cutFails > 0 {
 		d.reconnected() // relays answered: this node is heard
 	}
 	d.suspect(p.target, p.health)
@@ -410,7 +408,7 @@ func (d *Detector) suspicionEnd(id string, s *suspicion, term int) {
 	case !ok: // gone meanwhile (a leave, or another detector's notice)
 	case cur > s.seq:
 		d.stats.Refuted++
-	case d.cutOff && d.cfg.Table.NumMembers() > 1:
+	case d.cutFails > 0 && d.cfg.Table.NumMembers() > 1:
 		s.timer, s.heldAt = nil, d.cutFails
 		d.stats.CutOff++
 		return
@@ -427,7 +425,7 @@ func (d *Detector) suspicionEnd(id string, s *suspicion, term int) {
 // the target clears it (a ping, unlike a suspect message, does not make a
 // live target count itself slow).
 func (d *Detector) reconnected() {
-	d.cutOff, d.cutFails = false, 0
+	d.cutFails = 0
 	for id, s := range d.suspects {
 		if s.timer != nil {
 			s.timer.Stop()
@@ -573,7 +571,7 @@ func (d *Detector) Handle(from string, m *Message) *Message {
 		if p, ok := d.probes[m.Nonce]; ok && p.target == m.Target {
 			p.nacks++
 			d.stats.Nacks++
-			if d.cutOff {
+			if d.cutFails > 0 {
 				d.reconnected() // a relay answered: this node is heard
 			}
 		}
@@ -637,7 +635,7 @@ func (d *Detector) ack(from string, m *Message) {
 	d.clearSuspicion(acked)
 	if p, ok := d.probes[m.Nonce]; ok && p.target == acked {
 		p.acked = true
-		if d.cutOff {
+		if d.cutFails > 0 {
 			d.reconnected()
 		}
 	}
